@@ -1,0 +1,321 @@
+//! AWS adapters of the ports: KMS and Secrets Manager through the official SDK.
+//!
+//! The SDK is configured the standard way (`aws_config::load_defaults`), so credentials come
+//! from the Lambda role and `AWS_ENDPOINT_URL` points every client at LocalStack when set.
+
+use async_trait::async_trait;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use sha2::{Digest, Sha256};
+
+use crate::alg::SigningAlg;
+use crate::ports::{
+    KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+};
+
+/// Load the SDK configuration once per cold start.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    DisplayErrorContext(err).to_string()
+}
+
+/// KMS through the SDK.
+#[derive(Clone, Debug)]
+pub struct KmsAdapter {
+    client: aws_sdk_kms::Client,
+}
+
+impl KmsAdapter {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        KmsAdapter {
+            client: aws_sdk_kms::Client::new(config),
+        }
+    }
+
+    fn classify<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> KmsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match error_code(&err) {
+            Some("NotFoundException") => KmsError::NotFound(key.to_owned()),
+            Some("DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException") => {
+                KmsError::InvalidState(key.to_owned())
+            }
+            Some("ThrottlingException" | "LimitExceededException") => KmsError::Throttled,
+            _ => KmsError::Other {
+                operation,
+                message: describe(&err),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl KeySigner for KmsAdapter {
+    async fn sign_digest(
+        &self,
+        key_arn: &str,
+        alg: SigningAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let out = self
+            .client
+            .sign()
+            .key_id(key_arn)
+            .message(Blob::new(digest))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::from(alg.kms_signing_algorithm()))
+            .send()
+            .await
+            .map_err(|e| Self::classify("Sign", key_arn, e))?;
+        out.signature
+            .map(Blob::into_inner)
+            .ok_or_else(|| KmsError::Other {
+                operation: "Sign",
+                message: "response had no signature".into(),
+            })
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for KmsAdapter {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        let mut request = self
+            .client
+            .create_key()
+            .key_usage(KeyUsageType::SignVerify)
+            .key_spec(KeySpec::from(alg.kms_key_spec()))
+            .description(format!(
+                "kms-jwt {alg} signing key for keyring {}",
+                tags.keyring
+            ));
+        for (key, value) in tags.pairs() {
+            let tag = Tag::builder()
+                .tag_key(key)
+                .tag_value(value)
+                .build()
+                .map_err(|e| KmsError::Other {
+                    operation: "CreateKey",
+                    message: e.to_string(),
+                })?;
+            request = request.tags(tag);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| Self::classify("CreateKey", "(new)", e))?;
+        out.key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| KmsError::Other {
+                operation: "CreateKey",
+                message: "response had no key ARN".into(),
+            })
+    }
+
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        let out = self
+            .client
+            .get_public_key()
+            .key_id(key_arn)
+            .send()
+            .await
+            .map_err(|e| Self::classify("GetPublicKey", key_arn, e))?;
+        out.public_key
+            .map(Blob::into_inner)
+            .ok_or_else(|| KmsError::Other {
+                operation: "GetPublicKey",
+                message: "response had no public key".into(),
+            })
+    }
+
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        match self.client.disable_key().key_id(key_arn).send().await {
+            Ok(_) => Ok(()),
+            // Already pending deletion: disabling is moot, and retrying a retirement must not fail.
+            Err(e) if error_code(&e) == Some("KMSInvalidStateException") => Ok(()),
+            Err(e) => Err(Self::classify("DisableKey", key_arn, e)),
+        }
+    }
+
+    async fn schedule_deletion(
+        &self,
+        key_arn: &str,
+        pending_window_days: i32,
+    ) -> Result<(), KmsError> {
+        match self
+            .client
+            .schedule_key_deletion()
+            .key_id(key_arn)
+            .pending_window_in_days(pending_window_days)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("KMSInvalidStateException") => {
+                // Idempotent retirement: a key already pending deletion is what we want.
+                Ok(())
+            }
+            Err(e) => Err(Self::classify("ScheduleKeyDeletion", key_arn, e)),
+        }
+    }
+}
+
+/// The staging label a new keyring version carries before it is promoted to AWSCURRENT.
+pub const PENDING_STAGE: &str = "KMSJWT_PENDING";
+const CURRENT_STAGE: &str = "AWSCURRENT";
+
+/// The keyring secret in Secrets Manager.
+#[derive(Clone, Debug)]
+pub struct SecretsManagerStore {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+    /// Customer-managed KMS key that encrypts the secret, used if this store creates it.
+    encryption_key_id: Option<String>,
+}
+
+impl SecretsManagerStore {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        secret_id: impl Into<String>,
+        encryption_key_id: Option<String>,
+    ) -> Self {
+        SecretsManagerStore {
+            client: aws_sdk_secretsmanager::Client::new(config),
+            secret_id: secret_id.into(),
+            encryption_key_id,
+        }
+    }
+
+    /// Idempotency token: the same change from the same base gets the same version id, so a
+    /// retried write never creates a second version.
+    fn request_token(expected: Option<&str>, text: &str) -> String {
+        let mut hash = Sha256::new();
+        hash.update(expected.unwrap_or("").as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        let digest = hash.finalize();
+        // 32 hex characters, within Secrets Manager's 32..64 character limit.
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    async fn promote(&self, version_id: &str, expected: Option<&str>) -> Result<(), StoreError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(&self.secret_id)
+            .version_stage(CURRENT_STAGE)
+            .move_to_version_id(version_id)
+            .set_remove_from_version_id(expected.map(str::to_owned))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match error_code(&e) {
+                // AWSCURRENT is no longer on `expected`: somebody else won the race.
+                Some("InvalidParameterException" | "InvalidRequestException") => {
+                    StoreError::Conflict
+                }
+                _ => StoreError::Unavailable(describe(&e)),
+            })
+    }
+}
+
+#[async_trait]
+impl KeyringStore for SecretsManagerStore {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let version_id = out.version_id.ok_or_else(|| {
+                    StoreError::Unavailable("GetSecretValue returned no version id".into())
+                })?;
+                let text = out.secret_string.ok_or_else(|| {
+                    StoreError::Unavailable(
+                        "keyring secret holds binary data, expected a JSON string".into(),
+                    )
+                })?;
+                Ok(Some(StoredDocument { version_id, text }))
+            }
+            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(describe(&e))),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        expected: Option<&str>,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        let token = Self::request_token(expected, text);
+        if expected.is_none() {
+            // Nothing current yet. CreateSecret is atomic: exactly one concurrent creator wins.
+            let created = self
+                .client
+                .create_secret()
+                .name(&self.secret_id)
+                .secret_string(text)
+                .client_request_token(&token)
+                .set_kms_key_id(self.encryption_key_id.clone())
+                .description(
+                    "kms-jwt keyring: public keys and KMS key ARNs of the JWT signing keys",
+                )
+                .send()
+                .await;
+            match created {
+                Ok(out) => return Ok(out.version_id.unwrap_or(token)),
+                // The secret exists (created empty by infrastructure, or by a racing run):
+                // fall through to the staged write, whose promotion fails if AWSCURRENT is taken.
+                Err(e) if error_code(&e) == Some("ResourceExistsException") => {}
+                Err(e) => return Err(StoreError::Unavailable(describe(&e))),
+            }
+        }
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .secret_string(text)
+            .client_request_token(&token)
+            .version_stages(PENDING_STAGE)
+            .send()
+            .await;
+        let version_id = match put {
+            // The first version of an empty secret gets AWSCURRENT automatically: done.
+            Ok(out)
+                if expected.is_none()
+                    && out.version_stages().iter().any(|s| s == CURRENT_STAGE) =>
+            {
+                return Ok(out.version_id.unwrap_or(token));
+            }
+            Ok(out) => out.version_id.unwrap_or(token),
+            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+                return Err(StoreError::Conflict);
+            }
+            Err(e) => return Err(StoreError::Unavailable(describe(&e))),
+        };
+        self.promote(&version_id, expected).await?;
+        Ok(version_id)
+    }
+}

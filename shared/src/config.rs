@@ -1,0 +1,379 @@
+//! Configuration from environment variables, read and validated once at cold start.
+//!
+//! Each function reads only the variables it uses. Every problem is collected, so one failed
+//! cold start tells the operator everything that needs fixing.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::alg::SigningAlg;
+
+/// Everything wrong with the environment, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads variables through a lookup function, collecting problems instead of stopping.
+pub struct EnvReader<F> {
+    lookup: F,
+    problems: Vec<String>,
+}
+
+impl EnvReader<fn(&str) -> Option<String>> {
+    /// Read the process environment.
+    pub fn process() -> Self {
+        EnvReader::new(|name| std::env::var(name).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
+    pub fn new(lookup: F) -> Self {
+        EnvReader {
+            lookup,
+            problems: Vec::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&mut self, name: &str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is required"));
+            String::new()
+        })
+    }
+
+    pub fn optional(&mut self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    pub fn alg(&mut self, name: &str, default: SigningAlg) -> SigningAlg {
+        match self.get(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|e| {
+                self.problems.push(format!("{name}: {e}"));
+                default
+            }),
+        }
+    }
+
+    /// A duration such as `30d`, `12h`, `15m`, `900s` or a plain number of seconds.
+    pub fn duration(&mut self, name: &str, default: Duration) -> Duration {
+        match self.get(name) {
+            None => default,
+            Some(v) => parse_duration(&v).unwrap_or_else(|e| {
+                self.problems.push(format!("{name}: {e}"));
+                default
+            }),
+        }
+    }
+
+    pub fn integer(
+        &mut self,
+        name: &str,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> i64 {
+        let value = match self.get(name) {
+            None => return default,
+            Some(v) => v.parse::<i64>(),
+        };
+        match value {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        }
+    }
+
+    /// Record a cross-field problem.
+    pub fn problem(&mut self, message: impl Into<String>) {
+        self.problems.push(message.into());
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like 30d, 12h, 15m or 900s ({e})"))?,
+    };
+    if parsed.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(parsed)
+}
+
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// How long the sign and jwks functions may serve a keyring from memory.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Settings of the rotate function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateConfig {
+    pub keyring_secret_id: String,
+    pub signing_alg: SigningAlg,
+    pub rotation_period: Duration,
+    pub max_token_ttl: Duration,
+    pub jwks_max_age: Duration,
+    pub clock_skew: Duration,
+    /// The keyring cache lifetime of the sign and jwks functions (`KEYRING_CACHE_TTL`).
+    pub keyring_cache_ttl: Duration,
+    pub deletion_window_days: i32,
+    /// Customer-managed key that encrypts the secret if rotate has to create it.
+    pub keyring_kms_key_id: Option<String>,
+}
+
+impl RotateConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let config = RotateConfig {
+            keyring_secret_id: env.required("KEYRING_SECRET_ID"),
+            signing_alg: env.alg("SIGNING_ALG", SigningAlg::ES256),
+            rotation_period: env.duration("ROTATION_PERIOD", Duration::from_secs(30 * 86_400)),
+            max_token_ttl: env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600)),
+            jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
+            clock_skew: env.duration("CLOCK_SKEW", Duration::from_secs(60)),
+            keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
+            deletion_window_days: env.integer("KEY_DELETION_WINDOW_DAYS", 30, 7..=30) as i32,
+            keyring_kms_key_id: env.optional("KEYRING_KMS_KEY_ID"),
+        };
+        // Settings that would let a verifier reject a valid token are refused outright.
+        if config.rotation_period < config.max_token_ttl {
+            env.problem(format!(
+                "ROTATION_PERIOD ({}) is shorter than MAX_TOKEN_TTL ({}): keys would pile up faster than their tokens expire",
+                show(config.rotation_period),
+                show(config.max_token_ttl)
+            ));
+        }
+        if config.rotation_period < config.prepublication() {
+            env.problem(format!(
+                "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
+                show(config.rotation_period),
+                show(config.prepublication())
+            ));
+        }
+        env.finish(config)
+    }
+
+    /// How long a next key is published before it may sign: long enough for every verifier's
+    /// JWKS cache (max-age) and the jwks function's own cache to have picked it up.
+    pub fn prepublication(&self) -> Duration {
+        self.jwks_max_age
+            + crate::jwks::STALE_WHILE_REVALIDATE
+            + self.keyring_cache_ttl
+            + self.clock_skew
+    }
+
+    /// How long a previous key stays published after it stopped being current: its last
+    /// token may have been signed up to one sign-cache lifetime later, and lives MAX_TOKEN_TTL.
+    pub fn retirement_grace(&self) -> Duration {
+        self.max_token_ttl + self.clock_skew + self.keyring_cache_ttl
+    }
+}
+
+/// Settings of the sign function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignConfig {
+    pub keyring_secret_id: String,
+    pub issuer: String,
+    pub max_token_ttl: Duration,
+    pub default_token_ttl: Duration,
+    pub keyring_cache_ttl: Duration,
+}
+
+impl SignConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let max_token_ttl = env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600));
+        let config = SignConfig {
+            keyring_secret_id: env.required("KEYRING_SECRET_ID"),
+            issuer: env.required("ISSUER"),
+            default_token_ttl: env.duration(
+                "DEFAULT_TOKEN_TTL",
+                Duration::from_secs(900).min(max_token_ttl),
+            ),
+            max_token_ttl,
+            keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
+        };
+        if config.default_token_ttl > config.max_token_ttl {
+            env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
+        }
+        env.finish(config)
+    }
+}
+
+/// Settings of the jwks function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    pub keyring_secret_id: String,
+    pub issuer: String,
+    /// Overrides the `jwks_uri` of the discovery document (default: ISSUER + well-known path).
+    pub jwks_uri: Option<String>,
+    pub jwks_max_age: Duration,
+    pub keyring_cache_ttl: Duration,
+    /// How long the last good keyring may be served while Secrets Manager fails.
+    pub max_staleness: Duration,
+}
+
+impl JwksConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let config = JwksConfig {
+            keyring_secret_id: env.required("KEYRING_SECRET_ID"),
+            issuer: env.required("ISSUER"),
+            jwks_uri: env.optional("JWKS_URI"),
+            jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
+            keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
+            max_staleness: env.duration("KEYRING_MAX_STALENESS", Duration::from_secs(3_600)),
+        };
+        env.finish(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_and_durations_parse() {
+        let c = RotateConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ROTATION_PERIOD", "7d"),
+        ]))
+        .unwrap();
+        assert_eq!(c.signing_alg, SigningAlg::ES256);
+        assert_eq!(c.rotation_period, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.deletion_window_days, 30);
+        assert_eq!(c.prepublication(), Duration::from_secs(300 + 60 + 60 + 60));
+        let c = RotateConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("MAX_TOKEN_TTL", "900"),
+        ]))
+        .unwrap();
+        assert_eq!(c.max_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = RotateConfig::from_lookup(lookup(&[
+            ("SIGNING_ALG", "HS256"),
+            ("ROTATION_PERIOD", "soon"),
+            ("KEY_DELETION_WINDOW_DAYS", "3"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 4, "{text}");
+        for needle in [
+            "KEYRING_SECRET_ID",
+            "SIGNING_ALG",
+            "ROTATION_PERIOD",
+            "KEY_DELETION_WINDOW_DAYS",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn settings_that_break_verifiers_are_refused() {
+        let err = RotateConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ROTATION_PERIOD", "30m"),
+            ("MAX_TOKEN_TTL", "1h"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("shorter than MAX_TOKEN_TTL"),
+            "{err}"
+        );
+        let err = RotateConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ROTATION_PERIOD", "1h"),
+            ("MAX_TOKEN_TTL", "5m"),
+            ("JWKS_MAX_AGE", "2h"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("pre-publication"), "{err}");
+    }
+
+    #[test]
+    fn sign_and_jwks_need_an_issuer() {
+        let err = SignConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr")])).unwrap_err();
+        assert_eq!(err.problems, vec!["ISSUER is required".to_string()]);
+        let err = JwksConfig::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(err.problems.len(), 2);
+        let c = SignConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ISSUER", "https://i"),
+            ("MAX_TOKEN_TTL", "5m"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.default_token_ttl,
+            Duration::from_secs(300),
+            "default TTL is capped by the maximum"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The jwks service: the JWK Set and OIDC discovery document, rendered once per keyring
+//! version, and the HTTP semantics around them (caching headers, ETag/304, 404/405).
+//!
+//! Transport-neutral: the jwks function adapts API Gateway / function URL events to
+//! [`respond`], so every HTTP rule here is unit-tested without Lambda.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::keyring::Keyring;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// `stale-while-revalidate` we advertise. It lengthens how old a client's JWKS may be, so
+/// the rotate function's pre-publication time includes it.
+pub const STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
+/// `stale-if-error`: if this endpoint is down, clients may keep verifying with what they had.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(86_400);
+
+/// A rendered document and its strong validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub body: String,
+    pub etag: String,
+}
+
+impl Rendered {
+    fn new(body: String) -> Self {
+        let etag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(&Sha256::digest(body.as_bytes())[..16])
+        );
+        Rendered { body, etag }
+    }
+}
+
+/// Everything the jwks function serves for one keyring version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedKeys {
+    /// False until rotate has bootstrapped the keyring: we answer 503 rather than let clients
+    /// cache an empty key set.
+    pub bootstrapped: bool,
+    pub jwks: Rendered,
+    /// Distinct `alg` values in the keyring, for discovery.
+    pub algs: Vec<String>,
+}
+
+impl PublishedKeys {
+    pub fn from_keyring(ring: &Keyring) -> Self {
+        let body =
+            serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
+        let mut algs: Vec<String> = ring.keys.iter().map(|k| k.alg.to_string()).collect();
+        algs.sort();
+        algs.dedup();
+        PublishedKeys {
+            bootstrapped: !ring.is_empty(),
+            jwks: Rendered::new(body),
+            algs,
+        }
+    }
+}
+
+/// Static settings of the HTTP surface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub max_age: Duration,
+}
+
+impl Site {
+    pub fn new(issuer: &str, jwks_uri: Option<&str>, max_age: Duration) -> Self {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let jwks_uri = jwks_uri.map_or_else(|| format!("{issuer}{JWKS_PATH}"), str::to_owned);
+        Site {
+            issuer,
+            jwks_uri,
+            max_age,
+        }
+    }
+
+    /// OIDC Discovery 1.0 §3 metadata (required members), for the algorithms in use.
+    pub fn discovery(&self, algs: &[String]) -> Rendered {
+        Rendered::new(
+            json!({
+                "issuer": self.issuer,
+                "jwks_uri": self.jwks_uri,
+                "id_token_signing_alg_values_supported": algs,
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+            })
+            .to_string(),
+        )
+    }
+
+    fn cache_control(&self) -> String {
+        format!(
+            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
+            self.max_age.as_secs(),
+            STALE_WHILE_REVALIDATE.as_secs(),
+            STALE_IF_ERROR.as_secs()
+        )
+    }
+}
+
+/// A transport-neutral HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn plain(status: u16, message: &str) -> Self {
+        Answer {
+            status,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body: json!({ "error": message }).to_string(),
+        }
+    }
+}
+
+/// Which document a path names. API Gateway stages and custom-domain base paths put a prefix
+/// before the well-known path, so the suffix is what counts.
+fn route(path: &str) -> Option<&'static str> {
+    [JWKS_PATH, DISCOVERY_PATH]
+        .into_iter()
+        .find(|p| path == *p || path.ends_with(p))
+}
+
+/// RFC 9110 §13.1.2: `If-None-Match` uses weak comparison and may list several tags or `*`.
+fn matches_etag(if_none_match: &str, etag: &str) -> bool {
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// Answer one request. `keys` is `None` when no keyring could be loaded at all.
+pub fn respond(
+    site: &Site,
+    method: &str,
+    path: &str,
+    if_none_match: Option<&str>,
+    keys: Option<&PublishedKeys>,
+) -> Answer {
+    let Some(route) = route(path) else {
+        return Answer::plain(404, "not found");
+    };
+    let head = method.eq_ignore_ascii_case("HEAD");
+    if !head && !method.eq_ignore_ascii_case("GET") {
+        let mut answer = Answer::plain(405, "method not allowed");
+        answer.headers.push(("allow", "GET, HEAD".into()));
+        return answer;
+    }
+    let keys = match keys {
+        Some(keys) if keys.bootstrapped => keys,
+        _ => {
+            let mut answer = Answer::plain(503, "signing keys are not available yet");
+            answer.headers.push(("retry-after", "30".into()));
+            return answer;
+        }
+    };
+    let discovery;
+    let doc = if route == JWKS_PATH {
+        &keys.jwks
+    } else {
+        discovery = site.discovery(&keys.algs);
+        &discovery
+    };
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", site.cache_control()),
+        ("etag", doc.etag.clone()),
+        ("access-control-allow-origin", "*".to_owned()),
+    ];
+    if if_none_match.is_some_and(|inm| matches_etag(inm, &doc.etag)) {
+        headers.retain(|(n, _)| *n != "content-type");
+        return Answer {
+            status: 304,
+            headers,
+            body: String::new(),
+        };
+    }
+    headers.push(("content-length", doc.body.len().to_string()));
+    Answer {
+        status: 200,
+        headers,
+        body: if head {
+            String::new()
+        } else {
+            doc.body.clone()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::tests::new_key;
+
+    fn site() -> Site {
+        Site::new("https://auth.example.com/", None, Duration::from_secs(300))
+    }
+
+    fn keys() -> PublishedKeys {
+        PublishedKeys::from_keyring(&Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0))
+    }
+
+    #[test]
+    fn jwks_is_served_with_caching_headers_and_304() {
+        let keys = keys();
+        let a = respond(&site(), "GET", JWKS_PATH, None, Some(&keys));
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.header("cache-control"),
+            Some("public, max-age=300, stale-while-revalidate=60, stale-if-error=86400")
+        );
+        assert_eq!(a.header("access-control-allow-origin"), Some("*"));
+        let etag = a.header("etag").unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'));
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["keys"].as_array().unwrap().len(), 2);
+
+        let b = respond(
+            &site(),
+            "GET",
+            JWKS_PATH,
+            Some(&format!("\"x\", W/{etag}")),
+            Some(&keys),
+        );
+        assert_eq!(b.status, 304);
+        assert!(b.body.is_empty());
+        assert_eq!(
+            respond(&site(), "GET", JWKS_PATH, Some("\"other\""), Some(&keys)).status,
+            200
+        );
+
+        let head = respond(
+            &site(),
+            "HEAD",
+            "/prod/.well-known/jwks.json",
+            None,
+            Some(&keys),
+        );
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.header("content-length"),
+            Some(a.body.len().to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn discovery_document_points_at_the_jwks() {
+        let a = respond(&site(), "GET", DISCOVERY_PATH, None, Some(&keys()));
+        let doc: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(doc["issuer"], "https://auth.example.com");
+        assert_eq!(
+            doc["jwks_uri"],
+            "https://auth.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(doc["subject_types_supported"], json!(["public"]));
+    }
+
+    #[test]
+    fn errors_are_clean() {
+        let keys = keys();
+        assert_eq!(respond(&site(), "GET", "/", None, Some(&keys)).status, 404);
+        assert_eq!(
+            respond(
+                &site(),
+                "GET",
+                "/.well-known/jwks.json/x",
+                None,
+                Some(&keys)
+            )
+            .status,
+            404
+        );
+        let post = respond(&site(), "POST", JWKS_PATH, None, Some(&keys));
+        assert_eq!(
+            (post.status, post.header("allow")),
+            (405, Some("GET, HEAD"))
+        );
+        let cold = respond(&site(), "GET", JWKS_PATH, None, None);
+        assert_eq!((cold.status, cold.header("retry-after")), (503, Some("30")));
+        let empty = PublishedKeys::from_keyring(&Keyring::empty());
+        assert_eq!(
+            respond(&site(), "GET", JWKS_PATH, None, Some(&empty)).status,
+            503
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! The keyring document kept in one Secrets Manager secret, and its pure lifecycle.
+//!
+//! Nothing here performs I/O or reads a clock: every transition takes `now` (Unix seconds)
+//! as an argument, so a year of rotations can be simulated in milliseconds.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alg::SigningAlg;
+use crate::jwk::{JwkSet, PublicJwk, PublishedJwk};
+
+/// Seconds since the Unix epoch.
+pub type UnixTime = i64;
+
+/// The only schema this build reads and writes. A newer document is refused, not rewritten.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a key stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published in the JWKS ahead of use, so verifiers' caches hold it before any token does.
+    Next,
+    /// The one key that signs.
+    Current,
+    /// Published, no longer signs, kept until every token it signed has expired.
+    Previous,
+}
+
+/// One signing key, as recorded in the keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    /// RFC 7638 thumbprint of `public_jwk`.
+    pub kid: String,
+    pub state: KeyState,
+    pub alg: SigningAlg,
+    /// Full ARN of the KMS key that holds the private half.
+    pub kms_key_arn: String,
+    pub public_jwk: PublicJwk,
+    pub created_at: UnixTime,
+    /// When it first appeared in the keyring, hence in the JWKS.
+    pub published_at: UnixTime,
+    /// When it became current, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<UnixTime>,
+    /// When it stopped being current, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<UnixTime>,
+}
+
+impl KeyRecord {
+    pub fn published(&self) -> PublishedJwk {
+        PublishedJwk::signing_key(self.public_jwk.clone(), self.kid.clone(), self.alg)
+    }
+}
+
+/// A key freshly created in KMS, not yet in the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub kms_key_arn: String,
+    pub public_jwk: PublicJwk,
+    pub created_at: UnixTime,
+}
+
+impl NewKey {
+    fn into_record(self, state: KeyState, now: UnixTime) -> KeyRecord {
+        KeyRecord {
+            kid: self.kid,
+            state,
+            alg: self.alg,
+            kms_key_arn: self.kms_key_arn,
+            public_jwk: self.public_jwk,
+            created_at: self.created_at,
+            published_at: now,
+            activated_at: (state == KeyState::Current).then_some(now),
+            deactivated_at: None,
+        }
+    }
+}
+
+/// The keyring document. Serialized as JSON into the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keyring {
+    pub schema_version: u32,
+    /// Ordered next, current, then previous keys from newest to oldest.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// Why a stored keyring was refused. Each is a reason to stop and alert a human, never to
+/// overwrite the document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringError {
+    #[error("keyring is not valid JSON for schema version {SCHEMA_VERSION}: {0}")]
+    Malformed(String),
+    #[error(
+        "keyring schema version {0} is not supported by this build (expected {SCHEMA_VERSION})"
+    )]
+    UnsupportedSchema(u32),
+    #[error("keyring is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// The part of a stored document we read before trusting the rest of it.
+#[derive(Deserialize)]
+struct SchemaProbe {
+    schema_version: u32,
+}
+
+impl Default for Keyring {
+    fn default() -> Self {
+        Keyring::empty()
+    }
+}
+
+impl Keyring {
+    pub fn empty() -> Self {
+        Keyring {
+            schema_version: SCHEMA_VERSION,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Parse and validate a stored document. Invalid content is an error, never "empty".
+    pub fn from_json(text: &str) -> Result<Self, KeyringError> {
+        let probe: SchemaProbe =
+            serde_json::from_str(text).map_err(|e| KeyringError::Malformed(e.to_string()))?;
+        if probe.schema_version != SCHEMA_VERSION {
+            return Err(KeyringError::UnsupportedSchema(probe.schema_version));
+        }
+        let keyring: Keyring =
+            serde_json::from_str(text).map_err(|e| KeyringError::Malformed(e.to_string()))?;
+        keyring.validate()?;
+        Ok(keyring)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Structural invariants every stored and every written keyring satisfies.
+    pub fn validate(&self) -> Result<(), KeyringError> {
+        let bad = |msg: String| Err(KeyringError::Inconsistent(msg));
+        let count = |state| self.keys.iter().filter(|k| k.state == state).count();
+        let (current, next) = (count(KeyState::Current), count(KeyState::Next));
+        if !self.keys.is_empty() && current != 1 {
+            return bad(format!("expected exactly one current key, found {current}"));
+        }
+        if next > 1 {
+            return bad(format!("expected at most one next key, found {next}"));
+        }
+        let mut kids = HashSet::new();
+        let mut arns = HashSet::new();
+        for key in &self.keys {
+            if !kids.insert(key.kid.as_str()) {
+                return bad(format!("kid {} appears twice", key.kid));
+            }
+            if !arns.insert(key.kms_key_arn.as_str()) {
+                return bad(format!("KMS key {} appears twice", key.kms_key_arn));
+            }
+            if key.kms_key_arn.is_empty() {
+                return bad(format!("key {} has no KMS key ARN", key.kid));
+            }
+            if key.public_jwk.thumbprint() != key.kid {
+                return bad(format!(
+                    "kid {} is not the thumbprint of its public key",
+                    key.kid
+                ));
+            }
+            if let Err(e) = key.public_jwk.check_alg(key.alg) {
+                return bad(format!("key {}: {e}", key.kid));
+            }
+            let stamps_ok = match key.state {
+                KeyState::Next => key.activated_at.is_none() && key.deactivated_at.is_none(),
+                KeyState::Current => key.activated_at.is_some() && key.deactivated_at.is_none(),
+                KeyState::Previous => key.activated_at.is_some() && key.deactivated_at.is_some(),
+            };
+            if !stamps_ok {
+                return bad(format!(
+                    "key {} has timestamps that contradict its state",
+                    key.kid
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn current(&self) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.state == KeyState::Current)
+    }
+
+    pub fn next(&self) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.state == KeyState::Next)
+    }
+
+    pub fn previous(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.iter().filter(|k| k.state == KeyState::Previous)
+    }
+
+    pub fn find(&self, kid: &str) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// Every key verifiers must accept: next, current and previous.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.keys.iter().map(KeyRecord::published).collect(),
+        }
+    }
+
+    /// A fresh keyring: one key that signs from now on, one published ahead of its turn.
+    pub fn bootstrap(current: NewKey, next: NewKey, now: UnixTime) -> Keyring {
+        let mut ring = Keyring {
+            schema_version: SCHEMA_VERSION,
+            keys: vec![
+                next.into_record(KeyState::Next, now),
+                current.into_record(KeyState::Current, now),
+            ],
+        };
+        ring.sort();
+        ring
+    }
+
+    /// next → current, current → previous, `new_next` → next. If there is no next key (a
+    /// hand-repaired keyring), the new key becomes current directly.
+    pub fn rotate(&self, new_next: NewKey, now: UnixTime) -> Keyring {
+        let mut ring = self.clone();
+        let had_next = ring.next().is_some();
+        for key in &mut ring.keys {
+            match key.state {
+                KeyState::Current => {
+                    key.state = KeyState::Previous;
+                    key.deactivated_at = Some(now);
+                }
+                KeyState::Next => {
+                    key.state = KeyState::Current;
+                    key.activated_at = Some(now);
+                }
+                KeyState::Previous => {}
+            }
+        }
+        let state = if had_next {
+            KeyState::Next
+        } else {
+            KeyState::Current
+        };
+        ring.keys.push(new_next.into_record(state, now));
+        ring.sort();
+        ring
+    }
+
+    /// Drop previous keys whose tokens have all expired, returning them for retirement.
+    pub fn without_expired(&self, now: UnixTime, grace_secs: i64) -> (Keyring, Vec<KeyRecord>) {
+        let (expired, kept): (Vec<_>, Vec<_>) = self.keys.iter().cloned().partition(|k| {
+            k.state == KeyState::Previous
+                && k.deactivated_at
+                    .is_some_and(|at| now >= at.saturating_add(grace_secs))
+        });
+        (
+            Keyring {
+                schema_version: self.schema_version,
+                keys: kept,
+            },
+            expired,
+        )
+    }
+
+    fn sort(&mut self) {
+        let rank = |k: &KeyRecord| match k.state {
+            KeyState::Next => 0,
+            KeyState::Current => 1,
+            KeyState::Previous => 2,
+        };
+        self.keys
+            .sort_by_key(|k| (rank(k), std::cmp::Reverse(k.deactivated_at)));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn new_key(seed: u8, now: UnixTime) -> NewKey {
+        // A syntactically valid P-256 JWK; thumbprints only need distinct inputs.
+        let jwk = PublicJwk::Ec {
+            crv: "P-256".into(),
+            x: base64_of(seed, 32),
+            y: base64_of(seed.wrapping_add(1), 32),
+        };
+        NewKey {
+            kid: jwk.thumbprint(),
+            alg: SigningAlg::ES256,
+            kms_key_arn: format!("arn:aws:kms:us-east-1:000000000000:key/{seed}"),
+            public_jwk: jwk,
+            created_at: now,
+        }
+    }
+
+    fn base64_of(byte: u8, len: usize) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![byte; len])
+    }
+
+    #[test]
+    fn bootstrap_then_rotate_moves_every_key_one_step() {
+        let ring = Keyring::bootstrap(new_key(1, 100), new_key(2, 100), 100);
+        ring.validate().unwrap();
+        assert_eq!(
+            ring.current().unwrap().kms_key_arn,
+            new_key(1, 0).kms_key_arn
+        );
+        assert_eq!(ring.next().unwrap().kms_key_arn, new_key(2, 0).kms_key_arn);
+
+        let rotated = ring.rotate(new_key(3, 200), 200);
+        rotated.validate().unwrap();
+        assert_eq!(rotated.current().unwrap().kid, ring.next().unwrap().kid);
+        assert_eq!(rotated.current().unwrap().activated_at, Some(200));
+        let prev: Vec<_> = rotated.previous().collect();
+        assert_eq!(prev.len(), 1);
+        assert_eq!(prev[0].kid, ring.current().unwrap().kid);
+        assert_eq!(prev[0].deactivated_at, Some(200));
+        assert_eq!(rotated.next().unwrap().kid, new_key(3, 0).kid);
+        assert_eq!(rotated.jwks().keys.len(), 3);
+    }
+
+    #[test]
+    fn expired_previous_keys_leave_and_others_stay() {
+        let ring = Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0)
+            .rotate(new_key(3, 100), 100)
+            .rotate(new_key(4, 200), 200);
+        let (kept, gone) = ring.without_expired(250, 100);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].deactivated_at, Some(100));
+        assert_eq!(kept.keys.len(), 3);
+        kept.validate().unwrap();
+        let (_, none) = ring.without_expired(199, 100);
+        assert!(
+            none.is_empty(),
+            "a key is kept until deactivated_at + grace"
+        );
+    }
+
+    #[test]
+    fn json_round_trip_and_refusals() {
+        let ring = Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0);
+        assert_eq!(Keyring::from_json(&ring.to_json()).unwrap(), ring);
+        assert_eq!(
+            Keyring::from_json(r#"{"schema_version":1,"keys":[]}"#).unwrap(),
+            Keyring::empty()
+        );
+
+        assert!(matches!(
+            Keyring::from_json("not json"),
+            Err(KeyringError::Malformed(_))
+        ));
+        assert!(matches!(
+            Keyring::from_json(""),
+            Err(KeyringError::Malformed(_))
+        ));
+        assert_eq!(
+            Keyring::from_json(r#"{"schema_version":2,"keys":[],"future":true}"#),
+            Err(KeyringError::UnsupportedSchema(2))
+        );
+        assert!(matches!(
+            Keyring::from_json(r#"{"schema_version":1,"keys":[],"extra":1}"#),
+            Err(KeyringError::Malformed(_))
+        ));
+
+        let mut two_current = ring.clone();
+        for k in &mut two_current.keys {
+            k.state = KeyState::Current;
+            k.activated_at = Some(0);
+        }
+        assert!(matches!(
+            Keyring::from_json(&two_current.to_json()),
+            Err(KeyringError::Inconsistent(_))
+        ));
+
+        let mut wrong_kid = ring.clone();
+        wrong_kid.keys[0].kid = "forged".into();
+        assert!(matches!(
+            Keyring::from_json(&wrong_kid.to_json()),
+            Err(KeyringError::Inconsistent(_))
+        ));
+    }
+}

@@ -1,0 +1,289 @@
+//! In-memory twins of the AWS ports, for fast tests and long simulations.
+//!
+//! They follow the AWS semantics that matter to kms-jwt: KMS keys sign real ECDSA signatures
+//! (DER, as KMS returns them), disabled or deleted keys refuse to sign, and the store's
+//! compare-and-swap fails when the current version moved.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::elliptic_curve::rand_core::OsRng;
+use p256::pkcs8::EncodePublicKey;
+
+use crate::alg::SigningAlg;
+use crate::ports::{
+    KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock must not hide the original failure.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+enum PrivateKey {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+}
+
+/// Lifecycle of a fake KMS key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeKeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion { window_days: i32 },
+}
+
+struct FakeKey {
+    alg: SigningAlg,
+    private: PrivateKey,
+    state: FakeKeyState,
+    tags: Vec<(String, String)>,
+}
+
+/// KMS twin. Supports ES256 and ES384 (enough for lifecycle tests; the AWS path is tested for
+/// all nine algorithms against LocalStack).
+#[derive(Default)]
+pub struct MemoryKms {
+    keys: Mutex<HashMap<String, FakeKey>>,
+    counter: Mutex<u64>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl MemoryKms {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn count(&self, op: &'static str) {
+        *lock(&self.calls).entry(op).or_default() += 1;
+    }
+
+    /// How many times an operation (`"Sign"`, `"CreateKey"`, ...) was called.
+    pub fn calls(&self, op: &str) -> u64 {
+        lock(&self.calls).get(op).copied().unwrap_or(0)
+    }
+
+    pub fn key_state(&self, arn: &str) -> Option<FakeKeyState> {
+        lock(&self.keys).get(arn).map(|k| k.state)
+    }
+
+    pub fn key_tags(&self, arn: &str) -> Vec<(String, String)> {
+        lock(&self.keys)
+            .get(arn)
+            .map(|k| k.tags.clone())
+            .unwrap_or_default()
+    }
+
+    /// ARNs of every key ever created, in no particular order.
+    pub fn key_arns(&self) -> Vec<String> {
+        lock(&self.keys).keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl KeySigner for MemoryKms {
+    async fn sign_digest(
+        &self,
+        key_arn: &str,
+        alg: SigningAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        self.count("Sign");
+        let keys = lock(&self.keys);
+        let key = keys
+            .get(key_arn)
+            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        if key.state != FakeKeyState::Enabled {
+            return Err(KmsError::InvalidState(key_arn.to_owned()));
+        }
+        let invalid = |message: String| KmsError::Other {
+            operation: "Sign",
+            message,
+        };
+        if key.alg != alg {
+            return Err(invalid(format!(
+                "key is {} but {alg} was requested",
+                key.alg
+            )));
+        }
+        match &key.private {
+            PrivateKey::P256(k) => {
+                let sig: p256::ecdsa::Signature =
+                    k.sign_prehash(digest).map_err(|e| invalid(e.to_string()))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            PrivateKey::P384(k) => {
+                let sig: p384::ecdsa::Signature =
+                    k.sign_prehash(digest).map_err(|e| invalid(e.to_string()))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for MemoryKms {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        self.count("CreateKey");
+        let private = match alg {
+            SigningAlg::ES256 => PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+            SigningAlg::ES384 => PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+            other => {
+                return Err(KmsError::Other {
+                    operation: "CreateKey",
+                    message: format!("the in-memory KMS does not implement {other}"),
+                })
+            }
+        };
+        let arn = {
+            let mut counter = lock(&self.counter);
+            *counter += 1;
+            format!(
+                "arn:aws:kms:us-east-1:000000000000:key/memory-{:08}",
+                *counter
+            )
+        };
+        let tags = tags
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        lock(&self.keys).insert(
+            arn.clone(),
+            FakeKey {
+                alg,
+                private,
+                state: FakeKeyState::Enabled,
+                tags,
+            },
+        );
+        Ok(arn)
+    }
+
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        self.count("GetPublicKey");
+        let keys = lock(&self.keys);
+        let key = keys
+            .get(key_arn)
+            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let der = match &key.private {
+            PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
+            PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
+        };
+        der.map(|d| d.as_bytes().to_vec())
+            .map_err(|e| KmsError::Other {
+                operation: "GetPublicKey",
+                message: e.to_string(),
+            })
+    }
+
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.count("DisableKey");
+        let mut keys = lock(&self.keys);
+        let key = keys
+            .get_mut(key_arn)
+            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        if key.state == FakeKeyState::Enabled {
+            key.state = FakeKeyState::Disabled;
+        }
+        Ok(())
+    }
+
+    async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
+        self.count("ScheduleKeyDeletion");
+        let mut keys = lock(&self.keys);
+        let key = keys
+            .get_mut(key_arn)
+            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        if !matches!(key.state, FakeKeyState::PendingDeletion { .. }) {
+            key.state = FakeKeyState::PendingDeletion { window_days };
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct StoreState {
+    /// (version id, text), oldest first.
+    versions: Vec<(String, String)>,
+    current: Option<usize>,
+    unavailable: bool,
+}
+
+/// Secrets Manager twin: versioned, with compare-and-swap promotion.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<StoreState>,
+    reads: Mutex<u64>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store whose current document is `text` (for corrupted-keyring tests).
+    pub fn with_document(text: &str) -> Self {
+        let store = Self::default();
+        {
+            let mut state = lock(&store.state);
+            state.versions.push(("v-seed".to_owned(), text.to_owned()));
+            state.current = Some(0);
+        }
+        store
+    }
+
+    /// Make every call fail as if Secrets Manager were down (or back up).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        lock(&self.state).unavailable = unavailable;
+    }
+
+    pub fn reads(&self) -> u64 {
+        *lock(&self.reads)
+    }
+
+    pub fn version_count(&self) -> usize {
+        lock(&self.state).versions.len()
+    }
+
+    pub fn current_text(&self) -> Option<String> {
+        let state = lock(&self.state);
+        state.current.map(|i| state.versions[i].1.clone())
+    }
+}
+
+#[async_trait]
+impl KeyringStore for MemoryStore {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        *lock(&self.reads) += 1;
+        let state = lock(&self.state);
+        if state.unavailable {
+            return Err(StoreError::Unavailable("simulated outage".into()));
+        }
+        Ok(state.current.map(|i| StoredDocument {
+            version_id: state.versions[i].0.clone(),
+            text: state.versions[i].1.clone(),
+        }))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        expected: Option<&str>,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        let mut state = lock(&self.state);
+        if state.unavailable {
+            return Err(StoreError::Unavailable("simulated outage".into()));
+        }
+        let current_id = state.current.map(|i| state.versions[i].0.as_str());
+        if current_id != expected {
+            return Err(StoreError::Conflict);
+        }
+        let id = format!("v-{}", state.versions.len() + 1);
+        state.versions.push((id.clone(), text.to_owned()));
+        state.current = Some(state.versions.len() - 1);
+        Ok(id)
+    }
+}

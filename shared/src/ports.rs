@@ -1,0 +1,106 @@
+//! The two external services kms-jwt talks to, as small traits. Each has one AWS adapter
+//! (`crate::aws`) and one in-memory twin (`crate::memory`, behind the `test-util` feature).
+//!
+//! Ports are split by who needs them: the sign function only gets [`KeySigner`], so it cannot
+//! create or disable keys even by mistake.
+
+use async_trait::async_trait;
+
+use crate::alg::SigningAlg;
+
+/// Failure of a KMS operation, classified by what the caller can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KmsError {
+    #[error("KMS key {0} was not found")]
+    NotFound(String),
+    #[error("KMS key {0} is disabled or pending deletion")]
+    InvalidState(String),
+    #[error("KMS throttled the request after retries")]
+    Throttled,
+    #[error("KMS {operation} failed: {message}")]
+    Other {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+/// Tags every key we create carries, so a later run (or a human) can tell which keyring a
+/// key belongs to without reading the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTags {
+    pub keyring: String,
+}
+
+impl KeyTags {
+    pub const KEYRING: &'static str = "kms-jwt:keyring";
+    pub const MANAGED_BY: &'static str = "kms-jwt:managed-by";
+
+    pub fn pairs(&self) -> [(&'static str, String); 2] {
+        [
+            (Self::MANAGED_BY, "kms-jwt".to_owned()),
+            (Self::KEYRING, self.keyring.clone()),
+        ]
+    }
+}
+
+/// Signs digests with a KMS key. The only KMS capability the sign function holds.
+#[async_trait]
+pub trait KeySigner: Send + Sync {
+    /// Sign a precomputed digest (`MessageType=DIGEST`). Returns KMS's raw signature: DER for
+    /// ECDSA, the plain octet string for RSA.
+    async fn sign_digest(
+        &self,
+        key_arn: &str,
+        alg: SigningAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KmsError>;
+}
+
+/// Creates, reads and retires KMS keys. Held by the rotate function only.
+#[async_trait]
+pub trait KeyAdmin: Send + Sync {
+    /// Create an asymmetric `SIGN_VERIFY` key for `alg`; returns its ARN.
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError>;
+    /// DER `SubjectPublicKeyInfo` of the key.
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError>;
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError>;
+    async fn schedule_deletion(
+        &self,
+        key_arn: &str,
+        pending_window_days: i32,
+    ) -> Result<(), KmsError>;
+}
+
+/// Failure of a keyring store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Somebody else changed the keyring since we read it: re-read and plan again.
+    #[error("the keyring changed since it was read")]
+    Conflict,
+    #[error("keyring store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A stored keyring document and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    pub version_id: String,
+    pub text: String,
+}
+
+/// The keyring secret: read the current version, or replace it only if it is still the
+/// version we read (compare-and-swap). There is no unconditional write.
+#[async_trait]
+pub trait KeyringStore: Send + Sync {
+    /// The current document, or `None` when the secret or its current value does not exist.
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError>;
+
+    /// Make `text` the current document if the current version is still `expected`
+    /// (`None`: there is no current version yet). Returns the new version id. Retrying the
+    /// same call after a crash or timeout is safe: it is idempotent.
+    async fn compare_and_swap(
+        &self,
+        expected: Option<&str>,
+        text: &str,
+    ) -> Result<String, StoreError>;
+}
