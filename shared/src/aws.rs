@@ -315,7 +315,14 @@ impl KeyringStore for SecretsManagerStore {
             }
             Err(e) => return Err(StoreError::Unavailable(describe(&e))),
         };
-        self.promote(&version_id, expected).await?;
-        Ok(version_id)
+        match self.promote(&version_id, expected).await {
+            // A retry of a write that already landed (the first reply was lost): AWSCURRENT
+            // is on our version, which is success, not a conflict.
+            Err(StoreError::Conflict) => match self.load().await? {
+                Some(current) if current.version_id == version_id => Ok(version_id),
+                _ => Err(StoreError::Conflict),
+            },
+            other => other.map(|()| version_id),
+        }
     }
 }

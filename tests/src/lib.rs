@@ -1,1 +1,138 @@
-//! Test support: independent token verification.
+//! Independent token verification, the way a consumer does it: from a JWKS document only.
+//!
+//! The algorithm is taken from the JWK the `kid` names, never from the token header, and the
+//! header must agree with it. Verification uses `jsonwebtoken`, except ES512, which
+//! `jsonwebtoken` does not implement; that one uses the RustCrypto `p521` crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("token is not three base64url parts with a JSON header")]
+    Malformed,
+    #[error("token header has no kid")]
+    NoKid,
+    #[error("kid {0} is not in the JWKS")]
+    UnknownKid(String),
+    #[error("JWK has no usable alg")]
+    NoAlg,
+    #[error("token header alg {header} does not match the JWK alg {jwk}")]
+    AlgMismatch { header: String, jwk: String },
+    #[error("JWKS is invalid: {0}")]
+    BadJwks(String),
+    #[error("signature or claims rejected: {0}")]
+    Rejected(String),
+}
+
+/// Verify `token` against a JWKS document; returns the claims.
+pub fn verify(token: &str, jwks_json: &str, issuer: &str) -> Result<Value, VerifyError> {
+    let header_b64 = token.split('.').next().ok_or(VerifyError::Malformed)?;
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or(VerifyError::Malformed)?;
+    let kid = header["kid"].as_str().ok_or(VerifyError::NoKid)?;
+    let header_alg = header["alg"].as_str().unwrap_or_default();
+
+    let raw: Value =
+        serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
+    let raw_jwk = raw["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+        .ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
+    let jwk_alg = raw_jwk["alg"].as_str().ok_or(VerifyError::NoAlg)?;
+    if header_alg != jwk_alg {
+        return Err(VerifyError::AlgMismatch {
+            header: header_alg.to_owned(),
+            jwk: jwk_alg.to_owned(),
+        });
+    }
+
+    if jwk_alg == "ES512" {
+        return verify_es512(token, raw_jwk, issuer);
+    }
+
+    let set: JwkSet =
+        serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
+    let jwk = set
+        .find(kid)
+        .ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
+    let alg = Algorithm::from_str(jwk_alg).map_err(|_| VerifyError::NoAlg)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "iat", "nbf"]);
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| VerifyError::Rejected(e.to_string()))
+}
+
+fn verify_es512(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyError> {
+    use p521::ecdsa::signature::Verifier;
+    let coordinate = |name: &str| -> Result<Vec<u8>, VerifyError> {
+        let bytes = jwk[name]
+            .as_str()
+            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+        bytes
+            .filter(|b| b.len() == 66)
+            .ok_or_else(|| VerifyError::BadJwks(format!("P-521 {name} is not 66 octets")))
+    };
+    let mut sec1 = vec![0x04];
+    sec1.extend(coordinate("x")?);
+    sec1.extend(coordinate("y")?);
+    let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+        .map_err(|e| VerifyError::BadJwks(format!("P-521 point: {e}")))?;
+    let (input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| VerifyError::Malformed)?;
+    let signature = p521::ecdsa::Signature::from_slice(&signature)
+        .map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    key.verify(input.as_bytes(), &signature)
+        .map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    let payload = input.split('.').nth(1).ok_or(VerifyError::Malformed)?;
+    let claims: Value = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or(VerifyError::Malformed)?;
+    let now = kms_jwt::unix_now();
+    let leeway = 60;
+    if claims["iss"] != issuer {
+        return Err(VerifyError::Rejected("InvalidIssuer".into()));
+    }
+    match (claims["exp"].as_i64(), claims["nbf"].as_i64()) {
+        (Some(exp), Some(nbf)) if now < exp + leeway && now + leeway >= nbf => Ok(claims),
+        _ => Err(VerifyError::Rejected(
+            "expired, not yet valid, or missing exp/nbf".into(),
+        )),
+    }
+}
+
+/// Replace one character of the payload so the signature no longer matches.
+pub fn tamper(token: &str) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let payload = &mut parts[1];
+    let last = payload.pop().unwrap();
+    payload.push(if last == 'A' { 'B' } else { 'A' });
+    parts.join(".")
+}
+
+/// Rewrite the header's `kid` (keeping the signature), as an attacker or a stale issuer might.
+pub fn with_kid(token: &str, kid: &str) -> String {
+    let (header, rest) = token.split_once('.').unwrap();
+    let mut header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"] = Value::String(kid.to_owned());
+    format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
+}

@@ -1,0 +1,31 @@
+# kms-jwt developer entry points. Every target installs what it needs (Python venv with
+# LocalStack and cargo-lambda from tools/requirements.lock) and stops what it starts.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test test-unit lint localstack-up localstack-down python-env
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+demo: ## The main job: LocalStack up, functions under cargo lambda watch, rotate, sign, fetch JWKS over HTTP, verify, rotate again
+	@scripts/demo.sh
+
+test: ## Every test: lint, unit and simulation tests, LocalStack integration and end-to-end tests
+	@scripts/test.sh
+
+test-unit: ## Fast tests only (no LocalStack)
+	cargo test --workspace --lib --bins
+
+lint: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+python-env: ## Create .venv from the lock file
+	@scripts/python-env.sh
+
+localstack-up: ## Start LocalStack natively on 127.0.0.1:4566
+	@scripts/localstack.sh start
+
+localstack-down: ## Stop the LocalStack this project started
+	@scripts/localstack.sh stop

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every test: lint, unit and simulation tests, then the LocalStack integration and
+# end-to-end tests. Starts LocalStack itself (unless one is already running for us) and stops
+# what it started, whatever happens.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/scripts/python-env.sh"
+
+log "lint: cargo fmt --check, clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+started_localstack=0
+cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
+trap cleanup EXIT
+if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
+  "$REPO_ROOT/scripts/localstack.sh" start
+  started_localstack=1
+fi
+localstack_env
+export PATH="$VENV/bin:$PATH"   # cargo-lambda for the end-to-end test
+
+log "cargo test (unit, simulation, LocalStack integration, end-to-end)"
+cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"

@@ -1,0 +1,327 @@
+//! Against LocalStack, for each of the nine algorithms: bootstrap → sign → JWKS from the jwks
+//! service → verify with an ordinary library; rotate; retire. Run through `make test`, which
+//! starts LocalStack and sets `AWS_ENDPOINT_URL`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use aws_sdk_kms::types::KeyState as KmsKeyState;
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
+use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
+use kms_jwt::ports::KeyTags;
+use kms_jwt::rotate::{RotationPolicy, Rotator, Transition};
+use kms_jwt::signer::{current_signing_key, TokenSigner};
+use kms_jwt::SigningAlg;
+use kms_jwt_tests::{tamper, verify, with_kid, VerifyError};
+use serde_json::json;
+
+const ISSUER: &str = "https://issuer.kms-jwt.test";
+
+async fn localstack() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost")),
+        "these tests run against LocalStack on loopback: use `make test`, which starts it and sets AWS_ENDPOINT_URL"
+    );
+    kms_jwt::aws::load_sdk_config().await
+}
+
+/// The jwks function's logic, minus the Lambda HTTP adapter (exercised in the end-to-end test).
+async fn fetch_jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
+    let cache = KeyringCache::new(
+        SecretsManagerStore::new(sdk, secret_id, None),
+        CachePolicy {
+            ttl: Duration::ZERO,
+            max_staleness: Duration::ZERO,
+        },
+        PublishedKeys::from_keyring,
+    );
+    let keys = cache.get().await.unwrap();
+    let site = Site::new(ISSUER, None, Duration::from_secs(300));
+    let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
+    assert_eq!(answer.status, 200);
+    answer.body
+}
+
+async fn full_lifecycle(alg: SigningAlg) {
+    let sdk = localstack().await;
+    let secret_id = format!("kms-jwt-test/{alg}/{}", uuid::Uuid::new_v4());
+    let policy = RotationPolicy {
+        alg,
+        rotation_period: 7 * 86_400,
+        prepublication: 600,
+        retirement_grace: 7_200,
+        deletion_window_days: 7,
+    };
+    let rotator = Rotator::new(
+        KmsAdapter::new(&sdk),
+        SecretsManagerStore::new(&sdk, &secret_id, None),
+        policy.clone(),
+        KeyTags {
+            keyring: secret_id.clone(),
+        },
+    );
+    let signer = TokenSigner::new(
+        KmsAdapter::new(&sdk),
+        KeyringCache::new(
+            SecretsManagerStore::new(&sdk, &secret_id, None),
+            CachePolicy {
+                ttl: Duration::ZERO,
+                max_staleness: Duration::ZERO,
+            },
+            current_signing_key,
+        ),
+        ISSUER.to_owned(),
+        Duration::from_secs(900),
+        Duration::from_secs(3_600),
+    );
+    // Keyring timestamps follow an injected clock; token times follow the real one, since
+    // jsonwebtoken checks exp against the wall clock.
+    let t0 = kms_jwt::unix_now();
+
+    let boot = rotator.reconcile(t0).await.unwrap();
+    assert_eq!(boot.transitions, vec![Transition::Bootstrap], "{alg}");
+    let unchanged = rotator.reconcile(t0 + 60).await.unwrap();
+    assert!(!unchanged.changed, "{alg}: a second run changes nothing");
+
+    let old = signer
+        .sign_event(
+            json!({"claims": {"sub": "alice"}, "ttl_seconds": 900}),
+            kms_jwt::unix_now(),
+        )
+        .await
+        .unwrap();
+    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    let claims = verify(&old.token, &jwks, ISSUER).unwrap_or_else(|e| panic!("{alg}: {e}"));
+    assert_eq!(claims["sub"], "alice");
+    let keys: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    for key in keys["keys"].as_array().unwrap() {
+        assert_eq!(key["alg"], alg.as_str());
+        assert_eq!(key["use"], "sig");
+    }
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            old.token.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        header,
+        json!({"alg": alg.as_str(), "kid": old.kid, "typ": "JWT"})
+    );
+
+    // Rotate: the previous next key signs, the old token still verifies.
+    let next_kid = boot
+        .keys
+        .iter()
+        .find(|k| k.state == kms_jwt::keyring::KeyState::Next)
+        .unwrap()
+        .kid
+        .clone();
+    let rotated = rotator
+        .reconcile(t0 + policy.rotation_period)
+        .await
+        .unwrap();
+    assert_eq!(rotated.transitions, vec![Transition::Rotate], "{alg}");
+    let new = signer
+        .sign_event(json!({"claims": {"sub": "bob"}}), kms_jwt::unix_now())
+        .await
+        .unwrap();
+    assert_eq!(
+        new.kid, next_kid,
+        "{alg}: new tokens carry the pre-published kid"
+    );
+    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    assert_eq!(
+        verify(&old.token, &jwks, ISSUER).unwrap()["sub"],
+        "alice",
+        "{alg}: old token after rotation"
+    );
+    assert_eq!(verify(&new.token, &jwks, ISSUER).unwrap()["sub"], "bob");
+
+    // Tampering and unknown keys fail.
+    assert!(
+        matches!(
+            verify(&tamper(&new.token), &jwks, ISSUER),
+            Err(VerifyError::Rejected(_))
+        ),
+        "{alg}: tampered"
+    );
+    assert_eq!(
+        verify(&with_kid(&new.token, "not-a-published-kid"), &jwks, ISSUER),
+        Err(VerifyError::UnknownKid("not-a-published-kid".into()))
+    );
+    assert!(
+        verify(&new.token, &jwks, "https://someone-else.test").is_err(),
+        "{alg}: wrong issuer"
+    );
+
+    // Retire: once every token of the old key has expired, it leaves the JWKS and KMS.
+    let retire_at = t0 + policy.rotation_period + policy.retirement_grace;
+    let retired = rotator.reconcile(retire_at).await.unwrap();
+    assert_eq!(retired.retired, vec![old.kid.clone()], "{alg}");
+    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    assert_eq!(
+        verify(&old.token, &jwks, ISSUER),
+        Err(VerifyError::UnknownKid(old.kid.clone()))
+    );
+    assert!(verify(&new.token, &jwks, ISSUER).is_ok());
+
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let old_arn = &boot
+        .keys
+        .iter()
+        .find(|k| k.kid == old.kid)
+        .unwrap()
+        .kms_key_arn;
+    let meta = kms
+        .describe_key()
+        .key_id(old_arn)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        meta.key_state,
+        Some(KmsKeyState::PendingDeletion),
+        "{alg}: retired key is pending deletion"
+    );
+    let tags = kms
+        .list_resource_tags()
+        .key_id(&new_key_arn(&rotated, &new.kid))
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+        .collect();
+    assert!(
+        tags.contains(&("kms-jwt:keyring".to_owned(), secret_id.clone())),
+        "{alg}: {tags:?}"
+    );
+    let usage = kms
+        .describe_key()
+        .key_id(new_key_arn(&rotated, &new.kid))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        usage.key_usage.map(|u| u.as_str().to_owned()).as_deref(),
+        Some("SIGN_VERIFY")
+    );
+    assert_eq!(
+        usage.key_spec.map(|s| s.as_str().to_owned()).as_deref(),
+        Some(alg.kms_key_spec())
+    );
+}
+
+fn new_key_arn(report: &kms_jwt::rotate::RotationReport, kid: &str) -> String {
+    report
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .unwrap()
+        .kms_key_arn
+        .clone()
+}
+
+macro_rules! per_algorithm {
+    ($($name:ident => $alg:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            full_lifecycle(SigningAlg::$alg).await;
+        }
+    )*};
+}
+
+per_algorithm! {
+    es256 => ES256, es384 => ES384, es512 => ES512,
+    rs256 => RS256, rs384 => RS384, rs512 => RS512,
+    ps256 => PS256, ps384 => PS384, ps512 => PS512,
+}
+
+#[tokio::test]
+async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
+    let sdk = localstack().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    for text in [
+        "{\"schema_version\": 1, \"keys\": ",
+        r#"{"schema_version": 7, "keys": []}"#,
+    ] {
+        let secret_id = format!("kms-jwt-test/corrupt/{}", uuid::Uuid::new_v4());
+        secrets
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(text)
+            .send()
+            .await
+            .unwrap();
+        let rotator = Rotator::new(
+            KmsAdapter::new(&sdk),
+            SecretsManagerStore::new(&sdk, &secret_id, None),
+            RotationPolicy {
+                alg: SigningAlg::ES256,
+                rotation_period: 86_400,
+                prepublication: 600,
+                retirement_grace: 7_200,
+                deletion_window_days: 7,
+            },
+            KeyTags {
+                keyring: secret_id.clone(),
+            },
+        );
+        let err = rotator.reconcile(kms_jwt::unix_now()).await.unwrap_err();
+        assert_eq!(err.kind(), "KeyringInvalid", "{err}");
+        let stored = secrets
+            .get_secret_value()
+            .secret_id(&secret_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.secret_string(),
+            Some(text),
+            "the document is left exactly as it was"
+        );
+        let versions = secrets
+            .list_secret_version_ids()
+            .secret_id(&secret_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(versions.versions().len(), 1, "no new version was written");
+    }
+}
+
+#[tokio::test]
+async fn compare_and_swap_refuses_a_stale_writer() {
+    use kms_jwt::ports::{KeyringStore, StoreError};
+    let sdk = localstack().await;
+    let secret_id = format!("kms-jwt-test/cas/{}", uuid::Uuid::new_v4());
+    let store = SecretsManagerStore::new(&sdk, &secret_id, None);
+    assert_eq!(store.load().await.unwrap(), None);
+    let v1 = store.compare_and_swap(None, "one").await.unwrap();
+    assert_eq!(
+        store.compare_and_swap(None, "racing creator").await,
+        Err(StoreError::Conflict)
+    );
+    let v2 = store.compare_and_swap(Some(&v1), "two").await.unwrap();
+    // Retrying the same write is idempotent: same version, no error.
+    assert_eq!(
+        store.compare_and_swap(Some(&v1), "two").await,
+        Ok(v2.clone())
+    );
+    assert_eq!(
+        store.compare_and_swap(Some(&v1), "stale writer").await,
+        Err(StoreError::Conflict)
+    );
+    let current = store.load().await.unwrap().unwrap();
+    assert_eq!((current.version_id, current.text), (v2, "two".to_owned()));
+}
