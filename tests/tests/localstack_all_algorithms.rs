@@ -191,7 +191,7 @@ async fn full_lifecycle(alg: SigningAlg) {
     );
     let tags = kms
         .list_resource_tags()
-        .key_id(&new_key_arn(&rotated, &new.kid))
+        .key_id(new_key_arn(&rotated, &new.kid))
         .send()
         .await
         .unwrap();
