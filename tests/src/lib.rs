@@ -136,3 +136,10 @@ pub fn with_kid(token: &str, kid: &str) -> String {
     header["kid"] = Value::String(kid.to_owned());
     format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
 }
+
+/// The `kid` of a token's header, if it has one.
+pub fn header_kid(token: &str) -> Option<String> {
+    let header = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+    let header: Value = serde_json::from_slice(&header).ok()?;
+    header["kid"].as_str().map(str::to_owned)
+}
