@@ -1,0 +1,327 @@
+//! End to end, the way the functions run locally: LocalStack behind, the three functions under
+//! `cargo lambda watch`, invocations through the Lambda runtime API and `cargo lambda invoke`,
+//! the JWKS and discovery document over real HTTP from the jwks function URL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
+use kms_jwt_tests::{verify, VerifyError};
+use serde_json::{json, Value};
+
+/// `cargo lambda watch` in its own process group, stopped (with the functions it spawned)
+/// when dropped, even if the test panics.
+struct Watch {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo_lambda() -> PathBuf {
+    let venv = workspace_root().join(".venv/bin/cargo-lambda");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("cargo-lambda")
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Watch {
+    async fn start(env: &[(&str, String)]) -> Watch {
+        use std::os::unix::process::CommandExt;
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+        assert!(
+            endpoint.contains("127.0.0.1") || endpoint.contains("localhost"),
+            "this test runs against LocalStack on loopback: use `make test`"
+        );
+        let dir = std::env::temp_dir().join(format!("kms-jwt-e2e-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env_file = dir.join("watch.env");
+        let mut text = String::new();
+        for name in [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            text += &format!(
+                "{name}={}\n",
+                std::env::var(name).unwrap_or_else(|_| "test".into())
+            );
+        }
+        for (name, value) in env {
+            text += &format!("{name}={value}\n");
+        }
+        std::fs::write(&env_file, text).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("watch.log")).unwrap();
+        eprintln!(
+            "cargo lambda watch on port {port}, log in {}",
+            dir.display()
+        );
+        let child = Command::new(cargo_lambda())
+            .args([
+                "lambda",
+                "watch",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+            ])
+            .arg("--env-file")
+            .arg(&env_file)
+            .args(["--disable-cors", "--ignore-changes"])
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("cargo-lambda must be installed: `make test` installs it into .venv");
+        let watch = Watch {
+            child,
+            port,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        watch
+    }
+
+    /// Invoke through the Lambda runtime API, as `cargo lambda invoke` does.
+    async fn invoke(&self, function: &str, payload: Value) -> Value {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
+            self.port
+        );
+        let response = self
+            .http
+            .post(url)
+            .json(&payload)
+            .timeout(Duration::from_secs(300)) // the first call may compile the function
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/jwks{path}", self.port)
+    }
+}
+
+#[tokio::test]
+async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
+    let secret_id = format!("kms-jwt-e2e/{}", uuid::Uuid::new_v4());
+    let issuer = "https://issuer.e2e.test".to_owned();
+    let watch = Watch::start(&[
+        ("KEYRING_SECRET_ID", secret_id.clone()),
+        ("ISSUER", issuer.clone()),
+        ("SIGNING_ALG", "ES384".into()),
+        ("JWKS_MAX_AGE", "120".into()),
+        ("KEYRING_CACHE_TTL", "1".into()),
+        ("RUST_LOG", "info".into()),
+    ])
+    .await;
+
+    // jwks before any keyring exists: 503 with Retry-After, never an empty key set.
+    let cold = reqwest::get(watch.url("/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(cold.status(), 503);
+    assert!(cold.headers().contains_key("retry-after"));
+
+    // rotate via the real CLI, with the sample EventBridge event.
+    let out = Command::new(cargo_lambda())
+        .args([
+            "lambda",
+            "invoke",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &watch.port.to_string(),
+        ])
+        .args(["rotate", "--data-file", "events/rotate-scheduled.json"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo lambda invoke rotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["transitions"], json!(["bootstrap"]));
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // jwks cache TTL is 1s
+
+    let signed = watch
+        .invoke(
+            "sign",
+            json!({"claims": {"sub": "carol"}, "ttl_seconds": 600}),
+        )
+        .await;
+    let token_a = signed["token"].as_str().unwrap().to_owned();
+
+    // JWKS over HTTP.
+    let response = reqwest::get(watch.url("/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=120, stale-while-revalidate=60, stale-if-error=86400"
+    );
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let jwks = response.text().await.unwrap();
+
+    // Every kid is the RFC 7638 thumbprint, as computed by jsonwebtoken; no private members.
+    let set: JwkSet = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(set.keys.len(), 2);
+    for key in &set.keys {
+        assert_eq!(
+            key.common.key_id.as_deref(),
+            Some(key.thumbprint(ThumbprintHash::SHA256).unwrap().as_str())
+        );
+    }
+    let raw: Value = serde_json::from_str(&jwks).unwrap();
+    for key in raw["keys"].as_array().unwrap() {
+        for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} served"
+            );
+        }
+    }
+    assert_eq!(verify(&token_a, &jwks, &issuer).unwrap()["sub"], "carol");
+
+    // Conditional GET, HEAD, 404, 405.
+    let not_modified = watch
+        .http
+        .get(watch.url("/.well-known/jwks.json"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert!(not_modified.bytes().await.unwrap().is_empty());
+    let head = watch
+        .http
+        .head(watch.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        reqwest::get(watch.url("/nope")).await.unwrap().status(),
+        404
+    );
+    let post = watch
+        .http
+        .post(watch.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+
+    // Discovery.
+    let discovery: Value = reqwest::get(watch.url("/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    assert_eq!(
+        discovery["jwks_uri"],
+        format!("{issuer}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        json!(["ES384"])
+    );
+
+    // A bad sign request is a typed error, not a crash.
+    let refused = watch.invoke("sign", json!({"claims": {"exp": 1}})).await;
+    assert_eq!(refused["errorType"], "ReservedClaim", "{refused}");
+
+    // Rotate; new tokens carry the pre-published kid; the old token still verifies.
+    let next_kid = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "next")
+        .unwrap()["kid"]
+        .clone();
+    let rotated = watch
+        .invoke("rotate", json!({"action": "rotate", "force": true}))
+        .await;
+    assert_eq!(rotated["transitions"], json!(["rotate"]), "{rotated}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let signed_b = watch
+        .invoke("sign", json!({"claims": {"sub": "dave"}}))
+        .await;
+    assert_eq!(signed_b["kid"], next_kid);
+    let jwks = reqwest::get(watch.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(verify(&token_a, &jwks, &issuer).unwrap()["sub"], "carol");
+    assert_eq!(
+        verify(signed_b["token"].as_str().unwrap(), &jwks, &issuer).unwrap()["sub"],
+        "dave"
+    );
+    assert!(matches!(
+        verify(&kms_jwt_tests::tamper(&token_a), &jwks, &issuer),
+        Err(VerifyError::Rejected(_))
+    ));
+
+    let status = watch.invoke("rotate", json!({"action": "status"})).await;
+    assert_eq!(status["changed"], false);
+    assert_eq!(status["keys"].as_array().unwrap().len(), 3);
+}
