@@ -12,7 +12,7 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # Offline-safe defaults for talking to LocalStack. Real deployments get credentials from the
 # Lambda execution role instead; these dummy values only satisfy the SDK's signer.
 localstack_env() {
-  export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
+  export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:${LOCALSTACK_PORT:-4566}}"
   export AWS_REGION="${AWS_REGION:-us-east-1}"
   export AWS_DEFAULT_REGION="$AWS_REGION"
   export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"

@@ -21,5 +21,8 @@ fi
 localstack_env
 export PATH="$VENV/bin:$PATH"   # cargo-lambda for the end-to-end test
 
+log "building the function binaries (the end-to-end test runs them under cargo lambda watch)"
+cargo build -p kms-jwt-rotate -p kms-jwt-sign -p kms-jwt-jwks
+
 log "cargo test (unit, simulation, LocalStack integration, end-to-end)"
 cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
