@@ -169,10 +169,7 @@ impl FromStr for SigningAlg {
     type Err = UnsupportedAlg;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SigningAlg::ALL
-            .into_iter()
-            .find(|alg| alg.as_str() == s)
-            .ok_or_else(|| UnsupportedAlg(s.to_owned()))
+        SigningAlg::ALL.into_iter().find(|alg| alg.as_str() == s).ok_or_else(|| UnsupportedAlg(s.to_owned()))
     }
 }
 
@@ -194,14 +191,8 @@ mod tests {
     fn kms_parameters_match_rfc7518() {
         assert_eq!(SigningAlg::ES512.kms_key_spec(), "ECC_NIST_P521");
         assert_eq!(SigningAlg::PS384.kms_key_spec(), "RSA_3072");
-        assert_eq!(
-            SigningAlg::RS256.kms_signing_algorithm(),
-            "RSASSA_PKCS1_V1_5_SHA_256"
-        );
-        assert_eq!(
-            SigningAlg::PS512.kms_signing_algorithm(),
-            "RSASSA_PSS_SHA_512"
-        );
+        assert_eq!(SigningAlg::RS256.kms_signing_algorithm(), "RSASSA_PKCS1_V1_5_SHA_256");
+        assert_eq!(SigningAlg::PS512.kms_signing_algorithm(), "RSASSA_PSS_SHA_512");
         assert_eq!(SigningAlg::ES384.hash().digest(b"").len(), 48);
     }
 }

@@ -11,9 +11,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use sha2::{Digest, Sha256};
 
 use crate::alg::SigningAlg;
-use crate::ports::{
-    KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
-};
+use crate::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
 
 /// Load the SDK configuration once per cold start.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
@@ -46,9 +44,7 @@ pub struct KmsAdapter {
 
 impl KmsAdapter {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        KmsAdapter {
-            client: aws_sdk_kms::Client::new(config),
-        }
+        KmsAdapter { client: aws_sdk_kms::Client::new(config) }
     }
 
     fn classify<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> KmsError
@@ -62,22 +58,14 @@ impl KmsAdapter {
                 KmsError::InvalidState(key.to_owned())
             }
             Some("ThrottlingException" | "LimitExceededException") => KmsError::Throttled,
-            _ => KmsError::Other {
-                operation,
-                message: describe(&err),
-            },
+            _ => KmsError::Other { operation, message: describe(&err) },
         }
     }
 }
 
 #[async_trait]
 impl KeySigner for KmsAdapter {
-    async fn sign_digest(
-        &self,
-        key_arn: &str,
-        alg: SigningAlg,
-        digest: &[u8],
-    ) -> Result<Vec<u8>, KmsError> {
+    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
         let out = self
             .client
             .sign()
@@ -90,10 +78,7 @@ impl KeySigner for KmsAdapter {
             .map_err(|e| Self::classify("Sign", key_arn, e))?;
         out.signature
             .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Other {
-                operation: "Sign",
-                message: "response had no signature".into(),
-            })
+            .ok_or_else(|| KmsError::Other { operation: "Sign", message: "response had no signature".into() })
     }
 }
 
@@ -105,31 +90,20 @@ impl KeyAdmin for KmsAdapter {
             .create_key()
             .key_usage(KeyUsageType::SignVerify)
             .key_spec(KeySpec::from(alg.kms_key_spec()))
-            .description(format!(
-                "kms-jwt {alg} signing key for keyring {}",
-                tags.keyring
-            ));
+            .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring));
         for (key, value) in tags.pairs() {
             let tag = Tag::builder()
                 .tag_key(key)
                 .tag_value(value)
                 .build()
-                .map_err(|e| KmsError::Other {
-                    operation: "CreateKey",
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| KmsError::Other { operation: "CreateKey", message: e.to_string() })?;
             request = request.tags(tag);
         }
-        let out = request
-            .send()
-            .await
-            .map_err(|e| Self::classify("CreateKey", "(new)", e))?;
-        out.key_metadata
-            .and_then(|m| m.arn)
-            .ok_or_else(|| KmsError::Other {
-                operation: "CreateKey",
-                message: "response had no key ARN".into(),
-            })
+        let out = request.send().await.map_err(|e| Self::classify("CreateKey", "(new)", e))?;
+        out.key_metadata.and_then(|m| m.arn).ok_or_else(|| KmsError::Other {
+            operation: "CreateKey",
+            message: "response had no key ARN".into(),
+        })
     }
 
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
@@ -140,12 +114,10 @@ impl KeyAdmin for KmsAdapter {
             .send()
             .await
             .map_err(|e| Self::classify("GetPublicKey", key_arn, e))?;
-        out.public_key
-            .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Other {
-                operation: "GetPublicKey",
-                message: "response had no public key".into(),
-            })
+        out.public_key.map(Blob::into_inner).ok_or_else(|| KmsError::Other {
+            operation: "GetPublicKey",
+            message: "response had no public key".into(),
+        })
     }
 
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
@@ -157,11 +129,28 @@ impl KeyAdmin for KmsAdapter {
         }
     }
 
-    async fn schedule_deletion(
-        &self,
-        key_arn: &str,
-        pending_window_days: i32,
-    ) -> Result<(), KmsError> {
+    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+        let mut found = Vec::new();
+        let mut pages = self.client.list_keys().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Self::classify("ListKeys", "(all)", e))?;
+            for key in page.keys() {
+                let Some(arn) = key.key_arn() else { continue };
+                let tags = match self.client.list_resource_tags().key_id(arn).send().await {
+                    Ok(out) => out.tags.unwrap_or_default(),
+                    // Keys of other principals may not be readable: they are not ours.
+                    Err(_) => continue,
+                };
+                let has = |k: &str, v: &str| tags.iter().any(|t| t.tag_key() == k && t.tag_value() == v);
+                if has(KeyTags::KEYRING, keyring) && has(KeyTags::REQUEST, request_id) {
+                    found.push(arn.to_owned());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError> {
         match self
             .client
             .schedule_key_deletion()
@@ -230,9 +219,7 @@ impl SecretsManagerStore {
             .map(|_| ())
             .map_err(|e| match error_code(&e) {
                 // AWSCURRENT is no longer on `expected`: somebody else won the race.
-                Some("InvalidParameterException" | "InvalidRequestException") => {
-                    StoreError::Conflict
-                }
+                Some("InvalidParameterException" | "InvalidRequestException") => StoreError::Conflict,
                 _ => StoreError::Unavailable(describe(&e)),
             })
     }
@@ -241,21 +228,13 @@ impl SecretsManagerStore {
 #[async_trait]
 impl KeyringStore for SecretsManagerStore {
     async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
-        match self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-        {
+        match self.client.get_secret_value().secret_id(&self.secret_id).send().await {
             Ok(out) => {
-                let version_id = out.version_id.ok_or_else(|| {
-                    StoreError::Unavailable("GetSecretValue returned no version id".into())
-                })?;
+                let version_id = out
+                    .version_id
+                    .ok_or_else(|| StoreError::Unavailable("GetSecretValue returned no version id".into()))?;
                 let text = out.secret_string.ok_or_else(|| {
-                    StoreError::Unavailable(
-                        "keyring secret holds binary data, expected a JSON string".into(),
-                    )
+                    StoreError::Unavailable("keyring secret holds binary data, expected a JSON string".into())
                 })?;
                 Ok(Some(StoredDocument { version_id, text }))
             }
@@ -264,11 +243,7 @@ impl KeyringStore for SecretsManagerStore {
         }
     }
 
-    async fn compare_and_swap(
-        &self,
-        expected: Option<&str>,
-        text: &str,
-    ) -> Result<String, StoreError> {
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         let token = Self::request_token(expected, text);
         if expected.is_none() {
             // Nothing current yet. CreateSecret is atomic: exactly one concurrent creator wins.
@@ -279,9 +254,7 @@ impl KeyringStore for SecretsManagerStore {
                 .secret_string(text)
                 .client_request_token(&token)
                 .set_kms_key_id(self.encryption_key_id.clone())
-                .description(
-                    "kms-jwt keyring: public keys and KMS key ARNs of the JWT signing keys",
-                )
+                .description("kms-jwt keyring: public keys and KMS key ARNs of the JWT signing keys")
                 .send()
                 .await;
             match created {
@@ -303,10 +276,7 @@ impl KeyringStore for SecretsManagerStore {
             .await;
         let version_id = match put {
             // The first version of an empty secret gets AWSCURRENT automatically: done.
-            Ok(out)
-                if expected.is_none()
-                    && out.version_stages().iter().any(|s| s == CURRENT_STAGE) =>
-            {
+            Ok(out) if expected.is_none() && out.version_stages().iter().any(|s| s == CURRENT_STAGE) => {
                 return Ok(out.version_id.unwrap_or(token));
             }
             Ok(out) => out.version_id.unwrap_or(token),

@@ -53,13 +53,7 @@ pub struct KeyringCache<S, V> {
 
 impl<S: KeyringStore, V> KeyringCache<S, V> {
     pub fn new(store: S, policy: CachePolicy, project: fn(&Keyring) -> V) -> Self {
-        KeyringCache {
-            store,
-            policy,
-            project,
-            entry: RwLock::new(None),
-            refresh_lock: Mutex::new(()),
-        }
+        KeyringCache { store, policy, project, entry: RwLock::new(None), refresh_lock: Mutex::new(()) }
     }
 
     pub fn store(&self) -> &S {
@@ -129,8 +123,7 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
         // Stale-if-error.
         match guard.as_mut() {
             Some(entry)
-                if started.duration_since(entry.fetched_at)
-                    < self.policy.ttl + self.policy.max_staleness =>
+                if started.duration_since(entry.fetched_at) < self.policy.ttl + self.policy.max_staleness =>
             {
                 warn!(error = %result, stale_for_secs = started.duration_since(entry.fetched_at).as_secs(), "keyring refresh failed; serving the last good keyring");
                 entry.retry_at = Some(started + self.policy.ttl.min(Duration::from_secs(5)));
@@ -148,10 +141,7 @@ mod tests {
     use crate::memory::MemoryStore;
 
     fn policy() -> CachePolicy {
-        CachePolicy {
-            ttl: Duration::from_secs(60),
-            max_staleness: Duration::from_secs(600),
-        }
+        CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::from_secs(600) }
     }
 
     fn kid_count(ring: &Keyring) -> usize {
@@ -160,7 +150,7 @@ mod tests {
 
     async fn seeded() -> Arc<KeyringCache<MemoryStore, usize>> {
         let store = MemoryStore::new();
-        let ring = Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0);
+        let ring = Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0);
         store.compare_and_swap(None, &ring.to_json()).await.unwrap();
         Arc::new(KeyringCache::new(store, policy(), kid_count))
     }
@@ -192,18 +182,10 @@ mod tests {
         cache.get().await.unwrap();
         cache.store().set_unavailable(true);
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(
-            *cache.get().await.unwrap(),
-            2,
-            "stale value served while the store is down"
-        );
+        assert_eq!(*cache.get().await.unwrap(), 2, "stale value served while the store is down");
         let reads = cache.store().reads();
         cache.get().await.unwrap();
-        assert_eq!(
-            cache.store().reads(),
-            reads,
-            "no retry storm while backing off"
-        );
+        assert_eq!(cache.store().reads(), reads, "no retry storm while backing off");
         tokio::time::advance(Duration::from_secs(600)).await;
         assert!(cache.get().await.is_err(), "too stale to serve");
 

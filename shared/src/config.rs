@@ -16,11 +16,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration ({} problem(s)):",
-            self.problems.len()
-        )?;
+        write!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
         for p in &self.problems {
             write!(f, "\n  - {p}")?;
         }
@@ -43,16 +39,11 @@ impl EnvReader<fn(&str) -> Option<String>> {
 
 impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
     pub fn new(lookup: F) -> Self {
-        EnvReader {
-            lookup,
-            problems: Vec::new(),
-        }
+        EnvReader { lookup, problems: Vec::new() }
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     pub fn required(&mut self, name: &str) -> String {
@@ -87,12 +78,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
     }
 
-    pub fn integer(
-        &mut self,
-        name: &str,
-        default: i64,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> i64 {
+    pub fn integer(&mut self, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> i64 {
         let value = match self.get(name) {
             None => return default,
             Some(v) => v.parse::<i64>(),
@@ -119,9 +105,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         if self.problems.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
+            Err(ConfigError { problems: self.problems })
         }
     }
 }
@@ -204,10 +188,7 @@ impl RotateConfig {
     /// How long a next key is published before it may sign: long enough for every verifier's
     /// JWKS cache (max-age) and the jwks function's own cache to have picked it up.
     pub fn prepublication(&self) -> Duration {
-        self.jwks_max_age
-            + crate::jwks::STALE_WHILE_REVALIDATE
-            + self.keyring_cache_ttl
-            + self.clock_skew
+        self.jwks_max_age + crate::jwks::STALE_WHILE_REVALIDATE + self.keyring_cache_ttl + self.clock_skew
     }
 
     /// How long a previous key stays published after it stopped being current: its last
@@ -238,10 +219,7 @@ impl SignConfig {
         let config = SignConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
             issuer: env.required("ISSUER"),
-            default_token_ttl: env.duration(
-                "DEFAULT_TOKEN_TTL",
-                Duration::from_secs(900).min(max_token_ttl),
-            ),
+            default_token_ttl: env.duration("DEFAULT_TOKEN_TTL", Duration::from_secs(900).min(max_token_ttl)),
             max_token_ttl,
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
         };
@@ -290,29 +268,21 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
     #[test]
     fn defaults_apply_and_durations_parse() {
-        let c = RotateConfig::from_lookup(lookup(&[
-            ("KEYRING_SECRET_ID", "kr"),
-            ("ROTATION_PERIOD", "7d"),
-        ]))
-        .unwrap();
+        let c = RotateConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr"), ("ROTATION_PERIOD", "7d")]))
+            .unwrap();
         assert_eq!(c.signing_alg, SigningAlg::ES256);
         assert_eq!(c.rotation_period, Duration::from_secs(7 * 86_400));
         assert_eq!(c.deletion_window_days, 30);
         assert_eq!(c.prepublication(), Duration::from_secs(300 + 60 + 60 + 60));
-        let c = RotateConfig::from_lookup(lookup(&[
-            ("KEYRING_SECRET_ID", "kr"),
-            ("MAX_TOKEN_TTL", "900"),
-        ]))
-        .unwrap();
+        let c = RotateConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr"), ("MAX_TOKEN_TTL", "900")]))
+            .unwrap();
         assert_eq!(c.max_token_ttl, Duration::from_secs(900));
     }
 
@@ -326,12 +296,7 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.problems.len(), 4, "{text}");
-        for needle in [
-            "KEYRING_SECRET_ID",
-            "SIGNING_ALG",
-            "ROTATION_PERIOD",
-            "KEY_DELETION_WINDOW_DAYS",
-        ] {
+        for needle in ["KEYRING_SECRET_ID", "SIGNING_ALG", "ROTATION_PERIOD", "KEY_DELETION_WINDOW_DAYS"] {
             assert!(text.contains(needle), "{needle} missing from: {text}");
         }
     }
@@ -344,10 +309,7 @@ mod tests {
             ("MAX_TOKEN_TTL", "1h"),
         ]))
         .unwrap_err();
-        assert!(
-            err.to_string().contains("shorter than MAX_TOKEN_TTL"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("shorter than MAX_TOKEN_TTL"), "{err}");
         let err = RotateConfig::from_lookup(lookup(&[
             ("KEYRING_SECRET_ID", "kr"),
             ("ROTATION_PERIOD", "1h"),
@@ -370,10 +332,6 @@ mod tests {
             ("MAX_TOKEN_TTL", "5m"),
         ]))
         .unwrap();
-        assert_eq!(
-            c.default_token_ttl,
-            Duration::from_secs(300),
-            "default TTL is capped by the maximum"
-        );
+        assert_eq!(c.default_token_ttl, Duration::from_secs(300), "default TTL is capped by the maximum");
     }
 }

@@ -94,9 +94,7 @@ impl PublicJwk {
                 e: URL_SAFE_NO_PAD.encode(rsa.public_exponent.as_bytes()),
             })
         } else {
-            Err(JwkError::UnsupportedKeyAlgorithm(
-                spki.algorithm.oid.to_string(),
-            ))
+            Err(JwkError::UnsupportedKeyAlgorithm(spki.algorithm.oid.to_string()))
         }
     }
 
@@ -113,10 +111,7 @@ impl PublicJwk {
         if ok {
             Ok(())
         } else {
-            Err(JwkError::AlgorithmMismatch {
-                key: self.describe(),
-                alg,
-            })
+            Err(JwkError::AlgorithmMismatch { key: self.describe(), alg })
         }
     }
 
@@ -124,10 +119,7 @@ impl PublicJwk {
         match self {
             PublicJwk::Ec { crv, .. } => format!("EC {crv}"),
             PublicJwk::Rsa { n, .. } => {
-                format!(
-                    "RSA {} bits",
-                    URL_SAFE_NO_PAD.decode(n).map(|n| n.len() * 8).unwrap_or(0)
-                )
+                format!("RSA {} bits", URL_SAFE_NO_PAD.decode(n).map(|n| n.len() * 8).unwrap_or(0))
             }
         }
     }
@@ -137,12 +129,9 @@ impl PublicJwk {
     pub fn thumbprint(&self) -> String {
         // serde_json escapes strings correctly; member order is fixed by hand as §3.2 requires.
         let canonical = match self {
-            PublicJwk::Ec { crv, x, y } => format!(
-                r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
-                json_str(crv),
-                json_str(x),
-                json_str(y)
-            ),
+            PublicJwk::Ec { crv, x, y } => {
+                format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, json_str(crv), json_str(x), json_str(y))
+            }
             PublicJwk::Rsa { n, e } => {
                 format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, json_str(e), json_str(n))
             }
@@ -168,12 +157,7 @@ pub struct PublishedJwk {
 
 impl PublishedJwk {
     pub fn signing_key(key: PublicJwk, kid: String, alg: SigningAlg) -> Self {
-        PublishedJwk {
-            key,
-            kid,
-            alg,
-            use_: "sig".to_owned(),
-        }
+        PublishedJwk { key, kid, alg, use_: "sig".to_owned() }
     }
 }
 
@@ -195,10 +179,7 @@ mod tests {
             n: "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into(),
             e: "AQAB".into(),
         };
-        assert_eq!(
-            jwk.thumbprint(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     /// RFC 7517 Appendix A.1: the example P-256 key, re-encoded as SPKI DER and parsed back.
@@ -210,14 +191,7 @@ mod tests {
         let key = p256::PublicKey::from_jwk_str(&jwk_json).unwrap();
         let der = key.to_public_key_der().unwrap();
         let parsed = PublicJwk::from_spki_der(der.as_bytes()).unwrap();
-        assert_eq!(
-            parsed,
-            PublicJwk::Ec {
-                crv: "P-256".into(),
-                x: x.into(),
-                y: y.into()
-            }
-        );
+        assert_eq!(parsed, PublicJwk::Ec { crv: "P-256".into(), x: x.into(), y: y.into() });
         parsed.check_alg(SigningAlg::ES256).unwrap();
         assert!(parsed.check_alg(SigningAlg::ES384).is_err());
         assert!(parsed.check_alg(SigningAlg::RS256).is_err());
@@ -229,16 +203,10 @@ mod tests {
         let n = URL_SAFE_NO_PAD.decode("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw").unwrap();
         let der = test_support::rsa_spki_der(&n, &[1, 0, 1]);
         let jwk = PublicJwk::from_spki_der(&der).unwrap();
-        assert_eq!(
-            jwk.thumbprint(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
         jwk.check_alg(SigningAlg::RS256).unwrap();
         jwk.check_alg(SigningAlg::PS256).unwrap();
-        assert!(
-            jwk.check_alg(SigningAlg::RS384).is_err(),
-            "2048-bit key is below the RS384 floor"
-        );
+        assert!(jwk.check_alg(SigningAlg::RS384).is_err(), "2048-bit key is below the RS384 floor");
     }
 
     #[test]
@@ -263,35 +231,17 @@ mod tests {
 
     #[test]
     fn garbage_and_small_rsa_are_refused() {
-        assert!(matches!(
-            PublicJwk::from_spki_der(b""),
-            Err(JwkError::Der(_))
-        ));
-        assert!(matches!(
-            PublicJwk::from_spki_der(&[0x30, 0x03, 0x02, 0x01]),
-            Err(JwkError::Der(_))
-        ));
+        assert!(matches!(PublicJwk::from_spki_der(b""), Err(JwkError::Der(_))));
+        assert!(matches!(PublicJwk::from_spki_der(&[0x30, 0x03, 0x02, 0x01]), Err(JwkError::Der(_))));
         let der = test_support::rsa_spki_der(&[0xc5; 128], &[1, 0, 1]);
-        assert_eq!(
-            PublicJwk::from_spki_der(&der),
-            Err(JwkError::RsaTooSmall(1024))
-        );
+        assert_eq!(PublicJwk::from_spki_der(&der), Err(JwkError::RsaTooSmall(1024)));
     }
 
     #[test]
     fn published_jwk_has_kid_alg_use_and_no_private_members() {
-        let jwk = PublicJwk::Ec {
-            crv: "P-256".into(),
-            x: "eA".into(),
-            y: "eQ".into(),
-        };
+        let jwk = PublicJwk::Ec { crv: "P-256".into(), x: "eA".into(), y: "eQ".into() };
         let kid = jwk.thumbprint();
-        let v = serde_json::to_value(PublishedJwk::signing_key(
-            jwk,
-            kid.clone(),
-            SigningAlg::ES256,
-        ))
-        .unwrap();
+        let v = serde_json::to_value(PublishedJwk::signing_key(jwk, kid.clone(), SigningAlg::ES256)).unwrap();
         assert_eq!(v["kty"], "EC");
         assert_eq!(v["kid"], kid.as_str());
         assert_eq!(v["alg"], "ES256");

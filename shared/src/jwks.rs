@@ -31,10 +31,7 @@ pub struct Rendered {
 
 impl Rendered {
     fn new(body: String) -> Self {
-        let etag = format!(
-            "\"{}\"",
-            URL_SAFE_NO_PAD.encode(&Sha256::digest(body.as_bytes())[..16])
-        );
+        let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(body.as_bytes())[..16]));
         Rendered { body, etag }
     }
 }
@@ -52,16 +49,11 @@ pub struct PublishedKeys {
 
 impl PublishedKeys {
     pub fn from_keyring(ring: &Keyring) -> Self {
-        let body =
-            serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
+        let body = serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
         let mut algs: Vec<String> = ring.keys.iter().map(|k| k.alg.to_string()).collect();
         algs.sort();
         algs.dedup();
-        PublishedKeys {
-            bootstrapped: !ring.is_empty(),
-            jwks: Rendered::new(body),
-            algs,
-        }
+        PublishedKeys { bootstrapped: !ring.is_empty(), jwks: Rendered::new(body), algs }
     }
 }
 
@@ -77,11 +69,7 @@ impl Site {
     pub fn new(issuer: &str, jwks_uri: Option<&str>, max_age: Duration) -> Self {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let jwks_uri = jwks_uri.map_or_else(|| format!("{issuer}{JWKS_PATH}"), str::to_owned);
-        Site {
-            issuer,
-            jwks_uri,
-            max_age,
-        }
+        Site { issuer, jwks_uri, max_age }
     }
 
     /// OIDC Discovery 1.0 §3 metadata (required members), for the algorithms in use.
@@ -118,19 +106,13 @@ pub struct Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn plain(status: u16, message: &str) -> Self {
         Answer {
             status,
-            headers: vec![
-                ("content-type", "application/json".into()),
-                ("cache-control", "no-store".into()),
-            ],
+            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
             body: json!({ "error": message }).to_string(),
         }
     }
@@ -139,17 +121,12 @@ impl Answer {
 /// Which document a path names. API Gateway stages and custom-domain base paths put a prefix
 /// before the well-known path, so the suffix is what counts.
 fn route(path: &str) -> Option<&'static str> {
-    [JWKS_PATH, DISCOVERY_PATH]
-        .into_iter()
-        .find(|p| path == *p || path.ends_with(p))
+    [JWKS_PATH, DISCOVERY_PATH].into_iter().find(|p| path == *p || path.ends_with(p))
 }
 
 /// RFC 9110 §13.1.2: `If-None-Match` uses weak comparison and may list several tags or `*`.
 fn matches_etag(if_none_match: &str, etag: &str) -> bool {
-    if_none_match
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+    if_none_match.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
 /// Answer one request. `keys` is `None` when no keyring could be loaded at all.
@@ -192,22 +169,10 @@ pub fn respond(
     ];
     if if_none_match.is_some_and(|inm| matches_etag(inm, &doc.etag)) {
         headers.retain(|(n, _)| *n != "content-type");
-        return Answer {
-            status: 304,
-            headers,
-            body: String::new(),
-        };
+        return Answer { status: 304, headers, body: String::new() };
     }
     headers.push(("content-length", doc.body.len().to_string()));
-    Answer {
-        status: 200,
-        headers,
-        body: if head {
-            String::new()
-        } else {
-            doc.body.clone()
-        },
-    }
+    Answer { status: 200, headers, body: if head { String::new() } else { doc.body.clone() } }
 }
 
 #[cfg(test)]
@@ -220,7 +185,7 @@ mod tests {
     }
 
     fn keys() -> PublishedKeys {
-        PublishedKeys::from_keyring(&Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0))
+        PublishedKeys::from_keyring(&Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0))
     }
 
     #[test]
@@ -238,33 +203,15 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(body["keys"].as_array().unwrap().len(), 2);
 
-        let b = respond(
-            &site(),
-            "GET",
-            JWKS_PATH,
-            Some(&format!("\"x\", W/{etag}")),
-            Some(&keys),
-        );
+        let b = respond(&site(), "GET", JWKS_PATH, Some(&format!("\"x\", W/{etag}")), Some(&keys));
         assert_eq!(b.status, 304);
         assert!(b.body.is_empty());
-        assert_eq!(
-            respond(&site(), "GET", JWKS_PATH, Some("\"other\""), Some(&keys)).status,
-            200
-        );
+        assert_eq!(respond(&site(), "GET", JWKS_PATH, Some("\"other\""), Some(&keys)).status, 200);
 
-        let head = respond(
-            &site(),
-            "HEAD",
-            "/prod/.well-known/jwks.json",
-            None,
-            Some(&keys),
-        );
+        let head = respond(&site(), "HEAD", "/prod/.well-known/jwks.json", None, Some(&keys));
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
-        assert_eq!(
-            head.header("content-length"),
-            Some(a.body.len().to_string().as_str())
-        );
+        assert_eq!(head.header("content-length"), Some(a.body.len().to_string().as_str()));
     }
 
     #[test]
@@ -272,14 +219,8 @@ mod tests {
         let a = respond(&site(), "GET", DISCOVERY_PATH, None, Some(&keys()));
         let doc: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(doc["issuer"], "https://auth.example.com");
-        assert_eq!(
-            doc["jwks_uri"],
-            "https://auth.example.com/.well-known/jwks.json"
-        );
-        assert_eq!(
-            doc["id_token_signing_alg_values_supported"],
-            json!(["ES256"])
-        );
+        assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
+        assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES256"]));
         assert_eq!(doc["subject_types_supported"], json!(["public"]));
     }
 
@@ -287,28 +228,12 @@ mod tests {
     fn errors_are_clean() {
         let keys = keys();
         assert_eq!(respond(&site(), "GET", "/", None, Some(&keys)).status, 404);
-        assert_eq!(
-            respond(
-                &site(),
-                "GET",
-                "/.well-known/jwks.json/x",
-                None,
-                Some(&keys)
-            )
-            .status,
-            404
-        );
+        assert_eq!(respond(&site(), "GET", "/.well-known/jwks.json/x", None, Some(&keys)).status, 404);
         let post = respond(&site(), "POST", JWKS_PATH, None, Some(&keys));
-        assert_eq!(
-            (post.status, post.header("allow")),
-            (405, Some("GET, HEAD"))
-        );
+        assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
         let cold = respond(&site(), "GET", JWKS_PATH, None, None);
         assert_eq!((cold.status, cold.header("retry-after")), (503, Some("30")));
         let empty = PublishedKeys::from_keyring(&Keyring::empty());
-        assert_eq!(
-            respond(&site(), "GET", JWKS_PATH, None, Some(&empty)).status,
-            503
-        );
+        assert_eq!(respond(&site(), "GET", JWKS_PATH, None, Some(&empty)).status, 503);
     }
 }

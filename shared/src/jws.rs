@@ -42,10 +42,7 @@ pub fn ecdsa_der_to_jose(der: &[u8], coordinate_len: usize) -> Result<Vec<u8>, S
             return Err(SignatureError::ZeroComponent);
         }
         if bytes.len() > coordinate_len {
-            return Err(SignatureError::ComponentTooLong {
-                len: bytes.len(),
-                max: coordinate_len,
-            });
+            return Err(SignatureError::ComponentTooLong { len: bytes.len(), max: coordinate_len });
         }
         let end = (half + 1) * coordinate_len;
         out[end - bytes.len()..end].copy_from_slice(bytes);
@@ -95,12 +92,7 @@ mod tests {
 
     fn der_sig(r: &[u8], s: &[u8]) -> Vec<u8> {
         use der::Encode;
-        EcdsaSigValue {
-            r: UintRef::new(r).unwrap(),
-            s: UintRef::new(s).unwrap(),
-        }
-        .to_der()
-        .unwrap()
+        EcdsaSigValue { r: UintRef::new(r).unwrap(), s: UintRef::new(s).unwrap() }.to_der().unwrap()
     }
 
     /// RFC 7515 Appendix A.3: ES256 example. R and S decoded from the published signature,
@@ -142,10 +134,7 @@ mod tests {
         assert!(ecdsa_der_to_jose(&[0x30, 0x00], 32).is_err());
         // r is 33 significant octets: too long for P-256.
         let der = der_sig(&[0x7f; 33], &[1]);
-        assert_eq!(
-            ecdsa_der_to_jose(&der, 32),
-            Err(SignatureError::ComponentTooLong { len: 33, max: 32 })
-        );
+        assert_eq!(ecdsa_der_to_jose(&der, 32), Err(SignatureError::ComponentTooLong { len: 33, max: 32 }));
         // Trailing garbage after the SEQUENCE.
         let mut der = der_sig(&[1], &[1]);
         der.push(0);
@@ -156,17 +145,10 @@ mod tests {
 
     #[test]
     fn signing_input_and_compact_form() {
-        let header = Header {
-            alg: SigningAlg::ES256,
-            kid: "k1",
-            typ: "JWT",
-        };
+        let header = Header { alg: SigningAlg::ES256, kid: "k1", typ: "JWT" };
         let input = signing_input(&header, br#"{"sub":"a"}"#).unwrap();
         let (h, p) = input.split_once('.').unwrap();
-        assert_eq!(
-            URL_SAFE_NO_PAD.decode(h).unwrap(),
-            br#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(h).unwrap(), br#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
         assert_eq!(URL_SAFE_NO_PAD.decode(p).unwrap(), br#"{"sub":"a"}"#);
         let token = compact(input, &[0xff, 0xee]);
         assert_eq!(token.rsplit('.').next(), Some("_-4"));

@@ -16,7 +16,7 @@ pub type UnixTime = i64;
 /// The only schema this build reads and writes. A newer document is refused, not rewritten.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Where a key stands in its lifecycle.
+/// Where a published key stands in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyState {
@@ -28,7 +28,7 @@ pub enum KeyState {
     Previous,
 }
 
-/// One signing key, as recorded in the keyring.
+/// One published signing key, as recorded in the keyring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
@@ -54,6 +54,38 @@ impl KeyRecord {
     pub fn published(&self) -> PublishedJwk {
         PublishedJwk::signing_key(self.public_jwk.clone(), self.kid.clone(), self.alg)
     }
+}
+
+/// Why a key left the published set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetireReason {
+    /// Every token it signed has expired.
+    Expired,
+    /// Compromised: withdrawn at once.
+    Revoked,
+}
+
+/// A key already gone from the JWKS whose KMS key still has to be disabled and scheduled for
+/// deletion. It is queued by the same write that unpublishes it, so a crash between that write
+/// and the KMS calls never leaves an enabled key nobody accounts for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiringKey {
+    pub kid: String,
+    pub kms_key_arn: String,
+    pub reason: RetireReason,
+    pub since: UnixTime,
+}
+
+/// A run's declared intent to create KMS keys, written before `CreateKey`. The keys it
+/// creates carry the request id as a tag, so if the run dies before recording them, a later
+/// run can find them (only then, never routinely) and schedule their deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCreation {
+    pub request_id: String,
+    pub requested_at: UnixTime,
 }
 
 /// A key freshly created in KMS, not yet in the keyring.
@@ -87,8 +119,14 @@ impl NewKey {
 #[serde(deny_unknown_fields)]
 pub struct Keyring {
     pub schema_version: u32,
-    /// Ordered next, current, then previous keys from newest to oldest.
+    /// Published keys: next, current, then previous keys from newest to oldest.
     pub keys: Vec<KeyRecord>,
+    /// Unpublished keys whose KMS retirement is not confirmed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<RetiringKey>,
+    /// Key creations in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingCreation>,
 }
 
 /// Why a stored keyring was refused. Each is a reason to stop and alert a human, never to
@@ -97,9 +135,7 @@ pub struct Keyring {
 pub enum KeyringError {
     #[error("keyring is not valid JSON for schema version {SCHEMA_VERSION}: {0}")]
     Malformed(String),
-    #[error(
-        "keyring schema version {0} is not supported by this build (expected {SCHEMA_VERSION})"
-    )]
+    #[error("keyring schema version {0} is not supported by this build (expected {SCHEMA_VERSION})")]
     UnsupportedSchema(u32),
     #[error("keyring is inconsistent: {0}")]
     Inconsistent(String),
@@ -122,6 +158,8 @@ impl Keyring {
         Keyring {
             schema_version: SCHEMA_VERSION,
             keys: Vec::new(),
+            retiring: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -167,10 +205,7 @@ impl Keyring {
                 return bad(format!("key {} has no KMS key ARN", key.kid));
             }
             if key.public_jwk.thumbprint() != key.kid {
-                return bad(format!(
-                    "kid {} is not the thumbprint of its public key",
-                    key.kid
-                ));
+                return bad(format!("kid {} is not the thumbprint of its public key", key.kid));
             }
             if let Err(e) = key.public_jwk.check_alg(key.alg) {
                 return bad(format!("key {}: {e}", key.kid));
@@ -181,15 +216,25 @@ impl Keyring {
                 KeyState::Previous => key.activated_at.is_some() && key.deactivated_at.is_some(),
             };
             if !stamps_ok {
-                return bad(format!(
-                    "key {} has timestamps that contradict its state",
-                    key.kid
-                ));
+                return bad(format!("key {} has timestamps that contradict its state", key.kid));
             }
+        }
+        for key in &self.retiring {
+            if !kids.insert(key.kid.as_str()) {
+                return bad(format!("kid {} is both published and retiring, or retiring twice", key.kid));
+            }
+            if !arns.insert(key.kms_key_arn.as_str()) {
+                return bad(format!("KMS key {} appears twice", key.kms_key_arn));
+            }
+        }
+        let mut requests = HashSet::new();
+        if !self.pending.iter().all(|p| requests.insert(p.request_id.as_str())) {
+            return bad("a pending creation request appears twice".into());
         }
         Ok(())
     }
 
+    /// True until the first bootstrap.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -210,28 +255,35 @@ impl Keyring {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
-    /// Every key verifiers must accept: next, current and previous.
-    pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: self.keys.iter().map(KeyRecord::published).collect(),
-        }
+    /// Does this keyring account for the KMS key (published or retiring)?
+    pub fn holds_arn(&self, arn: &str) -> bool {
+        self.keys.iter().any(|k| k.kms_key_arn == arn) || self.retiring.iter().any(|k| k.kms_key_arn == arn)
     }
 
-    /// A fresh keyring: one key that signs from now on, one published ahead of its turn.
-    pub fn bootstrap(current: NewKey, next: NewKey, now: UnixTime) -> Keyring {
-        let mut ring = Keyring {
-            schema_version: SCHEMA_VERSION,
-            keys: vec![
-                next.into_record(KeyState::Next, now),
-                current.into_record(KeyState::Current, now),
-            ],
-        };
+    /// Every key verifiers must accept: next, current and previous.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: self.keys.iter().map(KeyRecord::published).collect() }
+    }
+
+    /// A bootstrapped keyring: one key that signs from now on, one published ahead of its
+    /// turn. The retirement queue and pending creations carry over.
+    pub fn bootstrap(&self, current: NewKey, next: NewKey, now: UnixTime) -> Keyring {
+        let mut ring = self.clone();
+        ring.keys = vec![next.into_record(KeyState::Next, now), current.into_record(KeyState::Current, now)];
         ring.sort();
         ring
     }
 
-    /// next → current, current → previous, `new_next` → next. If there is no next key (a
-    /// hand-repaired keyring), the new key becomes current directly.
+    /// Add a next key to a keyring that lacks one (a hand-repaired keyring).
+    pub fn with_next(&self, next: NewKey, now: UnixTime) -> Keyring {
+        let mut ring = self.clone();
+        ring.keys.push(next.into_record(KeyState::Next, now));
+        ring.sort();
+        ring
+    }
+
+    /// next → current, current → previous, `new_next` → next. If there is no next key, the
+    /// new key becomes current directly.
     pub fn rotate(&self, new_next: NewKey, now: UnixTime) -> Keyring {
         let mut ring = self.clone();
         let had_next = ring.next().is_some();
@@ -248,30 +300,56 @@ impl Keyring {
                 KeyState::Previous => {}
             }
         }
-        let state = if had_next {
-            KeyState::Next
-        } else {
-            KeyState::Current
-        };
+        let state = if had_next { KeyState::Next } else { KeyState::Current };
         ring.keys.push(new_next.into_record(state, now));
         ring.sort();
         ring
     }
 
-    /// Drop previous keys whose tokens have all expired, returning them for retirement.
-    pub fn without_expired(&self, now: UnixTime, grace_secs: i64) -> (Keyring, Vec<KeyRecord>) {
+    /// Withdraw a published key at once. A revoked current key is replaced by next; a revoked
+    /// current or next key makes room for `replacement` as the new next (or as current, if
+    /// nothing else could take over). `None` when the kid is not published.
+    pub fn revoke(&self, kid: &str, replacement: Option<NewKey>, now: UnixTime) -> Option<Keyring> {
+        let index = self.keys.iter().position(|k| k.kid == kid)?;
+        let mut ring = self.clone();
+        let revoked = ring.keys.remove(index);
+        ring.retiring.push(RetiringKey {
+            kid: revoked.kid,
+            kms_key_arn: revoked.kms_key_arn,
+            reason: RetireReason::Revoked,
+            since: now,
+        });
+        if revoked.state == KeyState::Current {
+            if let Some(next) = ring.keys.iter_mut().find(|k| k.state == KeyState::Next) {
+                next.state = KeyState::Current;
+                next.activated_at = Some(now);
+            }
+        }
+        if let Some(key) = replacement {
+            let state = if ring.current().is_some() { KeyState::Next } else { KeyState::Current };
+            ring.keys.push(key.into_record(state, now));
+        }
+        ring.sort();
+        Some(ring)
+    }
+
+    /// Move previous keys whose tokens have all expired (`now >= deactivated_at + grace`) from
+    /// the published set to the retirement queue. Returns their kids.
+    pub fn retire_expired(&self, now: UnixTime, grace_secs: i64) -> (Keyring, Vec<String>) {
         let (expired, kept): (Vec<_>, Vec<_>) = self.keys.iter().cloned().partition(|k| {
             k.state == KeyState::Previous
-                && k.deactivated_at
-                    .is_some_and(|at| now >= at.saturating_add(grace_secs))
+                && k.deactivated_at.is_some_and(|at| now >= at.saturating_add(grace_secs))
         });
-        (
-            Keyring {
-                schema_version: self.schema_version,
-                keys: kept,
-            },
-            expired,
-        )
+        let mut ring = self.clone();
+        ring.keys = kept;
+        let kids = expired.iter().map(|k| k.kid.clone()).collect();
+        ring.retiring.extend(expired.into_iter().map(|k| RetiringKey {
+            kid: k.kid,
+            kms_key_arn: k.kms_key_arn,
+            reason: RetireReason::Expired,
+            since: now,
+        }));
+        (ring, kids)
     }
 
     fn sort(&mut self) {
@@ -280,8 +358,7 @@ impl Keyring {
             KeyState::Current => 1,
             KeyState::Previous => 2,
         };
-        self.keys
-            .sort_by_key(|k| (rank(k), std::cmp::Reverse(k.deactivated_at)));
+        self.keys.sort_by_key(|k| (rank(k), std::cmp::Reverse(k.deactivated_at)));
     }
 }
 
@@ -312,12 +389,9 @@ pub(crate) mod tests {
 
     #[test]
     fn bootstrap_then_rotate_moves_every_key_one_step() {
-        let ring = Keyring::bootstrap(new_key(1, 100), new_key(2, 100), 100);
+        let ring = Keyring::empty().bootstrap(new_key(1, 100), new_key(2, 100), 100);
         ring.validate().unwrap();
-        assert_eq!(
-            ring.current().unwrap().kms_key_arn,
-            new_key(1, 0).kms_key_arn
-        );
+        assert_eq!(ring.current().unwrap().kms_key_arn, new_key(1, 0).kms_key_arn);
         assert_eq!(ring.next().unwrap().kms_key_arn, new_key(2, 0).kms_key_arn);
 
         let rotated = ring.rotate(new_key(3, 200), 200);
@@ -333,39 +407,53 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn expired_previous_keys_leave_and_others_stay() {
-        let ring = Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0)
+    fn expired_previous_keys_move_to_the_retirement_queue() {
+        let ring = Keyring::empty()
+            .bootstrap(new_key(1, 0), new_key(2, 0), 0)
             .rotate(new_key(3, 100), 100)
             .rotate(new_key(4, 200), 200);
-        let (kept, gone) = ring.without_expired(250, 100);
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].deactivated_at, Some(100));
+        let first_current = new_key(1, 0).kid;
+        let (kept, gone) = ring.retire_expired(250, 100);
+        assert_eq!(gone, vec![first_current.clone()]);
         assert_eq!(kept.keys.len(), 3);
+        assert_eq!(kept.retiring.len(), 1);
+        assert_eq!(kept.retiring[0].reason, RetireReason::Expired);
+        assert!(kept.find(&first_current).is_none(), "gone from the JWKS");
+        assert!(kept.holds_arn(&new_key(1, 0).kms_key_arn), "but still accounted for");
         kept.validate().unwrap();
-        let (_, none) = ring.without_expired(199, 100);
-        assert!(
-            none.is_empty(),
-            "a key is kept until deactivated_at + grace"
-        );
+        assert_eq!(Keyring::from_json(&kept.to_json()).unwrap(), kept);
+        let (_, none) = ring.retire_expired(199, 100);
+        assert!(none.is_empty(), "a key is kept until deactivated_at + grace");
+    }
+
+    #[test]
+    fn revoking_current_promotes_next_and_takes_a_new_next() {
+        let ring = Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0);
+        let current = ring.current().unwrap().kid.clone();
+        let next = ring.next().unwrap().kid.clone();
+        let revoked = ring.revoke(&current, Some(new_key(3, 50)), 50).unwrap();
+        revoked.validate().unwrap();
+        assert_eq!(revoked.current().unwrap().kid, next);
+        assert_eq!(revoked.current().unwrap().activated_at, Some(50));
+        assert_eq!(revoked.next().unwrap().kid, new_key(3, 0).kid);
+        assert!(revoked.jwks().keys.iter().all(|k| k.kid != current), "withdrawn from the JWKS at once");
+        assert_eq!(revoked.retiring[0].reason, RetireReason::Revoked);
+        assert!(ring.revoke("unknown", None, 50).is_none());
+        // Revoking a previous key needs no replacement.
+        let rotated = ring.rotate(new_key(4, 60), 60);
+        let after = rotated.revoke(&current, None, 70).unwrap();
+        after.validate().unwrap();
+        assert_eq!(after.keys.len(), 2);
     }
 
     #[test]
     fn json_round_trip_and_refusals() {
-        let ring = Keyring::bootstrap(new_key(1, 0), new_key(2, 0), 0);
+        let ring = Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0);
         assert_eq!(Keyring::from_json(&ring.to_json()).unwrap(), ring);
-        assert_eq!(
-            Keyring::from_json(r#"{"schema_version":1,"keys":[]}"#).unwrap(),
-            Keyring::empty()
-        );
+        assert_eq!(Keyring::from_json(r#"{"schema_version":1,"keys":[]}"#).unwrap(), Keyring::empty());
 
-        assert!(matches!(
-            Keyring::from_json("not json"),
-            Err(KeyringError::Malformed(_))
-        ));
-        assert!(matches!(
-            Keyring::from_json(""),
-            Err(KeyringError::Malformed(_))
-        ));
+        assert!(matches!(Keyring::from_json("not json"), Err(KeyringError::Malformed(_))));
+        assert!(matches!(Keyring::from_json(""), Err(KeyringError::Malformed(_))));
         assert_eq!(
             Keyring::from_json(r#"{"schema_version":2,"keys":[],"future":true}"#),
             Err(KeyringError::UnsupportedSchema(2))
@@ -380,16 +468,22 @@ pub(crate) mod tests {
             k.state = KeyState::Current;
             k.activated_at = Some(0);
         }
+        assert!(matches!(Keyring::from_json(&two_current.to_json()), Err(KeyringError::Inconsistent(_))));
+
+        let mut retiring_and_published = ring.clone();
+        retiring_and_published.retiring.push(RetiringKey {
+            kid: ring.keys[0].kid.clone(),
+            kms_key_arn: "arn:other".into(),
+            reason: RetireReason::Revoked,
+            since: 0,
+        });
         assert!(matches!(
-            Keyring::from_json(&two_current.to_json()),
+            Keyring::from_json(&retiring_and_published.to_json()),
             Err(KeyringError::Inconsistent(_))
         ));
 
         let mut wrong_kid = ring.clone();
         wrong_kid.keys[0].kid = "forged".into();
-        assert!(matches!(
-            Keyring::from_json(&wrong_kid.to_json()),
-            Err(KeyringError::Inconsistent(_))
-        ));
+        assert!(matches!(Keyring::from_json(&wrong_kid.to_json()), Err(KeyringError::Inconsistent(_))));
     }
 }

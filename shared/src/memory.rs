@@ -13,9 +13,7 @@ use p256::elliptic_curve::rand_core::OsRng;
 use p256::pkcs8::EncodePublicKey;
 
 use crate::alg::SigningAlg;
-use crate::ports::{
-    KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
-};
+use crate::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide the original failure.
@@ -70,10 +68,7 @@ impl MemoryKms {
     }
 
     pub fn key_tags(&self, arn: &str) -> Vec<(String, String)> {
-        lock(&self.keys)
-            .get(arn)
-            .map(|k| k.tags.clone())
-            .unwrap_or_default()
+        lock(&self.keys).get(arn).map(|k| k.tags.clone()).unwrap_or_default()
     }
 
     /// ARNs of every key ever created, in no particular order.
@@ -84,29 +79,16 @@ impl MemoryKms {
 
 #[async_trait]
 impl KeySigner for MemoryKms {
-    async fn sign_digest(
-        &self,
-        key_arn: &str,
-        alg: SigningAlg,
-        digest: &[u8],
-    ) -> Result<Vec<u8>, KmsError> {
+    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
         let keys = lock(&self.keys);
-        let key = keys
-            .get(key_arn)
-            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if key.state != FakeKeyState::Enabled {
             return Err(KmsError::InvalidState(key_arn.to_owned()));
         }
-        let invalid = |message: String| KmsError::Other {
-            operation: "Sign",
-            message,
-        };
+        let invalid = |message: String| KmsError::Other { operation: "Sign", message };
         if key.alg != alg {
-            return Err(invalid(format!(
-                "key is {} but {alg} was requested",
-                key.alg
-            )));
+            return Err(invalid(format!("key is {} but {alg} was requested", key.alg)));
         }
         match &key.private {
             PrivateKey::P256(k) => {
@@ -140,63 +122,53 @@ impl KeyAdmin for MemoryKms {
         let arn = {
             let mut counter = lock(&self.counter);
             *counter += 1;
-            format!(
-                "arn:aws:kms:us-east-1:000000000000:key/memory-{:08}",
-                *counter
-            )
+            format!("arn:aws:kms:us-east-1:000000000000:key/memory-{:08}", *counter)
         };
-        let tags = tags
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        lock(&self.keys).insert(
-            arn.clone(),
-            FakeKey {
-                alg,
-                private,
-                state: FakeKeyState::Enabled,
-                tags,
-            },
-        );
+        let tags = tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        lock(&self.keys).insert(arn.clone(), FakeKey { alg, private, state: FakeKeyState::Enabled, tags });
         Ok(arn)
     }
 
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
         self.count("GetPublicKey");
         let keys = lock(&self.keys);
-        let key = keys
-            .get(key_arn)
-            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         let der = match &key.private {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
         };
         der.map(|d| d.as_bytes().to_vec())
-            .map_err(|e| KmsError::Other {
-                operation: "GetPublicKey",
-                message: e.to_string(),
-            })
+            .map_err(|e| KmsError::Other { operation: "GetPublicKey", message: e.to_string() })
     }
 
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
         self.count("DisableKey");
         let mut keys = lock(&self.keys);
-        let key = keys
-            .get_mut(key_arn)
-            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if key.state == FakeKeyState::Enabled {
             key.state = FakeKeyState::Disabled;
         }
         Ok(())
     }
 
+    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+        self.count("FindKeysByRequest");
+        let has = |tags: &[(String, String)], key: &str, value: &str| {
+            tags.iter().any(|(k, v)| k == key && v == value)
+        };
+        Ok(lock(&self.keys)
+            .iter()
+            .filter(|(_, key)| {
+                has(&key.tags, KeyTags::KEYRING, keyring) && has(&key.tags, KeyTags::REQUEST, request_id)
+            })
+            .map(|(arn, _)| arn.clone())
+            .collect())
+    }
+
     async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
         self.count("ScheduleKeyDeletion");
         let mut keys = lock(&self.keys);
-        let key = keys
-            .get_mut(key_arn)
-            .ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if !matches!(key.state, FakeKeyState::PendingDeletion { .. }) {
             key.state = FakeKeyState::PendingDeletion { window_days };
         }
@@ -268,11 +240,7 @@ impl KeyringStore for MemoryStore {
         }))
     }
 
-    async fn compare_and_swap(
-        &self,
-        expected: Option<&str>,
-        text: &str,
-    ) -> Result<String, StoreError> {
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         let mut state = lock(&self.state);
         if state.unavailable {
             return Err(StoreError::Unavailable("simulated outage".into()));
@@ -285,5 +253,127 @@ impl KeyringStore for MemoryStore {
         state.versions.push((id.clone(), text.to_owned()));
         state.current = Some(state.versions.len() - 1);
         Ok(id)
+    }
+}
+
+/// What an injected fault does to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Pass,
+    /// The call fails without reaching the service.
+    FailBefore,
+    /// The call takes effect, then its reply is lost: the caller sees an error. This is how a
+    /// crash right after a step looks to the next run.
+    FailAfter,
+}
+
+type Decider = Box<dyn FnMut(&'static str) -> Fault + Send>;
+
+/// Wraps any port (in-memory twin or AWS adapter) and injects faults at chosen calls.
+pub struct Faulty<T> {
+    inner: T,
+    decide: Mutex<Decider>,
+    calls: Mutex<u64>,
+}
+
+impl<T> Faulty<T> {
+    /// `decide` is asked before every call, with the operation name.
+    pub fn new(inner: T, decide: impl FnMut(&'static str) -> Fault + Send + 'static) -> Self {
+        Faulty { inner, decide: Mutex::new(Box::new(decide)), calls: Mutex::new(0) }
+    }
+
+    /// Fail the `n`th call (1-based) counted across all operations, and no other.
+    pub fn fail_nth(inner: T, n: u64, fault: Fault) -> Self {
+        let mut seen = 0;
+        Self::new(inner, move |_| {
+            seen += 1;
+            if seen == n {
+                fault
+            } else {
+                Fault::Pass
+            }
+        })
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// Calls made through the wrapper so far.
+    pub fn calls(&self) -> u64 {
+        *lock(&self.calls)
+    }
+
+    fn fault(&self, op: &'static str) -> Fault {
+        *lock(&self.calls) += 1;
+        (lock(&self.decide))(op)
+    }
+}
+
+fn injected_kms(operation: &'static str) -> KmsError {
+    KmsError::Other { operation, message: "injected fault".into() }
+}
+
+fn injected_store() -> StoreError {
+    StoreError::Unavailable("injected fault".into())
+}
+
+/// Run `call` under the fault chosen for `op`.
+macro_rules! faulty {
+    ($self:ident, $op:literal, $err:expr, $call:expr) => {
+        match $self.fault($op) {
+            Fault::Pass => $call.await,
+            Fault::FailBefore => Err($err),
+            Fault::FailAfter => {
+                let _ = $call.await;
+                Err($err)
+            }
+        }
+    };
+}
+
+#[async_trait]
+impl<T: KeySigner> KeySigner for Faulty<T> {
+    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+        faulty!(self, "Sign", injected_kms("Sign"), self.inner.sign_digest(key_arn, alg, digest))
+    }
+}
+
+#[async_trait]
+impl<T: KeyAdmin> KeyAdmin for Faulty<T> {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        faulty!(self, "CreateKey", injected_kms("CreateKey"), self.inner.create_key(alg, tags))
+    }
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        faulty!(self, "GetPublicKey", injected_kms("GetPublicKey"), self.inner.public_key_der(key_arn))
+    }
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        faulty!(self, "DisableKey", injected_kms("DisableKey"), self.inner.disable_key(key_arn))
+    }
+    async fn schedule_deletion(&self, key_arn: &str, days: i32) -> Result<(), KmsError> {
+        faulty!(
+            self,
+            "ScheduleKeyDeletion",
+            injected_kms("ScheduleKeyDeletion"),
+            self.inner.schedule_deletion(key_arn, days)
+        )
+    }
+    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+        faulty!(
+            self,
+            "ListKeys",
+            injected_kms("ListKeys"),
+            self.inner.find_keys_by_request(keyring, request_id)
+        )
+    }
+}
+
+#[async_trait]
+impl<T: KeyringStore> KeyringStore for Faulty<T> {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        faulty!(self, "GetSecretValue", injected_store(), self.inner.load())
+    }
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+        faulty!(self, "CompareAndSwap", injected_store(), self.inner.compare_and_swap(expected, text))
     }
 }

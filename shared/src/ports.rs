@@ -18,27 +18,27 @@ pub enum KmsError {
     #[error("KMS throttled the request after retries")]
     Throttled,
     #[error("KMS {operation} failed: {message}")]
-    Other {
-        operation: &'static str,
-        message: String,
-    },
+    Other { operation: &'static str, message: String },
 }
 
-/// Tags every key we create carries, so a later run (or a human) can tell which keyring a
-/// key belongs to without reading the keyring.
+/// Tags every key we create carries: which keyring it belongs to, and which rotate run
+/// created it, so a crashed run's keys can be found later (see `Keyring::pending`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTags {
     pub keyring: String,
+    pub request_id: String,
 }
 
 impl KeyTags {
     pub const KEYRING: &'static str = "kms-jwt:keyring";
     pub const MANAGED_BY: &'static str = "kms-jwt:managed-by";
+    pub const REQUEST: &'static str = "kms-jwt:request";
 
-    pub fn pairs(&self) -> [(&'static str, String); 2] {
+    pub fn pairs(&self) -> [(&'static str, String); 3] {
         [
             (Self::MANAGED_BY, "kms-jwt".to_owned()),
             (Self::KEYRING, self.keyring.clone()),
+            (Self::REQUEST, self.request_id.clone()),
         ]
     }
 }
@@ -48,12 +48,7 @@ impl KeyTags {
 pub trait KeySigner: Send + Sync {
     /// Sign a precomputed digest (`MessageType=DIGEST`). Returns KMS's raw signature: DER for
     /// ECDSA, the plain octet string for RSA.
-    async fn sign_digest(
-        &self,
-        key_arn: &str,
-        alg: SigningAlg,
-        digest: &[u8],
-    ) -> Result<Vec<u8>, KmsError>;
+    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError>;
 }
 
 /// Creates, reads and retires KMS keys. Held by the rotate function only.
@@ -64,11 +59,10 @@ pub trait KeyAdmin: Send + Sync {
     /// DER `SubjectPublicKeyInfo` of the key.
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError>;
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError>;
-    async fn schedule_deletion(
-        &self,
-        key_arn: &str,
-        pending_window_days: i32,
-    ) -> Result<(), KmsError>;
+    async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError>;
+    /// ARNs of the keys of `keyring` that the rotate run `request_id` created. This lists the
+    /// account's keys, so it is called only to clean up after a run that died mid-way.
+    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError>;
 }
 
 /// Failure of a keyring store operation.
@@ -98,9 +92,43 @@ pub trait KeyringStore: Send + Sync {
     /// Make `text` the current document if the current version is still `expected`
     /// (`None`: there is no current version yet). Returns the new version id. Retrying the
     /// same call after a crash or timeout is safe: it is idempotent.
-    async fn compare_and_swap(
-        &self,
-        expected: Option<&str>,
-        text: &str,
-    ) -> Result<String, StoreError>;
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError>;
+}
+
+// Shared handles: one twin (or adapter) can serve several services, like two Lambda
+// functions sharing one AWS account.
+#[async_trait]
+impl<T: KeySigner + ?Sized> KeySigner for std::sync::Arc<T> {
+    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+        (**self).sign_digest(key_arn, alg, digest).await
+    }
+}
+
+#[async_trait]
+impl<T: KeyAdmin + ?Sized> KeyAdmin for std::sync::Arc<T> {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        (**self).create_key(alg, tags).await
+    }
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        (**self).public_key_der(key_arn).await
+    }
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        (**self).disable_key(key_arn).await
+    }
+    async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError> {
+        (**self).schedule_deletion(key_arn, pending_window_days).await
+    }
+    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+        (**self).find_keys_by_request(keyring, request_id).await
+    }
+}
+
+#[async_trait]
+impl<T: KeyringStore + ?Sized> KeyringStore for std::sync::Arc<T> {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        (**self).load().await
+    }
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+        (**self).compare_and_swap(expected, text).await
+    }
 }

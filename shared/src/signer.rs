@@ -73,9 +73,7 @@ impl SignError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            SignError::InvalidRequest(_)
-                | SignError::ReservedClaim(_)
-                | SignError::InvalidTtl { .. }
+            SignError::InvalidRequest(_) | SignError::ReservedClaim(_) | SignError::InvalidTtl { .. }
         )
     }
 }
@@ -89,11 +87,7 @@ pub struct SigningKey {
 }
 
 pub fn current_signing_key(ring: &Keyring) -> Option<SigningKey> {
-    ring.current().map(|k| SigningKey {
-        kid: k.kid.clone(),
-        kms_key_arn: k.kms_key_arn.clone(),
-        alg: k.alg,
-    })
+    ring.current().map(|k| SigningKey { kid: k.kid.clone(), kms_key_arn: k.kms_key_arn.clone(), alg: k.alg })
 }
 
 pub struct TokenSigner<K, S> {
@@ -136,15 +130,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         self.sign(request, now).await
     }
 
-    pub async fn sign(
-        &self,
-        request: SignRequest,
-        now: UnixTime,
-    ) -> Result<SignedToken, SignError> {
-        if let Some(reserved) = RESERVED_CLAIMS
-            .iter()
-            .find(|c| request.claims.contains_key(**c))
-        {
+    pub async fn sign(&self, request: SignRequest, now: UnixTime) -> Result<SignedToken, SignError> {
+        if let Some(reserved) = RESERVED_CLAIMS.iter().find(|c| request.claims.contains_key(**c)) {
             return Err(SignError::ReservedClaim((*reserved).to_owned()));
         }
         let ttl = request.ttl_seconds.unwrap_or(self.default_ttl);
@@ -157,10 +144,7 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         claims.insert("iat".into(), now.into());
         claims.insert("nbf".into(), now.into());
         claims.insert("exp".into(), expires_at.into());
-        claims.insert(
-            "jti".into(),
-            Value::String(uuid::Uuid::new_v4().to_string()),
-        );
+        claims.insert("jti".into(), Value::String(uuid::Uuid::new_v4().to_string()));
         let payload = serde_json::to_vec(&claims)?;
 
         let key = self.keyring.get().await?;
@@ -171,38 +155,19 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
             Err(SignError::Kms(KmsError::InvalidState(_) | KmsError::NotFound(_))) => {
                 let fresh = self.keyring.refresh().await?;
                 let fresh = fresh.as_ref().as_ref().ok_or(SignError::NoCurrentKey)?;
-                self.sign_with(fresh, &payload)
-                    .await
-                    .map(|token| SignedToken {
-                        expires_at,
-                        ..token
-                    })
+                self.sign_with(fresh, &payload).await.map(|token| SignedToken { expires_at, ..token })
             }
-            other => other.map(|token| SignedToken {
-                expires_at,
-                ..token
-            }),
+            other => other.map(|token| SignedToken { expires_at, ..token }),
         }
     }
 
     async fn sign_with(&self, key: &SigningKey, payload: &[u8]) -> Result<SignedToken, SignError> {
-        let header = Header {
-            alg: key.alg,
-            kid: &key.kid,
-            typ: "JWT",
-        };
+        let header = Header { alg: key.alg, kid: &key.kid, typ: "JWT" };
         let input = jws::signing_input(&header, payload)?;
         let digest = key.alg.hash().digest(input.as_bytes());
-        let raw = self
-            .kms
-            .sign_digest(&key.kms_key_arn, key.alg, &digest)
-            .await?;
+        let raw = self.kms.sign_digest(&key.kms_key_arn, key.alg, &digest).await?;
         let signature = jws::jose_signature(key.alg, &raw)?;
-        Ok(SignedToken {
-            token: jws::compact(input, &signature),
-            kid: key.kid.clone(),
-            expires_at: 0,
-        })
+        Ok(SignedToken { token: jws::compact(input, &signature), kid: key.kid.clone(), expires_at: 0 })
     }
 }
 
@@ -225,12 +190,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl KeySigner for Shared {
-        async fn sign_digest(
-            &self,
-            arn: &str,
-            alg: SigningAlg,
-            digest: &[u8],
-        ) -> Result<Vec<u8>, KmsError> {
+        async fn sign_digest(&self, arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
             self.0.sign_digest(arn, alg, digest).await
         }
     }
@@ -245,15 +205,16 @@ mod tests {
         async fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
             self.0.disable_key(arn).await
         }
+        async fn find_keys_by_request(&self, keyring: &str, request: &str) -> Result<Vec<String>, KmsError> {
+            self.0.find_keys_by_request(keyring, request).await
+        }
         async fn schedule_deletion(&self, arn: &str, days: i32) -> Result<(), KmsError> {
             self.0.schedule_deletion(arn, days).await
         }
     }
     #[async_trait::async_trait]
     impl KeyringStore for Shared {
-        async fn load(
-            &self,
-        ) -> Result<Option<crate::ports::StoredDocument>, crate::ports::StoreError> {
+        async fn load(&self) -> Result<Option<crate::ports::StoredDocument>, crate::ports::StoreError> {
             self.1.load().await
         }
         async fn compare_and_swap(
@@ -274,23 +235,10 @@ mod tests {
             retirement_grace: 7_200,
             deletion_window_days: 7,
         };
-        Rotator::new(
-            shared.clone(),
-            shared.clone(),
-            policy,
-            KeyTags {
-                keyring: "kr".into(),
-            },
-        )
-        .reconcile(0)
-        .await
-        .unwrap();
+        Rotator::new(shared.clone(), shared.clone(), policy, "kr").reconcile(0).await.unwrap();
         let cache = KeyringCache::new(
             shared.clone(),
-            CachePolicy {
-                ttl: Duration::from_secs(60),
-                max_staleness: Duration::from_secs(600),
-            },
+            CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::from_secs(600) },
             current_signing_key,
         );
         let signer = TokenSigner::new(
@@ -307,42 +255,23 @@ mod tests {
     async fn signs_a_verifiable_token_with_one_kms_call_and_no_store_read_when_warm() {
         let (shared, signer) = setup().await;
         let first = signer
-            .sign_event(
-                json!({"claims": {"sub": "alice", "scope": "read"}, "ttl_seconds": 300}),
-                1_000,
-            )
+            .sign_event(json!({"claims": {"sub": "alice", "scope": "read"}, "ttl_seconds": 300}), 1_000)
             .await
             .unwrap();
         let reads = shared.1.reads();
-        let second = signer
-            .sign_event(json!({"claims": {"sub": "bob"}}), 1_001)
-            .await
-            .unwrap();
-        assert_eq!(
-            shared.1.reads(),
-            reads,
-            "a warm signer does not read the keyring"
-        );
+        let second = signer.sign_event(json!({"claims": {"sub": "bob"}}), 1_001).await.unwrap();
+        assert_eq!(shared.1.reads(), reads, "a warm signer does not read the keyring");
         assert_eq!(shared.0.calls("Sign"), 2, "one KMS call per token");
         assert_eq!(first.expires_at, 1_300);
         assert_eq!(second.expires_at, 1_001 + 900);
 
         let parts: Vec<&str> = first.token.split('.').collect();
-        let header: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        assert_eq!(
-            header,
-            json!({"alg": "ES256", "kid": first.kid, "typ": "JWT"})
-        );
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header, json!({"alg": "ES256", "kid": first.kid, "typ": "JWT"}));
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["iss"], "https://issuer.test");
         assert_eq!(
-            (
-                claims["iat"].as_i64(),
-                claims["nbf"].as_i64(),
-                claims["exp"].as_i64()
-            ),
+            (claims["iat"].as_i64(), claims["nbf"].as_i64(), claims["exp"].as_i64()),
             (Some(1_000), Some(1_000), Some(1_300))
         );
         assert_eq!(claims["sub"], "alice");
@@ -350,16 +279,13 @@ mod tests {
 
         // Verify R||S against the public key in the keyring, as a consumer would.
         let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
-        let crate::jwk::PublicJwk::Ec { x, y, .. } = &ring.find(&first.kid).unwrap().public_jwk
-        else {
+        let crate::jwk::PublicJwk::Ec { x, y, .. } = &ring.find(&first.kid).unwrap().public_jwk else {
             panic!("EC key")
         };
         let jwk = format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#);
         let key = p256::ecdsa::VerifyingKey::from(p256::PublicKey::from_jwk_str(&jwk).unwrap());
-        let sig =
-            p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
-        key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-            .unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+        key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).unwrap();
     }
 
     #[tokio::test]
@@ -371,10 +297,7 @@ mod tests {
             (json!({"claims": {}, "ttl_seconds": 0}), "InvalidTtl"),
             (json!({"claims": {}, "ttl_seconds": 3_601}), "InvalidTtl"),
             (json!({"claims": []}), "InvalidRequest"),
-            (
-                json!({"claims": {}, "header": {"alg": "none"}}),
-                "InvalidRequest",
-            ),
+            (json!({"claims": {}, "header": {"alg": "none"}}), "InvalidRequest"),
             (json!("just a string"), "InvalidRequest"),
         ];
         for (event, code) in cases {
@@ -382,11 +305,7 @@ mod tests {
             assert_eq!(err.code(), code, "{event}");
             assert!(err.is_client_error());
         }
-        assert_eq!(
-            shared.0.calls("Sign"),
-            0,
-            "nothing reaches KMS for a refused request"
-        );
+        assert_eq!(shared.0.calls("Sign"), 0, "nothing reaches KMS for a refused request");
     }
 
     #[tokio::test]
@@ -401,24 +320,10 @@ mod tests {
             retirement_grace: 7_200,
             deletion_window_days: 7,
         };
-        let rotator = Rotator::new(
-            shared.clone(),
-            shared.clone(),
-            policy,
-            KeyTags {
-                keyring: "kr".into(),
-            },
-        );
-        rotator
-            .run(crate::rotate::Command::Rotate { force: true }, 20)
-            .await
-            .unwrap();
+        let rotator = Rotator::new(shared.clone(), shared.clone(), policy, "kr");
+        rotator.run(crate::rotate::Command::Rotate { force: true }, 20).await.unwrap();
         let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
-        shared
-            .0
-            .disable_key(&ring.find(&before.kid).unwrap().kms_key_arn)
-            .await
-            .unwrap();
+        shared.0.disable_key(&ring.find(&before.kid).unwrap().kms_key_arn).await.unwrap();
 
         let after = signer.sign_event(json!({"claims": {}}), 30).await.unwrap();
         assert_eq!(after.kid, ring.current().unwrap().kid);

@@ -42,29 +42,22 @@ pub fn verify(token: &str, jwks_json: &str, issuer: &str) -> Result<Value, Verif
     let kid = header["kid"].as_str().ok_or(VerifyError::NoKid)?;
     let header_alg = header["alg"].as_str().unwrap_or_default();
 
-    let raw: Value =
-        serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
+    let raw: Value = serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
     let raw_jwk = raw["keys"]
         .as_array()
         .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
         .ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
     let jwk_alg = raw_jwk["alg"].as_str().ok_or(VerifyError::NoAlg)?;
     if header_alg != jwk_alg {
-        return Err(VerifyError::AlgMismatch {
-            header: header_alg.to_owned(),
-            jwk: jwk_alg.to_owned(),
-        });
+        return Err(VerifyError::AlgMismatch { header: header_alg.to_owned(), jwk: jwk_alg.to_owned() });
     }
 
     if jwk_alg == "ES512" {
         return verify_es512(token, raw_jwk, issuer);
     }
 
-    let set: JwkSet =
-        serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
-    let jwk = set
-        .find(kid)
-        .ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
+    let set: JwkSet = serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
+    let jwk = set.find(kid).ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
     let alg = Algorithm::from_str(jwk_alg).map_err(|_| VerifyError::NoAlg)?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
     let mut validation = Validation::new(alg);
@@ -80,9 +73,7 @@ pub fn verify(token: &str, jwks_json: &str, issuer: &str) -> Result<Value, Verif
 fn verify_es512(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyError> {
     use p521::ecdsa::signature::Verifier;
     let coordinate = |name: &str| -> Result<Vec<u8>, VerifyError> {
-        let bytes = jwk[name]
-            .as_str()
-            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+        let bytes = jwk[name].as_str().and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
         bytes
             .filter(|b| b.len() == 66)
             .ok_or_else(|| VerifyError::BadJwks(format!("P-521 {name} is not 66 octets")))
@@ -93,13 +84,10 @@ fn verify_es512(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyE
     let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
         .map_err(|e| VerifyError::BadJwks(format!("P-521 point: {e}")))?;
     let (input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| VerifyError::Malformed)?;
-    let signature = p521::ecdsa::Signature::from_slice(&signature)
-        .map_err(|e| VerifyError::Rejected(e.to_string()))?;
-    key.verify(input.as_bytes(), &signature)
-        .map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+    let signature =
+        p521::ecdsa::Signature::from_slice(&signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    key.verify(input.as_bytes(), &signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
     let payload = input.split('.').nth(1).ok_or(VerifyError::Malformed)?;
     let claims: Value = URL_SAFE_NO_PAD
         .decode(payload)
@@ -113,9 +101,7 @@ fn verify_es512(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyE
     }
     match (claims["exp"].as_i64(), claims["nbf"].as_i64()) {
         (Some(exp), Some(nbf)) if now < exp + leeway && now + leeway >= nbf => Ok(claims),
-        _ => Err(VerifyError::Rejected(
-            "expired, not yet valid, or missing exp/nbf".into(),
-        )),
+        _ => Err(VerifyError::Rejected("expired, not yet valid, or missing exp/nbf".into())),
     }
 }
 
@@ -131,8 +117,7 @@ pub fn tamper(token: &str) -> String {
 /// Rewrite the header's `kid` (keeping the signature), as an attacker or a stale issuer might.
 pub fn with_kid(token: &str, kid: &str) -> String {
     let (header, rest) = token.split_once('.').unwrap();
-    let mut header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    let mut header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     header["kid"] = Value::String(kid.to_owned());
     format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
 }

@@ -37,10 +37,7 @@ impl Drop for Watch {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn cargo_lambda() -> PathBuf {
@@ -53,11 +50,7 @@ fn cargo_lambda() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Watch {
@@ -72,16 +65,8 @@ impl Watch {
         std::fs::create_dir_all(&dir).unwrap();
         let env_file = dir.join("watch.env");
         let mut text = String::new();
-        for name in [
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
-            text += &format!(
-                "{name}={}\n",
-                std::env::var(name).unwrap_or_else(|_| "test".into())
-            );
+        for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            text += &format!("{name}={}\n", std::env::var(name).unwrap_or_else(|_| "test".into()));
         }
         for (name, value) in env {
             text += &format!("{name}={value}\n");
@@ -89,19 +74,9 @@ impl Watch {
         std::fs::write(&env_file, text).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.join("watch.log")).unwrap();
-        eprintln!(
-            "cargo lambda watch on port {port}, log in {}",
-            dir.display()
-        );
+        eprintln!("cargo lambda watch on port {port}, log in {}", dir.display());
         let child = Command::new(cargo_lambda())
-            .args([
-                "lambda",
-                "watch",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &port.to_string(),
-            ])
+            .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
             .arg("--env-file")
             .arg(&env_file)
             .args(["--disable-cors", "--ignore-changes"])
@@ -112,17 +87,10 @@ impl Watch {
             .process_group(0)
             .spawn()
             .expect("cargo-lambda must be installed: `make test` installs it into .venv");
-        let watch = Watch {
-            child,
-            port,
-            http: reqwest::Client::new(),
-        };
+        let watch = Watch { child, port, http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not start listening"
-            );
+            assert!(Instant::now() < deadline, "cargo lambda watch did not start listening");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         watch
@@ -130,10 +98,7 @@ impl Watch {
 
     /// Invoke through the Lambda runtime API, as `cargo lambda invoke` does.
     async fn invoke(&self, function: &str, payload: Value) -> Value {
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
-            self.port
-        );
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations", self.port);
         let response = self
             .http
             .post(url)
@@ -165,47 +130,27 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     .await;
 
     // jwks before any keyring exists: 503 with Retry-After, never an empty key set.
-    let cold = reqwest::get(watch.url("/.well-known/jwks.json"))
-        .await
-        .unwrap();
+    let cold = reqwest::get(watch.url("/.well-known/jwks.json")).await.unwrap();
     assert_eq!(cold.status(), 503);
     assert!(cold.headers().contains_key("retry-after"));
 
     // rotate via the real CLI, with the sample EventBridge event.
     let out = Command::new(cargo_lambda())
-        .args([
-            "lambda",
-            "invoke",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &watch.port.to_string(),
-        ])
+        .args(["lambda", "invoke", "--invoke-address", "127.0.0.1", "--invoke-port", &watch.port.to_string()])
         .args(["rotate", "--data-file", "events/rotate-scheduled.json"])
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo lambda invoke rotate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cargo lambda invoke rotate: {}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["transitions"], json!(["bootstrap"]));
     tokio::time::sleep(Duration::from_millis(1_200)).await; // jwks cache TTL is 1s
 
-    let signed = watch
-        .invoke(
-            "sign",
-            json!({"claims": {"sub": "carol"}, "ttl_seconds": 600}),
-        )
-        .await;
+    let signed = watch.invoke("sign", json!({"claims": {"sub": "carol"}, "ttl_seconds": 600})).await;
     let token_a = signed["token"].as_str().unwrap().to_owned();
 
     // JWKS over HTTP.
-    let response = reqwest::get(watch.url("/.well-known/jwks.json"))
-        .await
-        .unwrap();
+    let response = reqwest::get(watch.url("/.well-known/jwks.json")).await.unwrap();
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "application/json");
@@ -229,10 +174,7 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     let raw: Value = serde_json::from_str(&jwks).unwrap();
     for key in raw["keys"].as_array().unwrap() {
         for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
-            assert!(
-                key.get(private).is_none(),
-                "private member {private} served"
-            );
+            assert!(key.get(private).is_none(), "private member {private} served");
         }
     }
     assert_eq!(verify(&token_a, &jwks, &issuer).unwrap()["sub"], "carol");
@@ -247,75 +189,35 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
         .unwrap();
     assert_eq!(not_modified.status(), 304);
     assert!(not_modified.bytes().await.unwrap().is_empty());
-    let head = watch
-        .http
-        .head(watch.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let head = watch.http.head(watch.url("/.well-known/jwks.json")).send().await.unwrap();
     assert_eq!(head.status(), 200);
-    assert_eq!(
-        reqwest::get(watch.url("/nope")).await.unwrap().status(),
-        404
-    );
-    let post = watch
-        .http
-        .post(watch.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(reqwest::get(watch.url("/nope")).await.unwrap().status(), 404);
+    let post = watch.http.post(watch.url("/.well-known/jwks.json")).send().await.unwrap();
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET, HEAD");
 
     // Discovery.
-    let discovery: Value = reqwest::get(watch.url("/.well-known/openid-configuration"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value =
+        reqwest::get(watch.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(discovery["issuer"], issuer.as_str());
-    assert_eq!(
-        discovery["jwks_uri"],
-        format!("{issuer}/.well-known/jwks.json")
-    );
-    assert_eq!(
-        discovery["id_token_signing_alg_values_supported"],
-        json!(["ES384"])
-    );
+    assert_eq!(discovery["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["ES384"]));
 
     // A bad sign request is a typed error, not a crash.
     let refused = watch.invoke("sign", json!({"claims": {"exp": 1}})).await;
     assert_eq!(refused["errorType"], "ReservedClaim", "{refused}");
 
     // Rotate; new tokens carry the pre-published kid; the old token still verifies.
-    let next_kid = report["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["state"] == "next")
-        .unwrap()["kid"]
-        .clone();
-    let rotated = watch
-        .invoke("rotate", json!({"action": "rotate", "force": true}))
-        .await;
+    let next_kid =
+        report["keys"].as_array().unwrap().iter().find(|k| k["state"] == "next").unwrap()["kid"].clone();
+    let rotated = watch.invoke("rotate", json!({"action": "rotate", "force": true})).await;
     assert_eq!(rotated["transitions"], json!(["rotate"]), "{rotated}");
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let signed_b = watch
-        .invoke("sign", json!({"claims": {"sub": "dave"}}))
-        .await;
+    let signed_b = watch.invoke("sign", json!({"claims": {"sub": "dave"}})).await;
     assert_eq!(signed_b["kid"], next_kid);
-    let jwks = reqwest::get(watch.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let jwks = reqwest::get(watch.url("/.well-known/jwks.json")).await.unwrap().text().await.unwrap();
     assert_eq!(verify(&token_a, &jwks, &issuer).unwrap()["sub"], "carol");
-    assert_eq!(
-        verify(signed_b["token"].as_str().unwrap(), &jwks, &issuer).unwrap()["sub"],
-        "dave"
-    );
+    assert_eq!(verify(signed_b["token"].as_str().unwrap(), &jwks, &issuer).unwrap()["sub"], "dave");
     assert!(matches!(
         verify(&kms_jwt_tests::tamper(&token_a), &jwks, &issuer),
         Err(VerifyError::Rejected(_))

@@ -9,7 +9,6 @@ use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
-use kms_jwt::ports::KeyTags;
 use kms_jwt::rotate::{RotationPolicy, Rotator, Transition};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
@@ -30,10 +29,7 @@ async fn localstack() -> aws_config::SdkConfig {
 async fn fetch_jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
     let cache = KeyringCache::new(
         SecretsManagerStore::new(sdk, secret_id, None),
-        CachePolicy {
-            ttl: Duration::ZERO,
-            max_staleness: Duration::ZERO,
-        },
+        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
         PublishedKeys::from_keyring,
     );
     let keys = cache.get().await.unwrap();
@@ -57,18 +53,13 @@ async fn full_lifecycle(alg: SigningAlg) {
         KmsAdapter::new(&sdk),
         SecretsManagerStore::new(&sdk, &secret_id, None),
         policy.clone(),
-        KeyTags {
-            keyring: secret_id.clone(),
-        },
+        secret_id.clone(),
     );
     let signer = TokenSigner::new(
         KmsAdapter::new(&sdk),
         KeyringCache::new(
             SecretsManagerStore::new(&sdk, &secret_id, None),
-            CachePolicy {
-                ttl: Duration::ZERO,
-                max_staleness: Duration::ZERO,
-            },
+            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
             current_signing_key,
         ),
         ISSUER.to_owned(),
@@ -85,10 +76,7 @@ async fn full_lifecycle(alg: SigningAlg) {
     assert!(!unchanged.changed, "{alg}: a second run changes nothing");
 
     let old = signer
-        .sign_event(
-            json!({"claims": {"sub": "alice"}, "ttl_seconds": 900}),
-            kms_jwt::unix_now(),
-        )
+        .sign_event(json!({"claims": {"sub": "alice"}, "ttl_seconds": 900}), kms_jwt::unix_now())
         .await
         .unwrap();
     let jwks = fetch_jwks(&sdk, &secret_id).await;
@@ -107,103 +95,46 @@ async fn full_lifecycle(alg: SigningAlg) {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        header,
-        json!({"alg": alg.as_str(), "kid": old.kid, "typ": "JWT"})
-    );
+    assert_eq!(header, json!({"alg": alg.as_str(), "kid": old.kid, "typ": "JWT"}));
 
     // Rotate: the previous next key signs, the old token still verifies.
-    let next_kid = boot
-        .keys
-        .iter()
-        .find(|k| k.state == kms_jwt::keyring::KeyState::Next)
-        .unwrap()
-        .kid
-        .clone();
-    let rotated = rotator
-        .reconcile(t0 + policy.rotation_period)
-        .await
-        .unwrap();
+    let next_kid =
+        boot.keys.iter().find(|k| k.state == kms_jwt::keyring::KeyState::Next).unwrap().kid.clone();
+    let rotated = rotator.reconcile(t0 + policy.rotation_period).await.unwrap();
     assert_eq!(rotated.transitions, vec![Transition::Rotate], "{alg}");
-    let new = signer
-        .sign_event(json!({"claims": {"sub": "bob"}}), kms_jwt::unix_now())
-        .await
-        .unwrap();
-    assert_eq!(
-        new.kid, next_kid,
-        "{alg}: new tokens carry the pre-published kid"
-    );
+    let new = signer.sign_event(json!({"claims": {"sub": "bob"}}), kms_jwt::unix_now()).await.unwrap();
+    assert_eq!(new.kid, next_kid, "{alg}: new tokens carry the pre-published kid");
     let jwks = fetch_jwks(&sdk, &secret_id).await;
-    assert_eq!(
-        verify(&old.token, &jwks, ISSUER).unwrap()["sub"],
-        "alice",
-        "{alg}: old token after rotation"
-    );
+    assert_eq!(verify(&old.token, &jwks, ISSUER).unwrap()["sub"], "alice", "{alg}: old token after rotation");
     assert_eq!(verify(&new.token, &jwks, ISSUER).unwrap()["sub"], "bob");
 
     // Tampering and unknown keys fail.
     assert!(
-        matches!(
-            verify(&tamper(&new.token), &jwks, ISSUER),
-            Err(VerifyError::Rejected(_))
-        ),
+        matches!(verify(&tamper(&new.token), &jwks, ISSUER), Err(VerifyError::Rejected(_))),
         "{alg}: tampered"
     );
     assert_eq!(
         verify(&with_kid(&new.token, "not-a-published-kid"), &jwks, ISSUER),
         Err(VerifyError::UnknownKid("not-a-published-kid".into()))
     );
-    assert!(
-        verify(&new.token, &jwks, "https://someone-else.test").is_err(),
-        "{alg}: wrong issuer"
-    );
+    assert!(verify(&new.token, &jwks, "https://someone-else.test").is_err(), "{alg}: wrong issuer");
 
     // Retire: once every token of the old key has expired, it leaves the JWKS and KMS.
     let retire_at = t0 + policy.rotation_period + policy.retirement_grace;
     let retired = rotator.reconcile(retire_at).await.unwrap();
     assert_eq!(retired.retired, vec![old.kid.clone()], "{alg}");
     let jwks = fetch_jwks(&sdk, &secret_id).await;
-    assert_eq!(
-        verify(&old.token, &jwks, ISSUER),
-        Err(VerifyError::UnknownKid(old.kid.clone()))
-    );
+    assert_eq!(verify(&old.token, &jwks, ISSUER), Err(VerifyError::UnknownKid(old.kid.clone())));
     assert!(verify(&new.token, &jwks, ISSUER).is_ok());
 
     let kms = aws_sdk_kms::Client::new(&sdk);
-    let old_arn = &boot
-        .keys
-        .iter()
-        .find(|k| k.kid == old.kid)
-        .unwrap()
-        .kms_key_arn;
-    let meta = kms
-        .describe_key()
-        .key_id(old_arn)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap();
-    assert_eq!(
-        meta.key_state,
-        Some(KmsKeyState::PendingDeletion),
-        "{alg}: retired key is pending deletion"
-    );
-    let tags = kms
-        .list_resource_tags()
-        .key_id(new_key_arn(&rotated, &new.kid))
-        .send()
-        .await
-        .unwrap();
-    let tags: Vec<(String, String)> = tags
-        .tags()
-        .iter()
-        .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
-        .collect();
-    assert!(
-        tags.contains(&("kms-jwt:keyring".to_owned(), secret_id.clone())),
-        "{alg}: {tags:?}"
-    );
+    let old_arn = &boot.keys.iter().find(|k| k.kid == old.kid).unwrap().kms_key_arn;
+    let meta = kms.describe_key().key_id(old_arn).send().await.unwrap().key_metadata.unwrap();
+    assert_eq!(meta.key_state, Some(KmsKeyState::PendingDeletion), "{alg}: retired key is pending deletion");
+    let tags = kms.list_resource_tags().key_id(new_key_arn(&rotated, &new.kid)).send().await.unwrap();
+    let tags: Vec<(String, String)> =
+        tags.tags().iter().map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())).collect();
+    assert!(tags.contains(&("kms-jwt:keyring".to_owned(), secret_id.clone())), "{alg}: {tags:?}");
     let usage = kms
         .describe_key()
         .key_id(new_key_arn(&rotated, &new.kid))
@@ -212,24 +143,12 @@ async fn full_lifecycle(alg: SigningAlg) {
         .unwrap()
         .key_metadata
         .unwrap();
-    assert_eq!(
-        usage.key_usage.map(|u| u.as_str().to_owned()).as_deref(),
-        Some("SIGN_VERIFY")
-    );
-    assert_eq!(
-        usage.key_spec.map(|s| s.as_str().to_owned()).as_deref(),
-        Some(alg.kms_key_spec())
-    );
+    assert_eq!(usage.key_usage.map(|u| u.as_str().to_owned()).as_deref(), Some("SIGN_VERIFY"));
+    assert_eq!(usage.key_spec.map(|s| s.as_str().to_owned()).as_deref(), Some(alg.kms_key_spec()));
 }
 
 fn new_key_arn(report: &kms_jwt::rotate::RotationReport, kid: &str) -> String {
-    report
-        .keys
-        .iter()
-        .find(|k| k.kid == kid)
-        .unwrap()
-        .kms_key_arn
-        .clone()
+    report.keys.iter().find(|k| k.kid == kid).unwrap().kms_key_arn.clone()
 }
 
 macro_rules! per_algorithm {
@@ -251,18 +170,9 @@ per_algorithm! {
 async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
     let sdk = localstack().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-    for text in [
-        "{\"schema_version\": 1, \"keys\": ",
-        r#"{"schema_version": 7, "keys": []}"#,
-    ] {
+    for text in ["{\"schema_version\": 1, \"keys\": ", r#"{"schema_version": 7, "keys": []}"#] {
         let secret_id = format!("kms-jwt-test/corrupt/{}", uuid::Uuid::new_v4());
-        secrets
-            .create_secret()
-            .name(&secret_id)
-            .secret_string(text)
-            .send()
-            .await
-            .unwrap();
+        secrets.create_secret().name(&secret_id).secret_string(text).send().await.unwrap();
         let rotator = Rotator::new(
             KmsAdapter::new(&sdk),
             SecretsManagerStore::new(&sdk, &secret_id, None),
@@ -273,29 +183,13 @@ async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
                 retirement_grace: 7_200,
                 deletion_window_days: 7,
             },
-            KeyTags {
-                keyring: secret_id.clone(),
-            },
+            secret_id.clone(),
         );
         let err = rotator.reconcile(kms_jwt::unix_now()).await.unwrap_err();
         assert_eq!(err.kind(), "KeyringInvalid", "{err}");
-        let stored = secrets
-            .get_secret_value()
-            .secret_id(&secret_id)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            stored.secret_string(),
-            Some(text),
-            "the document is left exactly as it was"
-        );
-        let versions = secrets
-            .list_secret_version_ids()
-            .secret_id(&secret_id)
-            .send()
-            .await
-            .unwrap();
+        let stored = secrets.get_secret_value().secret_id(&secret_id).send().await.unwrap();
+        assert_eq!(stored.secret_string(), Some(text), "the document is left exactly as it was");
+        let versions = secrets.list_secret_version_ids().secret_id(&secret_id).send().await.unwrap();
         assert_eq!(versions.versions().len(), 1, "no new version was written");
     }
 }
@@ -308,20 +202,11 @@ async fn compare_and_swap_refuses_a_stale_writer() {
     let store = SecretsManagerStore::new(&sdk, &secret_id, None);
     assert_eq!(store.load().await.unwrap(), None);
     let v1 = store.compare_and_swap(None, "one").await.unwrap();
-    assert_eq!(
-        store.compare_and_swap(None, "racing creator").await,
-        Err(StoreError::Conflict)
-    );
+    assert_eq!(store.compare_and_swap(None, "racing creator").await, Err(StoreError::Conflict));
     let v2 = store.compare_and_swap(Some(&v1), "two").await.unwrap();
     // Retrying the same write is idempotent: same version, no error.
-    assert_eq!(
-        store.compare_and_swap(Some(&v1), "two").await,
-        Ok(v2.clone())
-    );
-    assert_eq!(
-        store.compare_and_swap(Some(&v1), "stale writer").await,
-        Err(StoreError::Conflict)
-    );
+    assert_eq!(store.compare_and_swap(Some(&v1), "two").await, Ok(v2.clone()));
+    assert_eq!(store.compare_and_swap(Some(&v1), "stale writer").await, Err(StoreError::Conflict));
     let current = store.load().await.unwrap().unwrap();
     assert_eq!((current.version_id, current.text), (v2, "two".to_owned()));
 }

@@ -19,17 +19,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = JwksConfig::from_env()?;
     let sdk = load_sdk_config().await;
     let service: &'static Service = Box::leak(Box::new(Service {
-        site: Site::new(
-            &config.issuer,
-            config.jwks_uri.as_deref(),
-            config.jwks_max_age,
-        ),
+        site: Site::new(&config.issuer, config.jwks_uri.as_deref(), config.jwks_max_age),
         keys: KeyringCache::new(
             SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None),
-            CachePolicy {
-                ttl: config.keyring_cache_ttl,
-                max_staleness: config.max_staleness,
-            },
+            CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: config.max_staleness },
             PublishedKeys::from_keyring,
         ),
     }));
@@ -44,10 +37,7 @@ async fn handle(service: &Service, request: Request) -> Result<Response<Body>, l
             None
         }
     };
-    let if_none_match = request
-        .headers()
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
+    let if_none_match = request.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     let answer = respond(
         &service.site,
         request.method().as_str(),
@@ -59,9 +49,5 @@ async fn handle(service: &Service, request: Request) -> Result<Response<Body>, l
     for (name, value) in answer.headers {
         response = response.header(name, value);
     }
-    Ok(response.body(if answer.body.is_empty() {
-        Body::Empty
-    } else {
-        Body::Text(answer.body)
-    })?)
+    Ok(response.body(if answer.body.is_empty() { Body::Empty } else { Body::Text(answer.body) })?)
 }

@@ -17,10 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let keyring = KeyringCache::new(
         SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None),
         // Never sign with a keyring older than its TTL: no stale-if-error on the signing path.
-        CachePolicy {
-            ttl: config.keyring_cache_ttl,
-            max_staleness: std::time::Duration::ZERO,
-        },
+        CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: std::time::Duration::ZERO },
         current_signing_key,
     );
     let signer: &'static Service = Box::leak(Box::new(TokenSigner::new(
@@ -30,10 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.default_token_ttl,
         config.max_token_ttl,
     )));
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handle(signer, event.payload)
-    }))
-    .await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(signer, event.payload))).await
 }
 
 async fn handle(signer: &Service, payload: Value) -> Result<SignedToken, Diagnostic> {
@@ -48,10 +42,7 @@ async fn handle(signer: &Service, payload: Value) -> Result<SignedToken, Diagnos
             } else {
                 tracing::error!(code = e.code(), error = %e, "sign failed");
             }
-            Err(Diagnostic {
-                error_type: e.code().into(),
-                error_message: e.to_string(),
-            })
+            Err(Diagnostic { error_type: e.code().into(), error_message: e.to_string() })
         }
     }
 }

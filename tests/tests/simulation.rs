@@ -1,0 +1,311 @@
+//! A year of the key lifecycle against the in-memory twins: hourly scheduled runs plus random
+//! extra runs, forced rotations and revocations, and faults injected at every external call
+//! (failing before the call, or after it took effect with the reply lost). After every tick
+//! the invariants that keep verifiers working, and KMS tidy, are checked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kms_jwt::keyring::{Keyring, UnixTime};
+use kms_jwt::memory::{FakeKeyState, Fault, Faulty, MemoryKms, MemoryStore};
+use kms_jwt::ports::KeyTags;
+use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
+use kms_jwt::SigningAlg;
+
+const MINUTE: i64 = 60;
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+const T0: UnixTime = 1_800_000_000;
+
+// The deployed defaults, shortened to a weekly rotation so a year has many of them.
+const JWKS_MAX_AGE: i64 = 300;
+const STALE_WHILE_REVALIDATE: i64 = 60;
+const CACHE_TTL: i64 = 60;
+const CLOCK_SKEW: i64 = 60;
+const MAX_TOKEN_TTL: i64 = HOUR;
+/// How old a client's JWKS may be when it verifies.
+const CLIENT_JWKS_AGE: i64 = JWKS_MAX_AGE + STALE_WHILE_REVALIDATE;
+
+fn policy() -> RotationPolicy {
+    RotationPolicy {
+        alg: SigningAlg::ES256,
+        rotation_period: 7 * DAY,
+        prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + CLOCK_SKEW,
+        retirement_grace: MAX_TOKEN_TTL + CLOCK_SKEW + CACHE_TTL,
+        deletion_window_days: 7,
+    }
+}
+
+/// SplitMix64: small, deterministic, good enough to drive a simulation.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Token {
+    kid: String,
+    signed_at: UnixTime,
+    expires_at: UnixTime,
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    failed_runs: u64,
+    rotations: u64,
+    revocations: u64,
+    forced: u64,
+}
+
+fn stored(store: &MemoryStore) -> Keyring {
+    store.current_text().map(|t| Keyring::from_json(&t).unwrap()).unwrap_or_default()
+}
+
+fn published(ring: &Keyring) -> HashSet<String> {
+    ring.keys.iter().map(|k| k.kid.clone()).collect()
+}
+
+fn request_tag(kms: &MemoryKms, arn: &str) -> Option<String> {
+    kms.key_tags(arn).into_iter().find(|(k, _)| k == KeyTags::REQUEST).map(|(_, v)| v)
+}
+
+/// Every KMS key is accounted for: in the keyring (published or queued for retirement),
+/// covered by a creation intent, or pending deletion.
+fn check_kms_accounting(kms: &MemoryKms, ring: &Keyring, at: UnixTime) {
+    let intents: HashSet<String> = ring.pending.iter().map(|p| p.request_id.clone()).collect();
+    for arn in kms.key_arns() {
+        let state = kms.key_state(&arn).unwrap();
+        if matches!(state, FakeKeyState::PendingDeletion { .. }) || ring.holds_arn(&arn) {
+            continue;
+        }
+        let tag = request_tag(kms, &arn).unwrap_or_default();
+        assert!(
+            intents.contains(&tag),
+            "t={at}: KMS key {arn} ({state:?}) is orphaned: not in the keyring, no intent"
+        );
+    }
+    let live = kms
+        .key_arns()
+        .iter()
+        .filter(|arn| !matches!(kms.key_state(arn), Some(FakeKeyState::PendingDeletion { .. })))
+        .count();
+    assert!(live <= 10, "t={at}: {live} live KMS keys");
+}
+
+#[tokio::test]
+async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
+    let kms = Arc::new(MemoryKms::new());
+    let store = Arc::new(MemoryStore::new());
+    let rng = Arc::new(Mutex::new(Rng(0x5EED_CAFE)));
+    let fault_rate = Arc::new(Mutex::new(0.08_f64));
+    let decider = |rng: Arc<Mutex<Rng>>, rate: Arc<Mutex<f64>>| {
+        move |_op: &'static str| {
+            let mut rng = rng.lock().unwrap();
+            if rng.chance(*rate.lock().unwrap()) {
+                if rng.chance(0.5) {
+                    Fault::FailBefore
+                } else {
+                    Fault::FailAfter
+                }
+            } else {
+                Fault::Pass
+            }
+        }
+    };
+    let rotator = Rotator::new(
+        Faulty::new(Arc::clone(&kms), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
+        Faulty::new(Arc::clone(&store), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
+        policy(),
+        "sim",
+    );
+    let policy = policy();
+
+    // Published kid sets over time: (from, set), each valid until the next entry.
+    let mut snapshots: BTreeMap<UnixTime, HashSet<String>> = BTreeMap::new();
+    let mut first_published: HashMap<String, UnixTime> = HashMap::new();
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut revoked: HashSet<String> = HashSet::new();
+    // Keys that started signing without the full pre-publication (bootstrap, forced
+    // rotation, revocation of the current key): clients may legitimately lack them at first.
+    let mut early: HashSet<String> = HashSet::new();
+    let mut tally = Tally::default();
+    let mut bootstrapped = false;
+
+    // (time, follow-up of an extra run)
+    let mut ticks: Vec<(UnixTime, bool)> = (0..365 * 24).map(|h| (T0 + h * HOUR, false)).collect();
+    {
+        let mut rng = rng.lock().unwrap();
+        // Random extra runs, each followed minutes later by another: the schedule may fire
+        // often, and a second run must not rotate again before the new next is pre-published.
+        for _ in 0..900 {
+            let at = T0 + rng.below(365 * DAY as u64) as i64;
+            ticks.push((at, false));
+            ticks.push((at + MINUTE * (1 + rng.below(15) as i64), true));
+        }
+    }
+    ticks.sort_unstable();
+
+    for &(now, follow_up) in &ticks {
+        let before = stored(&store);
+        let command = {
+            let mut rng = rng.lock().unwrap();
+            if bootstrapped && rng.chance(0.002) {
+                Command::Rotate { force: true }
+            } else if bootstrapped && rng.chance(0.002) {
+                let keys: Vec<_> = before.keys.iter().map(|k| k.kid.clone()).collect();
+                Command::Revoke { kid: keys[rng.below(keys.len() as u64) as usize].clone() }
+            } else if rng.chance(if follow_up { 0.5 } else { 0.03 }) {
+                Command::Rotate { force: false }
+            } else {
+                Command::Reconcile
+            }
+        };
+        tally.runs += 1;
+        let result = rotator.run(command.clone(), now).await;
+        let after = stored(&store);
+        after.validate().unwrap();
+
+        if let Err(e) = &result {
+            tally.failed_runs += 1;
+            assert_ne!(e.kind(), "KeyringInvalid", "t={now}: the keyring must never be corrupted: {e}");
+        }
+        if after.current().is_some() {
+            bootstrapped = true;
+        }
+
+        // Structure.
+        if bootstrapped {
+            assert!(after.current().is_some(), "t={now}: exactly one current key");
+            assert!(after.next().is_some(), "t={now}: a next key always exists after bootstrap");
+        }
+
+        // What changed, and why.
+        let old_current = before.current().map(|k| k.kid.clone());
+        let new_current = after.current().map(|k| k.kid.clone());
+        // Only a revocation removes a key before its grace has passed.
+        let revoked_now: Vec<String> = match &command {
+            Command::Revoke { kid } if before.find(kid).is_some() && after.find(kid).is_none() => {
+                vec![kid.clone()]
+            }
+            _ => Vec::new(),
+        };
+        if !revoked_now.is_empty() {
+            tally.revocations += 1;
+        }
+        revoked.extend(revoked_now.iter().cloned());
+        if new_current != old_current {
+            if let Some(kid) = &new_current {
+                let forced = matches!(command, Command::Rotate { force: true } | Command::Revoke { .. });
+                if old_current.is_none() || forced || !revoked_now.is_empty() {
+                    early.insert(kid.clone());
+                    if matches!(command, Command::Rotate { force: true }) {
+                        tally.forced += 1;
+                    }
+                } else {
+                    tally.rotations += 1;
+                    let published_at = first_published[kid];
+                    // What verifiers need, independent of the policy under test.
+                    assert!(
+                        now - published_at >= CLIENT_JWKS_AGE + CACHE_TTL + CLOCK_SKEW,
+                        "t={now}: {kid} started signing {}s after publication",
+                        now - published_at
+                    );
+                }
+            }
+            // A warm sign container may keep using the old current key for one cache lifetime.
+            if let Some(old) = &old_current {
+                if !revoked.contains(old) {
+                    let signed_at = now + CACHE_TTL;
+                    tokens.push(Token { kid: old.clone(), signed_at, expires_at: signed_at + MAX_TOKEN_TTL });
+                }
+            }
+        }
+
+        // Publication history.
+        for kid in published(&after) {
+            first_published.entry(kid).or_insert(now);
+        }
+        snapshots.insert(now, published(&after));
+
+        // No key stays published longer than needed, after a run that succeeded.
+        if result.is_ok() {
+            for key in after.previous() {
+                let due = key.deactivated_at.unwrap() + policy.retirement_grace;
+                assert!(now < due, "t={now}: {} still published {}s after its grace", key.kid, now - due);
+            }
+        }
+
+        check_kms_accounting(&kms, &after, now);
+
+        // A token signed now, with the longest lifetime.
+        if let Some(kid) = new_current {
+            tokens.push(Token { kid, signed_at: now, expires_at: now + MAX_TOKEN_TTL });
+        }
+    }
+
+    // Every token verifies against every JWKS a client could hold while the token is valid.
+    let end = ticks.last().unwrap().0;
+    let mut checked = 0;
+    for token in tokens.iter().filter(|t| !revoked.contains(&t.kid) && t.expires_at <= end) {
+        let from =
+            if early.contains(&token.kid) { token.signed_at } else { token.signed_at - CLIENT_JWKS_AGE };
+        // The snapshot in force at `from`, and every later one up to expiry.
+        let in_force = snapshots.range(..=from).next_back().map(|(t, _)| *t).unwrap_or(from);
+        for (t, set) in snapshots.range(in_force..=token.expires_at) {
+            assert!(
+                set.contains(&token.kid),
+                "token of {} signed at {} (exp {}) would fail with the JWKS published at {t}",
+                token.kid,
+                token.signed_at,
+                token.expires_at
+            );
+        }
+        checked += 1;
+    }
+
+    // With the faults gone, a few runs converge: nothing queued, no intents, no orphans.
+    *fault_rate.lock().unwrap() = 0.0;
+    for step in 1..=3 {
+        rotator.reconcile(end + step * (STALE_INTENT_SECS + MINUTE)).await.unwrap();
+    }
+    let ring = stored(&store);
+    assert!(ring.retiring.is_empty(), "retirement queue drained: {:?}", ring.retiring);
+    assert!(ring.pending.is_empty(), "creation intents cleared: {:?}", ring.pending);
+    for arn in kms.key_arns() {
+        let state = kms.key_state(&arn).unwrap();
+        assert!(
+            ring.keys.iter().any(|k| k.kms_key_arn == arn)
+                || matches!(state, FakeKeyState::PendingDeletion { .. }),
+            "after convergence {arn} is {state:?} and not in the keyring"
+        );
+    }
+
+    // The simulation exercised what it claims to.
+    println!(
+        "runs={} failed={} rotations={} forced={} revocations={} tokens_checked={checked} kms_keys={}",
+        tally.runs,
+        tally.failed_runs,
+        tally.rotations,
+        tally.forced,
+        tally.revocations,
+        kms.key_arns().len()
+    );
+    assert!(tally.rotations >= 30, "scheduled rotations happened");
+    assert!(tally.failed_runs >= 100, "faults were injected and hit");
+    assert!(tally.revocations >= 5 && tally.forced >= 5);
+    assert!(checked >= 9_000);
+}
