@@ -9,6 +9,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use crate::alg::SigningAlg;
 use crate::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
@@ -169,8 +170,10 @@ impl KeyAdmin for KmsAdapter {
     }
 }
 
-/// The staging label a new keyring version carries before it is promoted to AWSCURRENT.
-pub const PENDING_STAGE: &str = "KMSJWT_PENDING";
+/// Prefix of the staging label a new keyring version carries until it is promoted to
+/// AWSCURRENT. Each write has its own label, so concurrent writers never move each other's;
+/// labels are removed after the promotion, and leftovers of crashed writers are swept.
+pub const STAGE_PREFIX: &str = "KMSJWT_";
 const CURRENT_STAGE: &str = "AWSCURRENT";
 
 /// The keyring secret in Secrets Manager.
@@ -265,13 +268,14 @@ impl KeyringStore for SecretsManagerStore {
                 Err(e) => return Err(StoreError::Unavailable(describe(&e))),
             }
         }
+        let stage = format!("{STAGE_PREFIX}{token}");
         let put = self
             .client
             .put_secret_value()
             .secret_id(&self.secret_id)
             .secret_string(text)
             .client_request_token(&token)
-            .version_stages(PENDING_STAGE)
+            .version_stages(&stage)
             .send()
             .await;
         let version_id = match put {
@@ -285,7 +289,7 @@ impl KeyringStore for SecretsManagerStore {
             }
             Err(e) => return Err(StoreError::Unavailable(describe(&e))),
         };
-        match self.promote(&version_id, expected).await {
+        let outcome = match self.promote(&version_id, expected).await {
             // A retry of a write that already landed (the first reply was lost): AWSCURRENT
             // is on our version, which is success, not a conflict.
             Err(StoreError::Conflict) => match self.load().await? {
@@ -293,6 +297,44 @@ impl KeyringStore for SecretsManagerStore {
                 _ => Err(StoreError::Conflict),
             },
             other => other.map(|()| version_id),
+        };
+        // Our label has done its job either way. After a success, also sweep labels that
+        // crashed writers left behind (Secrets Manager allows only 20 labels per secret).
+        // Best effort: whatever is left is swept by the next successful write.
+        if outcome.is_ok() {
+            self.remove_stage_labels(|label| label.starts_with(STAGE_PREFIX)).await;
+        } else {
+            self.remove_stage_labels(|label| label == stage).await;
+        }
+        outcome
+    }
+}
+
+impl SecretsManagerStore {
+    /// Remove matching kms-jwt staging labels from every version that carries one.
+    async fn remove_stage_labels(&self, matches: impl Fn(&str) -> bool) {
+        let versions = match self.client.list_secret_version_ids().secret_id(&self.secret_id).send().await {
+            Ok(out) => out.versions.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %describe(&e), "could not list keyring versions to tidy staging labels");
+                return;
+            }
+        };
+        for version in versions {
+            let Some(version_id) = version.version_id() else { continue };
+            for label in version.version_stages().iter().filter(|l| matches(l)) {
+                let removed = self
+                    .client
+                    .update_secret_version_stage()
+                    .secret_id(&self.secret_id)
+                    .version_stage(label)
+                    .remove_from_version_id(version_id)
+                    .send()
+                    .await;
+                if let Err(e) = removed {
+                    warn!(label, error = %describe(&e), "could not remove a staging label");
+                }
+            }
         }
     }
 }

@@ -421,7 +421,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         if run.fresh.is_empty() && !run.intent_outstanding {
             return;
         }
-        for _ in 0..3 {
+        for _ in 0..MAX_CONFLICTS {
             let (ring, version) = match self.read().await {
                 Ok(read) => read,
                 Err(e) => {

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
     use crate::cache::CachePolicy;
     use crate::memory::{MemoryKms, MemoryStore};
-    use crate::ports::{KeyAdmin, KeyTags, KeyringStore};
+    use crate::ports::KeyAdmin;
     use crate::rotate::{RotationPolicy, Rotator};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -188,45 +188,7 @@ mod tests {
     #[derive(Clone)]
     struct Shared(Arc<MemoryKms>, Arc<MemoryStore>);
 
-    #[async_trait::async_trait]
-    impl KeySigner for Shared {
-        async fn sign_digest(&self, arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
-            self.0.sign_digest(arn, alg, digest).await
-        }
-    }
-    #[async_trait::async_trait]
-    impl KeyAdmin for Shared {
-        async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
-            self.0.create_key(alg, tags).await
-        }
-        async fn public_key_der(&self, arn: &str) -> Result<Vec<u8>, KmsError> {
-            self.0.public_key_der(arn).await
-        }
-        async fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
-            self.0.disable_key(arn).await
-        }
-        async fn find_keys_by_request(&self, keyring: &str, request: &str) -> Result<Vec<String>, KmsError> {
-            self.0.find_keys_by_request(keyring, request).await
-        }
-        async fn schedule_deletion(&self, arn: &str, days: i32) -> Result<(), KmsError> {
-            self.0.schedule_deletion(arn, days).await
-        }
-    }
-    #[async_trait::async_trait]
-    impl KeyringStore for Shared {
-        async fn load(&self) -> Result<Option<crate::ports::StoredDocument>, crate::ports::StoreError> {
-            self.1.load().await
-        }
-        async fn compare_and_swap(
-            &self,
-            e: Option<&str>,
-            t: &str,
-        ) -> Result<String, crate::ports::StoreError> {
-            self.1.compare_and_swap(e, t).await
-        }
-    }
-
-    async fn setup() -> (Shared, TokenSigner<Shared, Shared>) {
+    async fn setup() -> (Shared, TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>>) {
         let shared = Shared(Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
         let policy = RotationPolicy {
             alg: SigningAlg::ES256,
@@ -235,14 +197,14 @@ mod tests {
             retirement_grace: 7_200,
             deletion_window_days: 7,
         };
-        Rotator::new(shared.clone(), shared.clone(), policy, "kr").reconcile(0).await.unwrap();
+        Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy, "kr").reconcile(0).await.unwrap();
         let cache = KeyringCache::new(
-            shared.clone(),
+            Arc::clone(&shared.1),
             CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::from_secs(600) },
             current_signing_key,
         );
         let signer = TokenSigner::new(
-            shared.clone(),
+            Arc::clone(&shared.0),
             cache,
             "https://issuer.test".into(),
             Duration::from_secs(900),
@@ -320,7 +282,7 @@ mod tests {
             retirement_grace: 7_200,
             deletion_window_days: 7,
         };
-        let rotator = Rotator::new(shared.clone(), shared.clone(), policy, "kr");
+        let rotator = Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy, "kr");
         rotator.run(crate::rotate::Command::Rotate { force: true }, 20).await.unwrap();
         let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
         shared.0.disable_key(&ring.find(&before.kid).unwrap().kms_key_arn).await.unwrap();
