@@ -46,14 +46,24 @@ struct Entry<V> {
 pub struct KeyringCache<S, V> {
     store: S,
     policy: CachePolicy,
-    project: fn(&Keyring) -> V,
+    project: Box<dyn Fn(&Keyring) -> V + Send + Sync>,
     entry: RwLock<Option<Entry<V>>>,
     refresh_lock: Mutex<()>,
 }
 
 impl<S: KeyringStore, V> KeyringCache<S, V> {
-    pub fn new(store: S, policy: CachePolicy, project: fn(&Keyring) -> V) -> Self {
-        KeyringCache { store, policy, project, entry: RwLock::new(None), refresh_lock: Mutex::new(()) }
+    pub fn new(
+        store: S,
+        policy: CachePolicy,
+        project: impl Fn(&Keyring) -> V + Send + Sync + 'static,
+    ) -> Self {
+        KeyringCache {
+            store,
+            policy,
+            project: Box::new(project),
+            entry: RwLock::new(None),
+            refresh_lock: Mutex::new(()),
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -93,6 +103,11 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
         let loaded = self.store.load().await;
         let mut guard = self.entry.write().unwrap_or_else(|p| p.into_inner());
         let result = match loaded {
+            // The keyring vanished after we had one: an operator error or an outage, not a
+            // reason to stop publishing keys. Serve what we have (stale-if-error).
+            Ok(None) if guard.as_ref().is_some_and(|e| e.version_id.is_some()) => {
+                CacheError::Store(StoreError::Unavailable("the keyring secret has no current version".into()))
+            }
             Ok(doc) => {
                 let version_id = doc.as_ref().map(|d| d.version_id.clone());
                 match guard.as_mut() {
@@ -177,6 +192,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_keyring_that_vanishes_while_warm_is_served_stale() {
+        let cache = seeded().await;
+        cache.get().await.unwrap();
+        cache.store().set_current_to_nothing();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(*cache.get().await.unwrap(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn stale_if_error_is_bounded_and_cold_failure_is_an_error() {
         let cache = seeded().await;
         cache.get().await.unwrap();
@@ -189,6 +213,8 @@ mod tests {
         tokio::time::advance(Duration::from_secs(600)).await;
         assert!(cache.get().await.is_err(), "too stale to serve");
 
+        let cold = KeyringCache::new(MemoryStore::new(), policy(), kid_count);
+        assert_eq!(*cold.get().await.unwrap(), 0, "no keyring yet is an empty keyring, not an error");
         let cold = KeyringCache::new(MemoryStore::new(), policy(), kid_count);
         cold.store().set_unavailable(true);
         assert!(matches!(cold.get().await, Err(CacheError::Store(_))));

@@ -36,24 +36,27 @@ impl Rendered {
     }
 }
 
-/// Everything the jwks function serves for one keyring version.
+/// Everything the jwks function serves for one keyring version, rendered once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedKeys {
     /// False until rotate has bootstrapped the keyring: we answer 503 rather than let clients
     /// cache an empty key set.
     pub bootstrapped: bool,
     pub jwks: Rendered,
-    /// Distinct `alg` values in the keyring, for discovery.
-    pub algs: Vec<String>,
+    pub discovery: Rendered,
 }
 
 impl PublishedKeys {
-    pub fn from_keyring(ring: &Keyring) -> Self {
+    pub fn render(site: &Site, ring: &Keyring) -> Self {
         let body = serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
         let mut algs: Vec<String> = ring.keys.iter().map(|k| k.alg.to_string()).collect();
         algs.sort();
         algs.dedup();
-        PublishedKeys { bootstrapped: !ring.is_empty(), jwks: Rendered::new(body), algs }
+        PublishedKeys {
+            bootstrapped: !ring.is_empty(),
+            jwks: Rendered::new(body),
+            discovery: site.discovery(&algs),
+        }
     }
 }
 
@@ -154,13 +157,7 @@ pub fn respond(
             return answer;
         }
     };
-    let discovery;
-    let doc = if route == JWKS_PATH {
-        &keys.jwks
-    } else {
-        discovery = site.discovery(&keys.algs);
-        &discovery
-    };
+    let doc = if route == JWKS_PATH { &keys.jwks } else { &keys.discovery };
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("cache-control", site.cache_control()),
@@ -185,7 +182,7 @@ mod tests {
     }
 
     fn keys() -> PublishedKeys {
-        PublishedKeys::from_keyring(&Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0))
+        PublishedKeys::render(&site(), &Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0))
     }
 
     #[test]
@@ -224,6 +221,47 @@ mod tests {
         assert_eq!(doc["subject_types_supported"], json!(["public"]));
     }
 
+    /// Odd paths, methods and headers: every answer is a deliberate 2xx/3xx/4xx/503.
+    #[test]
+    fn bad_input_matrix_never_answers_500() {
+        let keys = keys();
+        let paths = [
+            "",
+            "/",
+            "//",
+            "/.well-known",
+            "/.well-known/",
+            "/.WELL-KNOWN/JWKS.JSON",
+            "/.well-known/jwks.json?x=1",
+            "/.well-known/jwks.json%00",
+            "/../.well-known/jwks.json",
+            "/.well-known/jwks.json/..",
+            "/é/ü",
+            "\\",
+            &"/a".repeat(10_000),
+        ];
+        let methods = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "get", "",
+            "FOO BAR",
+        ];
+        let conditions = [None, Some(""), Some("*"), Some("W/"), Some("\"\""), Some(",,,"), Some("\u{0}")];
+        for path in paths {
+            for method in methods {
+                for inm in conditions {
+                    for ks in [Some(&keys), None] {
+                        let a = respond(&site(), method, path, inm, ks);
+                        assert!(
+                            matches!(a.status, 200 | 304 | 404 | 405 | 503),
+                            "{method} {path:.40} -> {}",
+                            a.status
+                        );
+                        assert!(!a.body.contains("panicked"));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn errors_are_clean() {
         let keys = keys();
@@ -233,7 +271,7 @@ mod tests {
         assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
         let cold = respond(&site(), "GET", JWKS_PATH, None, None);
         assert_eq!((cold.status, cold.header("retry-after")), (503, Some("30")));
-        let empty = PublishedKeys::from_keyring(&Keyring::empty());
+        let empty = PublishedKeys::render(&site(), &Keyring::empty());
         assert_eq!(respond(&site(), "GET", JWKS_PATH, None, Some(&empty)).status, 503);
     }
 }

@@ -212,6 +212,11 @@ impl MemoryStore {
         lock(&self.state).unavailable = unavailable;
     }
 
+    /// Remove the current version, as if the secret's value were deleted by hand.
+    pub fn set_current_to_nothing(&self) {
+        lock(&self.state).current = None;
+    }
+
     pub fn reads(&self) -> u64 {
         *lock(&self.reads)
     }

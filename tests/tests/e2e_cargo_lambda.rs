@@ -6,6 +6,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
@@ -49,23 +51,30 @@ fn cargo_lambda() -> PathBuf {
     }
 }
 
+/// LocalStack's endpoint from the environment `make test` sets.
+fn localstack_endpoint() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.contains("127.0.0.1") || endpoint.contains("localhost"),
+        "this test runs against LocalStack on loopback: use `make test`"
+    );
+    endpoint
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Watch {
-    async fn start(env: &[(&str, String)]) -> Watch {
+    /// Start the functions with `env`, talking to AWS at `endpoint`.
+    async fn start(endpoint: &str, env: &[(&str, String)]) -> Watch {
         use std::os::unix::process::CommandExt;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-        assert!(
-            endpoint.contains("127.0.0.1") || endpoint.contains("localhost"),
-            "this test runs against LocalStack on loopback: use `make test`"
-        );
         let dir = std::env::temp_dir().join(format!("kms-jwt-e2e-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let env_file = dir.join("watch.env");
         let mut text = String::new();
-        for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        text += &format!("AWS_ENDPOINT_URL={endpoint}\n");
+        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             text += &format!("{name}={}\n", std::env::var(name).unwrap_or_else(|_| "test".into()));
         }
         for (name, value) in env {
@@ -119,14 +128,17 @@ impl Watch {
 async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     let secret_id = format!("kms-jwt-e2e/{}", uuid::Uuid::new_v4());
     let issuer = "https://issuer.e2e.test".to_owned();
-    let watch = Watch::start(&[
-        ("KEYRING_SECRET_ID", secret_id.clone()),
-        ("ISSUER", issuer.clone()),
-        ("SIGNING_ALG", "ES384".into()),
-        ("JWKS_MAX_AGE", "120".into()),
-        ("KEYRING_CACHE_TTL", "1".into()),
-        ("RUST_LOG", "info".into()),
-    ])
+    let watch = Watch::start(
+        &localstack_endpoint(),
+        &[
+            ("KEYRING_SECRET_ID", secret_id.clone()),
+            ("ISSUER", issuer.clone()),
+            ("SIGNING_ALG", "ES384".into()),
+            ("JWKS_MAX_AGE", "120".into()),
+            ("KEYRING_CACHE_TTL", "1".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    )
     .await;
 
     // jwks before any keyring exists: 503 with Retry-After, never an empty key set.
@@ -203,6 +215,21 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     assert_eq!(discovery["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
     assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["ES384"]));
 
+    // The same function behind API Gateway: HTTP API (payload 2.0) and REST API (payload 1.0).
+    for (event, route) in [("jwks-http-api.json", "jwks"), ("jwks-rest-api.json", "discovery")] {
+        let text = std::fs::read_to_string(workspace_root().join("events").join(event)).unwrap();
+        let answer = watch.invoke("jwks", serde_json::from_str(&text).unwrap()).await;
+        assert_eq!(answer["statusCode"], 200, "{event}: {answer}");
+        // Payload 2.0 answers carry `headers`; payload 1.0 answers `multiValueHeaders`.
+        let headers = format!("{}{}", answer["headers"], answer["multiValueHeaders"]);
+        assert!(headers.contains("max-age=120"), "{event}: {headers}");
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        match route {
+            "jwks" => assert_eq!(body["keys"].as_array().unwrap().len(), 2),
+            _ => assert_eq!(body["issuer"], issuer.as_str()),
+        }
+    }
+
     // A bad sign request is a typed error, not a crash.
     let refused = watch.invoke("sign", json!({"claims": {"exp": 1}})).await;
     assert_eq!(refused["errorType"], "ReservedClaim", "{refused}");
@@ -226,4 +253,119 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     let status = watch.invoke("rotate", json!({"action": "status"})).await;
     assert_eq!(status["changed"], false);
     assert_eq!(status["keys"].as_array().unwrap().len(), 3);
+}
+
+/// A TCP proxy in front of LocalStack that can be cut, to make AWS fail for the functions
+/// while the test itself keeps its own access.
+struct Outage {
+    port: u16,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Outage {
+    async fn start(target: &str) -> Outage {
+        let target = target.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (flag, tasks) = (Arc::clone(&up), Arc::clone(&connections));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: connection closed at once
+                }
+                let target = target.clone();
+                tasks.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Outage { port, up, connections }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            // Cut pooled keep-alive connections too.
+            for task in self.connections.lock().unwrap().drain(..) {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn jwks_answers_503_when_cold_and_serves_stale_keys_when_secrets_manager_fails() {
+    let outage = Outage::start(&localstack_endpoint()).await;
+    let secret_id = format!("kms-jwt-e2e/outage/{}", uuid::Uuid::new_v4());
+    let watch = Watch::start(
+        &outage.endpoint(),
+        &[
+            ("KEYRING_SECRET_ID", secret_id.clone()),
+            ("ISSUER", "https://issuer.outage.test".into()),
+            ("KEYRING_CACHE_TTL", "1".into()),
+            ("KEYRING_MAX_STALENESS", "10m".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    )
+    .await;
+    let jwks_url = watch.url("/.well-known/jwks.json");
+
+    // Cold container, Secrets Manager unreachable: 503 with Retry-After, no stack trace.
+    let cold = reqwest::get(&jwks_url).await.unwrap();
+    assert_eq!(cold.status(), 503);
+    assert_eq!(cold.headers()["retry-after"], "30");
+    let body = cold.text().await.unwrap();
+    assert!(!body.contains("panicked") && !body.contains("at src/"), "{body}");
+
+    // Back up: bootstrap, and the warm container serves the keys.
+    outage.set_up(true);
+    let report = watch.invoke("rotate", json!({})).await;
+    assert_eq!(report["transitions"], json!(["bootstrap"]), "{report}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let warm = reqwest::get(&jwks_url).await.unwrap();
+    assert_eq!(warm.status(), 200);
+    let etag = warm.headers()["etag"].to_str().unwrap().to_owned();
+    let body = warm.text().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["keys"].as_array().unwrap().len(), 2);
+
+    // Down again, past the cache TTL: the last good key set is still served, byte for byte.
+    outage.set_up(false);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..3 {
+        let stale = reqwest::get(&jwks_url).await.unwrap();
+        assert_eq!(stale.status(), 200);
+        assert_eq!(stale.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(stale.text().await.unwrap(), body);
+    }
+    let not_modified = watch.http.get(&jwks_url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(not_modified.status(), 304);
+
+    // Odd requests over HTTP: never a 500.
+    let long_path = format!("/{}", "x".repeat(4_000));
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", long_path.as_str()),
+        ("DELETE", "/.well-known/jwks.json"),
+        ("OPTIONS", "/.well-known/openid-configuration"),
+    ] {
+        let response = watch
+            .http
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), watch.url(path))
+            .header("if-none-match", "\"unterminated")
+            .header("x-oversize", "v".repeat(16_000))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().as_u16() < 500, "{method} {path:.30}: {}", response.status());
+    }
 }

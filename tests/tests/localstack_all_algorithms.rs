@@ -27,13 +27,14 @@ async fn localstack() -> aws_config::SdkConfig {
 
 /// The jwks function's logic, minus the Lambda HTTP adapter (exercised in the end-to-end test).
 async fn fetch_jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
+    let site = Site::new(ISSUER, None, Duration::from_secs(300));
+    let render_site = site.clone();
     let cache = KeyringCache::new(
         SecretsManagerStore::new(sdk, secret_id, None),
         CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        PublishedKeys::from_keyring,
+        move |ring: &kms_jwt::Keyring| PublishedKeys::render(&render_site, ring),
     );
     let keys = cache.get().await.unwrap();
-    let site = Site::new(ISSUER, None, Duration::from_secs(300));
     let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
     assert_eq!(answer.status, 200);
     answer.body
@@ -86,6 +87,9 @@ async fn full_lifecycle(alg: SigningAlg) {
     for key in keys["keys"].as_array().unwrap() {
         assert_eq!(key["alg"], alg.as_str());
         assert_eq!(key["use"], "sig");
+        for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            assert!(key.get(private).is_none(), "{alg}: private member {private} served");
+        }
     }
     let header: serde_json::Value = serde_json::from_slice(
         &base64::Engine::decode(

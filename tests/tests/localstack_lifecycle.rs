@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::jwks::PublishedKeys;
+use kms_jwt::jwks::{PublishedKeys, Site};
 use kms_jwt::keyring::{KeyState, Keyring};
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::KeyringStore;
@@ -100,7 +100,7 @@ async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
     let cache = KeyringCache::new(
         SecretsManagerStore::new(sdk, secret_id, None),
         CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        PublishedKeys::from_keyring,
+        |ring: &Keyring| PublishedKeys::render(&Site::new(ISSUER, None, Duration::from_secs(300)), ring),
     );
     cache.get().await.unwrap().jwks.body.clone()
 }

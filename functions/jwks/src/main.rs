@@ -18,12 +18,15 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = JwksConfig::from_env()?;
     let sdk = load_sdk_config().await;
+    let site = Site::new(&config.issuer, config.jwks_uri.as_deref(), config.jwks_max_age);
+    let render_site = site.clone();
     let service: &'static Service = Box::leak(Box::new(Service {
-        site: Site::new(&config.issuer, config.jwks_uri.as_deref(), config.jwks_max_age),
+        site,
         keys: KeyringCache::new(
             SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None),
             CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: config.max_staleness },
-            PublishedKeys::from_keyring,
+            // Rendered once per keyring version: warm requests serialize nothing.
+            move |ring| PublishedKeys::render(&render_site, ring),
         ),
     }));
     lambda_http::run(service_fn(|request: Request| handle(service, request))).await
