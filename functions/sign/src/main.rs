@@ -1,9 +1,10 @@
-//! sign: direct invocation `{"claims": {...}, "ttl_seconds": 900}` → a JWT signed inside KMS.
+//! sign: `{"claims": {...}, "ttl_seconds": 900}` (or a batch, directly or as `POST /sign`) → JWTs
+//! signed inside KMS.
 
 use kms_jwt::aws::{load_sdk_config, KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::config::SignConfig;
-use kms_jwt::signer::{current_signing_key, SignedToken, TokenSigner};
+use kms_jwt::signer::{current_signing_key, TokenSigner};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
@@ -30,17 +31,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(signer, event.payload))).await
 }
 
-async fn handle(signer: &Service, payload: Value) -> Result<SignedToken, Diagnostic> {
-    match signer.sign_event(payload, kms_jwt::unix_now()).await {
-        Ok(signed) => {
-            tracing::info!(kid = %signed.kid, expires_at = signed.expires_at, "token signed");
-            Ok(signed)
+async fn handle(signer: &Service, payload: Value) -> Result<Value, Diagnostic> {
+    let now = kms_jwt::unix_now();
+    // POST /sign through API Gateway (IAM-authorized) answers HTTP, with 400s for bad input.
+    if let Some(answer) = signer.invoke_http(&payload, now).await {
+        tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
+        return Ok(answer);
+    }
+    match signer.invoke(payload, now).await {
+        Ok(answer) => {
+            tracing::info!(kid = %answer["kid"], batch = answer.get("results").is_some(), "signed");
+            Ok(answer)
         }
         Err(e) => {
             if e.is_client_error() {
                 tracing::warn!(code = e.code(), error = %e, "sign request refused");
             } else {
-                tracing::error!(code = e.code(), error = %e, "sign failed");
+                tracing::error!(code = e.code(), retryable = e.is_retryable(), error = %e, "sign failed");
             }
             Err(Diagnostic { error_type: e.code().into(), error_message: e.to_string() })
         }
