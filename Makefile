@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-unit lint localstack-up localstack-down python-env
+.PHONY: help demo test test-unit lint lint-infra localstack-up localstack-down python-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ test-unit: ## Fast tests only (no LocalStack)
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-infra: ## cfn-lint, checkov and the IAM assertions on infra/template.yaml
+	@scripts/lint-infra.sh
 
 python-env: ## Create .venv from the lock file
 	@scripts/python-env.sh

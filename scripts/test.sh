@@ -11,6 +11,9 @@ log "lint: cargo fmt --check, clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "infrastructure: cfn-lint, checkov, IAM assertions"
+"$REPO_ROOT/scripts/lint-infra.sh"
+
 started_localstack=0
 cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
 trap cleanup EXIT
