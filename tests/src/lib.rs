@@ -5,6 +5,8 @@
 //! `jsonwebtoken` does not implement; that one uses the RustCrypto `p521` crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod localstack;
+
 use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
 use kms_jwt::rotate::{RotationPolicy, Rotator, Transition};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
@@ -17,31 +16,8 @@ use serde_json::json;
 
 const ISSUER: &str = "https://issuer.kms-jwt.test";
 
-async fn localstack() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost")),
-        "these tests run against LocalStack on loopback: use `make test`, which starts it and sets AWS_ENDPOINT_URL"
-    );
-    kms_jwt::aws::load_sdk_config().await
-}
-
-/// The jwks function's logic, minus the Lambda HTTP adapter (exercised in the end-to-end test).
-async fn fetch_jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
-    let site = Site::new(ISSUER, None, Duration::from_secs(300));
-    let render_site = site.clone();
-    let cache = KeyringCache::new(
-        SecretsManagerStore::new(sdk, secret_id, None),
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        move |ring: &kms_jwt::Keyring| PublishedKeys::render(&render_site, ring),
-    );
-    let keys = cache.get().await.unwrap();
-    let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
-    assert_eq!(answer.status, 200);
-    answer.body
-}
-
 async fn full_lifecycle(alg: SigningAlg) {
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/{alg}/{}", uuid::Uuid::new_v4());
     let policy = RotationPolicy {
         alg,
@@ -80,7 +56,7 @@ async fn full_lifecycle(alg: SigningAlg) {
         .sign_event(json!({"claims": {"sub": "alice"}, "ttl_seconds": 900}), kms_jwt::unix_now())
         .await
         .unwrap();
-    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     let claims = verify(&old.token, &jwks, ISSUER).unwrap_or_else(|e| panic!("{alg}: {e}"));
     assert_eq!(claims["sub"], "alice");
     let keys: serde_json::Value = serde_json::from_str(&jwks).unwrap();
@@ -108,7 +84,7 @@ async fn full_lifecycle(alg: SigningAlg) {
     assert_eq!(rotated.transitions, vec![Transition::Rotate], "{alg}");
     let new = signer.sign_event(json!({"claims": {"sub": "bob"}}), kms_jwt::unix_now()).await.unwrap();
     assert_eq!(new.kid, next_kid, "{alg}: new tokens carry the pre-published kid");
-    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     assert_eq!(verify(&old.token, &jwks, ISSUER).unwrap()["sub"], "alice", "{alg}: old token after rotation");
     assert_eq!(verify(&new.token, &jwks, ISSUER).unwrap()["sub"], "bob");
 
@@ -127,7 +103,7 @@ async fn full_lifecycle(alg: SigningAlg) {
     let retire_at = t0 + policy.rotation_period + policy.retirement_grace;
     let retired = rotator.reconcile(retire_at).await.unwrap();
     assert_eq!(retired.retired, vec![old.kid.clone()], "{alg}");
-    let jwks = fetch_jwks(&sdk, &secret_id).await;
+    let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     assert_eq!(verify(&old.token, &jwks, ISSUER), Err(VerifyError::UnknownKid(old.kid.clone())));
     assert!(verify(&new.token, &jwks, ISSUER).is_ok());
 
@@ -172,7 +148,7 @@ per_algorithm! {
 
 #[tokio::test]
 async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     for text in ["{\"schema_version\": 1, \"keys\": ", r#"{"schema_version": 7, "keys": []}"#] {
         let secret_id = format!("kms-jwt-test/corrupt/{}", uuid::Uuid::new_v4());
@@ -201,7 +177,7 @@ async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
 #[tokio::test]
 async fn compare_and_swap_refuses_a_stale_writer() {
     use kms_jwt::ports::{KeyringStore, StoreError};
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/cas/{}", uuid::Uuid::new_v4());
     let store = SecretsManagerStore::new(&sdk, &secret_id, None);
     assert_eq!(store.load().await.unwrap(), None);

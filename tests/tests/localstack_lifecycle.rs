@@ -13,7 +13,6 @@ use std::time::Duration;
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::jwks::{PublishedKeys, Site};
 use kms_jwt::keyring::{KeyState, Keyring};
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::KeyringStore;
@@ -34,17 +33,6 @@ fn policy() -> RotationPolicy {
         retirement_grace: 7_200,
         deletion_window_days: 7,
     }
-}
-
-async fn localstack(region: &'static str) -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost")),
-        "these tests run against LocalStack on loopback: use `make test`"
-    );
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region))
-        .load()
-        .await
 }
 
 fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
@@ -96,15 +84,6 @@ async fn assert_converged(sdk: &aws_config::SdkConfig, secret_id: &str, context:
     ring
 }
 
-async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
-    let cache = KeyringCache::new(
-        SecretsManagerStore::new(sdk, secret_id, None),
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        |ring: &Keyring| PublishedKeys::render(&Site::new(ISSUER, None, Duration::from_secs(300)), ring),
-    );
-    cache.get().await.unwrap().jwks.body.clone()
-}
-
 async fn sign(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
     let signer = TokenSigner::new(
         KmsAdapter::new(sdk),
@@ -138,7 +117,7 @@ async fn calls_in_clean_run(sdk: &aws_config::SdkConfig, command: &Command, at: 
 /// Fail each call of a run in turn, both ways; a clean run afterwards converges and tokens
 /// signed before the fault still verify.
 async fn fault_at_every_step(region: &'static str, command: Command, prepared: bool) {
-    let sdk = localstack(region).await;
+    let sdk = kms_jwt_tests::localstack::sdk(Some(region)).await;
     let at = kms_jwt::unix_now();
     let total = calls_in_clean_run(&sdk, &command, at, prepared).await;
     assert!(total >= 6, "a run makes several calls ({total})");
@@ -176,9 +155,10 @@ async fn fault_at_every_step(region: &'static str, command: Command, prepared: b
             }
             stored(&sdk, &secret_id).await.validate().unwrap();
             if let Some(token) = &token {
-                verify(token, &jwks(&sdk, &secret_id).await, ISSUER).unwrap_or_else(|e| {
-                    panic!("{context}: a valid token stopped verifying right after the fault: {e}")
-                });
+                verify(token, &kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await, ISSUER)
+                    .unwrap_or_else(|e| {
+                        panic!("{context}: a valid token stopped verifying right after the fault: {e}")
+                    });
             }
             // Clean runs after any intent went stale converge.
             let clean = rotator(&sdk, &secret_id);
@@ -186,11 +166,11 @@ async fn fault_at_every_step(region: &'static str, command: Command, prepared: b
             clean.reconcile(at + STALE_INTENT_SECS + 60).await.unwrap();
             assert_converged(&sdk, &secret_id, &context).await;
             if let Some(token) = &token {
-                verify(token, &jwks(&sdk, &secret_id).await, ISSUER)
+                verify(token, &kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await, ISSUER)
                     .unwrap_or_else(|e| panic!("{context}: a valid token failed after convergence: {e}"));
             }
             let fresh = sign(&sdk, &secret_id).await;
-            verify(&fresh, &jwks(&sdk, &secret_id).await, ISSUER).unwrap();
+            verify(&fresh, &kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await, ISSUER).unwrap();
         }
     }
 }
@@ -207,7 +187,7 @@ async fn rotation_survives_a_fault_at_every_step() {
 
 #[tokio::test]
 async fn revoking_the_next_key_replaces_it_and_withdraws_it_at_once() {
-    let sdk = localstack("eu-west-3").await;
+    let sdk = kms_jwt_tests::localstack::sdk(Some("eu-west-3")).await;
     let at = kms_jwt::unix_now();
     let probe = format!("kms-jwt-test/revoke-probe/{}", uuid::Uuid::new_v4());
     rotator(&sdk, &probe).reconcile(at).await.unwrap();
@@ -219,7 +199,10 @@ async fn revoking_the_next_key_replaces_it_and_withdraws_it_at_once() {
     assert_eq!(report.retired, vec![next.clone()]);
     let ring = assert_converged(&sdk, &secret_id, "revoke next").await;
     assert!(ring.find(&next).is_none());
-    assert!(!jwks(&sdk, &secret_id).await.contains(&next), "a revoked key leaves the JWKS at once");
+    assert!(
+        !kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await.contains(&next),
+        "a revoked key leaves the JWKS at once"
+    );
     let unknown = rotator(&sdk, &secret_id).run(Command::Revoke { kid }, at + 20).await.unwrap_err();
     assert_eq!(unknown.kind(), "UnknownKid", "a kid of another keyring is refused");
 }
@@ -246,7 +229,7 @@ async fn assert_accounted(sdk: &aws_config::SdkConfig, secret_id: &str, context:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_reconcilers_racing_on_one_keyring_converge() {
-    let sdk = localstack("ap-southeast-1").await;
+    let sdk = kms_jwt_tests::localstack::sdk(Some("ap-southeast-1")).await;
     let secret_id = format!("kms-jwt-test/race/{}", uuid::Uuid::new_v4());
     let at = kms_jwt::unix_now();
     for (round, when) in [("bootstrap", at), ("rotation", at + 7 * DAY), ("retirement", at + 7 * DAY + 7_200)]
@@ -283,7 +266,7 @@ async fn eight_reconcilers_racing_on_one_keyring_converge() {
 
 #[tokio::test]
 async fn a_keyring_with_two_current_keys_is_refused_and_untouched() {
-    let sdk = localstack("ca-central-1").await;
+    let sdk = kms_jwt_tests::localstack::sdk(Some("ca-central-1")).await;
     let secret_id = format!("kms-jwt-test/two-current/{}", uuid::Uuid::new_v4());
     rotator(&sdk, &secret_id).reconcile(kms_jwt::unix_now()).await.unwrap();
     let mut ring = stored(&sdk, &secret_id).await;

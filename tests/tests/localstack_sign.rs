@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::jwks::{PublishedKeys, Site};
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
@@ -17,14 +16,6 @@ use kms_jwt_tests::verify;
 use serde_json::json;
 
 const ISSUER: &str = "https://issuer.kms-jwt.test";
-
-async fn localstack() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost")),
-        "these tests run against LocalStack on loopback: use `make test`"
-    );
-    kms_jwt::aws::load_sdk_config().await
-}
 
 /// Daily rotation (on the injected clock) with a grace long enough that no key retires while
 /// the real-time tokens of a test are valid: only revocation may end a token early here.
@@ -63,18 +54,9 @@ fn counted_signer(
     (signer, kms, store)
 }
 
-async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
-    let cache = KeyringCache::new(
-        SecretsManagerStore::new(sdk, secret_id, None),
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        |ring: &Keyring| PublishedKeys::render(&Site::new(ISSUER, None, Duration::from_secs(300)), ring),
-    );
-    cache.get().await.unwrap().jwks.body.clone()
-}
-
 #[tokio::test]
 async fn steady_state_costs_one_kms_call_per_token_and_no_keyring_read() {
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/sign-calls/{}", uuid::Uuid::new_v4());
     rotator(&sdk, &secret_id).reconcile(kms_jwt::unix_now()).await.unwrap();
     let (signer, kms, store) = counted_signer(&sdk, &secret_id, Duration::from_secs(60));
@@ -90,7 +72,7 @@ async fn steady_state_costs_one_kms_call_per_token_and_no_keyring_read() {
     let batch: Vec<_> = (0..50).map(|i| json!({"claims": {"n": i}})).collect();
     let kms_before = kms.calls();
     let answer = signer.invoke(json!({ "requests": batch }), kms_jwt::unix_now()).await.unwrap();
-    let keys = jwks(&sdk, &secret_id).await;
+    let keys = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     for (i, result) in answer["results"].as_array().unwrap().iter().enumerate() {
         assert_eq!(verify(result["token"].as_str().unwrap(), &keys, ISSUER).unwrap()["n"], i);
     }
@@ -99,7 +81,7 @@ async fn steady_state_costs_one_kms_call_per_token_and_no_keyring_read() {
 
 #[tokio::test]
 async fn a_disabled_current_key_is_never_used_and_the_signer_recovers_after_revocation() {
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/sign-disabled/{}", uuid::Uuid::new_v4());
     let rot = rotator(&sdk, &secret_id);
     rot.reconcile(kms_jwt::unix_now()).await.unwrap();
@@ -113,7 +95,7 @@ async fn a_disabled_current_key_is_never_used_and_the_signer_recovers_after_revo
     let second = signer.sign_event(json!({"claims": {}}), kms_jwt::unix_now()).await.unwrap();
     assert_ne!(second.kid, first.kid, "never signs with a revoked key");
     assert_eq!(kms.calls() - before, 2, "one refused call on the disabled key, one on the new current key");
-    let keys = jwks(&sdk, &secret_id).await;
+    let keys = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     verify(&second.token, &keys, ISSUER).unwrap();
     assert!(verify(&first.token, &keys, ISSUER).is_err(), "a revoked key's tokens no longer verify");
 
@@ -130,7 +112,7 @@ async fn a_disabled_current_key_is_never_used_and_the_signer_recovers_after_revo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokens_signed_while_rotate_runs_and_revokes_verify_until_they_expire() {
-    let sdk = localstack().await;
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/sign-loop/{}", uuid::Uuid::new_v4());
     let rot = Arc::new(rotator(&sdk, &secret_id));
     let t0 = kms_jwt::unix_now();
@@ -165,7 +147,7 @@ async fn tokens_signed_while_rotate_runs_and_revokes_verify_until_they_expire() 
     }
     let tokens = signing.await.unwrap();
     let revoked = revoked.expect("a previous key existed to revoke");
-    let keys = jwks(&sdk, &secret_id).await;
+    let keys = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     let mut kids = std::collections::HashSet::new();
     for token in &tokens {
         kids.insert(token.kid.clone());

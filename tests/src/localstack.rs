@@ -1,0 +1,38 @@
+//! Shared plumbing of the LocalStack tests.
+
+use std::time::Duration;
+
+use kms_jwt::aws::SecretsManagerStore;
+use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
+use kms_jwt::Keyring;
+
+/// The SDK configuration for LocalStack, in `region` (a region per test isolates listings of
+/// all keys) or the environment's. Refuses to run against anything but loopback.
+pub async fn sdk(region: Option<&'static str>) -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost")),
+        "these tests run against LocalStack on loopback: use `make test`, which starts it and sets AWS_ENDPOINT_URL"
+    );
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    match region {
+        Some(region) => loader.region(aws_config::Region::new(region)).load().await,
+        None => loader.load().await,
+    }
+}
+
+/// The JWKS body the jwks function would serve right now (its logic minus the Lambda HTTP
+/// adapter, which the end-to-end tests exercise).
+pub async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str, issuer: &str) -> String {
+    let site = Site::new(issuer, None, Duration::from_secs(300));
+    let render_site = site.clone();
+    let cache = KeyringCache::new(
+        SecretsManagerStore::new(sdk, secret_id, None),
+        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
+        move |ring: &Keyring| PublishedKeys::render(&render_site, ring),
+    );
+    let keys = cache.get().await.expect("keyring readable");
+    let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
