@@ -356,6 +356,8 @@ struct RunState {
     last_read: Keyring,
     retired: Vec<String>,
     orphans_deleted: Vec<String>,
+    /// Stale intents this run has swept.
+    swept: Vec<String>,
     /// This run's creation intent may be in the stored keyring.
     intent_outstanding: bool,
     /// A key creation failed: KMS may hold a key this run never learned about, so only a
@@ -405,6 +407,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             last_read: Keyring::empty(),
             retired: Vec::new(),
             orphans_deleted: Vec::new(),
+            swept: Vec::new(),
             intent_outstanding: false,
             creation_failed: false,
         };
@@ -562,25 +565,33 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// logged and left for the next run: housekeeping never blocks a rotation.
     async fn housekeeping(&self, ring: &Keyring, now: UnixTime, run: &mut RunState) -> Keyring {
         let mut ring_after = ring.clone();
-        for key in &ring.retiring {
+        // After a conflict the loop re-reads: KMS calls this run already made are not repeated.
+        ring_after.retiring.retain(|k| !run.retired.contains(&k.kid));
+        ring_after.pending.retain(|p| !run.swept.contains(&p.request_id));
+        let queued: Vec<_> = ring.retiring.iter().filter(|k| !run.retired.contains(&k.kid)).collect();
+        for key in queued {
             match self.retire_kms_key(&key.kms_key_arn).await {
                 Ok(()) => {
                     ring_after.retiring.retain(|k| k.kid != key.kid);
-                    if !run.retired.contains(&key.kid) {
-                        run.retired.push(key.kid.clone());
-                    }
+                    run.retired.push(key.kid.clone());
                 }
                 Err(e) => warn!(kid = %key.kid, error = %e, "KMS retirement failed; will retry"),
             }
         }
-        let stale = ring
+        let stale: Vec<_> = ring
             .pending
             .iter()
-            .filter(|p| p.request_id != run.request_id && now - p.requested_at >= STALE_INTENT_SECS);
+            .filter(|p| {
+                p.request_id != run.request_id
+                    && now - p.requested_at >= STALE_INTENT_SECS
+                    && !run.swept.contains(&p.request_id)
+            })
+            .collect();
         for intent in stale {
             match self.sweep(intent, ring).await {
                 Ok(orphans) => {
                     ring_after.pending.retain(|p| p.request_id != intent.request_id);
+                    run.swept.push(intent.request_id.clone());
                     run.orphans_deleted.extend(orphans);
                 }
                 Err(e) => {
