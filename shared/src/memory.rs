@@ -278,13 +278,13 @@ type Decider = Box<dyn FnMut(&'static str) -> Fault + Send>;
 pub struct Faulty<T> {
     inner: T,
     decide: Mutex<Decider>,
-    calls: Mutex<u64>,
+    calls: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl<T> Faulty<T> {
     /// `decide` is asked before every call, with the operation name.
     pub fn new(inner: T, decide: impl FnMut(&'static str) -> Fault + Send + 'static) -> Self {
-        Faulty { inner, decide: Mutex::new(Box::new(decide)), calls: Mutex::new(0) }
+        Faulty { inner, decide: Mutex::new(Box::new(decide)), calls: Mutex::new(HashMap::new()) }
     }
 
     /// Fail the `n`th call (1-based) counted across all operations, and no other.
@@ -304,13 +304,18 @@ impl<T> Faulty<T> {
         &self.inner
     }
 
-    /// Calls made through the wrapper so far.
+    /// Calls made through the wrapper so far, all operations together.
     pub fn calls(&self) -> u64 {
-        *lock(&self.calls)
+        lock(&self.calls).values().sum()
+    }
+
+    /// Calls of one operation (`"Sign"`, `"GetSecretValue"`, ...) so far.
+    pub fn calls_of(&self, op: &str) -> u64 {
+        lock(&self.calls).get(op).copied().unwrap_or(0)
     }
 
     fn fault(&self, op: &'static str) -> Fault {
-        *lock(&self.calls) += 1;
+        *lock(&self.calls).entry(op).or_default() += 1;
         (lock(&self.decide))(op)
     }
 }

@@ -67,16 +67,47 @@ async fn steady_state_costs_one_kms_call_per_token_and_no_keyring_read() {
         signer.sign_event(json!({"claims": {"n": i}}), kms_jwt::unix_now()).await.unwrap();
     }
     assert_eq!(kms.calls() - kms_before, tokens, "exactly one KMS call per token");
+    assert_eq!(kms.calls_of("Sign"), tokens + 1, "and that call is Sign");
     assert_eq!(store.calls() - store_before, 0, "no Secrets Manager read while the cache is fresh");
+    assert_eq!(store.calls_of("GetSecretValue"), 1, "one keyring read for the whole run");
 
-    let batch: Vec<_> = (0..50).map(|i| json!({"claims": {"n": i}})).collect();
+    let mut batch: Vec<_> = (0..50).map(|i| json!({"claims": {"n": i}})).collect();
+    batch[13] = json!({"claims": {"jti": "mine"}});
     let kms_before = kms.calls();
     let answer = signer.invoke(json!({ "requests": batch }), kms_jwt::unix_now()).await.unwrap();
     let keys = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     for (i, result) in answer["results"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(verify(result["token"].as_str().unwrap(), &keys, ISSUER).unwrap()["n"], i);
+        if i == 13 {
+            assert_eq!(result["error"]["code"], "ReservedClaim");
+        } else {
+            assert_eq!(verify(result["token"].as_str().unwrap(), &keys, ISSUER).unwrap()["n"], i);
+        }
     }
-    assert_eq!(kms.calls() - kms_before, 50, "a batch of 50 costs 50 KMS calls");
+    assert_eq!(kms.calls() - kms_before, 49, "a batch of 50 with one refused item costs 49 KMS calls");
+
+    // The input-validation matrix against the real signer: every refusal is typed, costs no
+    // AWS call, and is a client error.
+    let (kms_before, store_before) = (kms.calls(), store.calls());
+    for (request, code) in [
+        (json!({"claims": {"iat": 1}}), "ReservedClaim"),
+        (json!({"claims": {"nbf": 1}}), "ReservedClaim"),
+        (json!({"claims": {}, "header": {"alg": "none"}}), "HeaderNotAllowed"),
+        (json!({"claims": {}, "alg": "HS256"}), "HeaderNotAllowed"),
+        (json!({"claims": [1, 2]}), "ClaimsNotObject"),
+        (json!({"claims": null}), "ClaimsNotObject"),
+        (json!({"claims": {"big": "x".repeat(17 * 1024)}}), "ClaimsTooLarge"),
+        (json!({"claims": {}, "ttl_seconds": 0}), "InvalidTtl"),
+        (json!({"claims": {}, "ttl_seconds": 86_400}), "InvalidTtl"),
+        (json!({"claims": {}, "typ": "jwt"}), "InvalidTyp"),
+        (json!({"claims": {"sub": "a"}, "subject": "b"}), "AmbiguousClaim"),
+        (json!({"claims": {}, "surprise": true}), "InvalidRequest"),
+        (json!([]), "InvalidRequest"),
+    ] {
+        let err = signer.sign_event(request.clone(), kms_jwt::unix_now()).await.unwrap_err();
+        assert_eq!(err.code(), code, "{request}");
+        assert!(err.is_client_error(), "{request}");
+    }
+    assert_eq!((kms.calls(), store.calls()), (kms_before, store_before), "refusals cost no AWS call");
 }
 
 #[tokio::test]
