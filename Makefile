@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-unit lint lint-infra localstack-up localstack-down python-env
+.PHONY: help demo test test-unit bench lint lint-infra localstack-up localstack-down python-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: ## Every test: lint, unit and simulation tests, LocalStack integration and
 
 test-unit: ## Fast tests only (no LocalStack)
 	cargo test --workspace --lib --bins
+
+bench: ## In-process benchmarks (see BENCHMARKS.md)
+	cargo bench -p kms-jwt-tests --bench hot_paths
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
