@@ -8,3 +8,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
   --python-version 3.11 --generate-hashes \
   --exclude-newer 2026-02-10 --exclude-newer-package cargo-lambda=2026-11-01 \
   -o "$REPO_ROOT/tools/requirements.lock"
+"$VENV/bin/uv" pip compile "$REPO_ROOT/tools/lint-requirements.in" \
+  --python-version 3.11 --generate-hashes \
+  -o "$REPO_ROOT/tools/lint-requirements.lock"
