@@ -11,6 +11,9 @@ log "lint: cargo fmt --check, clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "benchmarks, once each in test mode (they measure nothing here; this keeps them building and running)"
+cargo test -p kms-jwt-tests --benches
+
 log "infrastructure: cfn-lint, checkov, IAM assertions"
 "$REPO_ROOT/scripts/lint-infra.sh"
 
@@ -28,4 +31,4 @@ log "building the function binaries (the end-to-end test runs them under cargo l
 cargo build -p kms-jwt-rotate -p kms-jwt-sign -p kms-jwt-jwks
 
 log "cargo test (unit, simulation, LocalStack integration, end-to-end)"
-cargo test --workspace --all-targets -- --test-threads "${TEST_THREADS:-4}"
+cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-4}"
