@@ -17,8 +17,8 @@ test: ## Every test: lint, unit and simulation tests, LocalStack integration and
 test-unit: ## Fast tests only (no LocalStack)
 	cargo test --workspace --lib --bins
 
-bench: ## In-process benchmarks (see BENCHMARKS.md)
-	cargo bench -p kms-jwt-tests --bench hot_paths
+bench: ## Every benchmark of BENCHMARKS.md: release artifacts, Criterion, and kms-jwt-bench against LocalStack
+	@scripts/bench.sh
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check

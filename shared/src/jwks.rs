@@ -11,7 +11,10 @@ use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CachePolicy, KeyringCache};
+use crate::config::JwksConfig;
 use crate::keyring::Keyring;
+use crate::ports::KeyringStore;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
@@ -170,6 +173,42 @@ pub fn respond(
     }
     headers.push(("content-length", doc.body.len().to_string()));
     Answer { status: 200, headers, body: if head { String::new() } else { doc.body.clone() } }
+}
+
+/// What the jwks function runs per container: the site, and the keyring cache holding the
+/// rendered documents (with stale-if-error, so a Secrets Manager outage does not take the
+/// JWKS down).
+pub struct JwksService<S> {
+    site: Site,
+    keys: KeyringCache<S, PublishedKeys>,
+}
+
+impl<S: KeyringStore> JwksService<S> {
+    pub fn from_config(store: S, config: &JwksConfig) -> Self {
+        let site = Site::new(&config.issuer, config.jwks_uri.as_deref(), config.jwks_max_age);
+        let render_site = site.clone();
+        let policy = CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: config.max_staleness };
+        // Rendered once per keyring version: warm requests serialize nothing.
+        let keys = KeyringCache::new(store, policy, move |ring| PublishedKeys::render(&render_site, ring));
+        JwksService { site, keys }
+    }
+
+    pub fn keys(&self) -> &KeyringCache<S, PublishedKeys> {
+        &self.keys
+    }
+
+    /// Answer one HTTP request. A keyring that cannot be read (and no good copy cached) is a
+    /// 503, never an empty key set.
+    pub async fn answer(&self, method: &str, path: &str, if_none_match: Option<&str>) -> Answer {
+        let keys = match self.keys.get().await {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::error!(error = %e, "no keyring to serve");
+                None
+            }
+        };
+        respond(&self.site, method, path, if_none_match, keys.as_deref())
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::alg::SigningAlg;
-use crate::cache::{CacheError, KeyringCache};
+use crate::cache::{CacheError, CachePolicy, KeyringCache};
 use crate::config::secs;
+use crate::config::SignConfig;
 use crate::jws::{self, Header, SignatureError};
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
@@ -257,6 +258,17 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         }
     }
 
+    /// The signer the sign function runs: keyring cached for `KEYRING_CACHE_TTL` and never
+    /// served stale, because signing with a retired key would mint unverifiable tokens.
+    pub fn from_config(kms: K, store: S, config: &SignConfig) -> Self {
+        let keyring = KeyringCache::new(
+            store,
+            CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: Duration::ZERO },
+            current_signing_key,
+        );
+        TokenSigner::new(kms, keyring, config.issuer.clone(), config.default_token_ttl, config.max_token_ttl)
+    }
+
     pub fn kms(&self) -> &K {
         &self.kms
     }
@@ -401,7 +413,6 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CachePolicy;
     use crate::memory::{MemoryKms, MemoryStore};
     use crate::ports::KeyAdmin;
     use crate::rotate::{RotationPolicy, Rotator};

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Every benchmark of BENCHMARKS.md in one run:
+#   1. release builds of the three functions as Lambda gets them (cargo lambda build --release),
+#      their binary and zip sizes, and their dependency counts;
+#   2. the Criterion benches of the in-process hot paths;
+#   3. LocalStack up, then the kms-jwt-bench binary: the sign function next to raw KMS Sign,
+#      AWS calls per token, Secrets Manager reads per 10,000 JWKS requests, cold starts.
+# The report goes to stdout and target/bench/report.md. Arguments go to kms-jwt-bench
+# (e.g. `scripts/bench.sh --rounds 3`). BENCH_SKIP_CRITERION=1 skips step 2.
+# Benchmarks measure; they never fail on a number.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/scripts/python-env.sh"
+export PATH="$VENV/bin:$PATH"   # cargo-lambda
+OUT="$REPO_ROOT/target/bench"
+mkdir -p "$OUT"
+REPORT="$OUT/report.md"
+FUNCTIONS=(rotate sign jwks)
+TARGET=x86_64-unknown-linux-gnu   # the only Rust target on this machine; the template deploys arm64
+
+{
+  echo "# kms-jwt benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "Machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB; $(rustc -V)."
+  echo
+} > "$REPORT"
+
+log "release build of the functions, as Lambda gets them (cargo lambda build --release)"
+packages=()
+for fn in "${FUNCTIONS[@]}"; do packages+=(-p "kms-jwt-$fn"); done
+cargo lambda build --release --compiler cargo --target "$TARGET" "${packages[@]}" --lambda-dir target/lambda
+cargo lambda build --release --compiler cargo --target "$TARGET" "${packages[@]}" --lambda-dir target/lambda-zip --output-format zip
+
+{
+  echo "## Artifacts ($TARGET, release profile of Cargo.toml)"
+  echo
+  echo "| function | binary | zip | crates in its dependency graph |"
+  echo "|---|---|---|---|"
+  for fn in "${FUNCTIONS[@]}"; do
+    binary=$(stat -c %s "target/lambda/$fn/bootstrap")
+    zip=$(stat -c %s "target/lambda-zip/$fn/bootstrap.zip")
+    # Distinct name+version of every crate compiled for the function (itself excluded).
+    deps=$(cargo tree -p "kms-jwt-$fn" -e normal,build --target "$TARGET" --prefix none \
+      | sed -E 's/ \(.*$//' | sort -u | grep -vc "^kms-jwt-$fn ")
+    awk -v fn="$fn" -v b="$binary" -v z="$zip" -v d="$deps" \
+      'BEGIN { printf "| %s | %.2f MB | **%.2f MB** | %d |\n", fn, b / 1e6, z / 1e6, d }'
+  done
+  echo
+} >> "$REPORT"
+
+if [[ "${BENCH_SKIP_CRITERION:-0}" != 1 ]]; then
+  log "Criterion benches of the in-process hot paths"
+  rm -rf "$REPO_ROOT/target/criterion"
+  CRITERION_HOME="$REPO_ROOT/target/criterion" cargo bench --target "$TARGET" -p kms-jwt-tests --bench hot_paths
+  {
+    echo "## In process (Criterion; median point estimate of this run)"
+    echo
+    "$VENV/bin/python" - "$REPO_ROOT/target/criterion" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+print("| bench | median | per second |\n|---|---|---|")
+for estimates in sorted(root.glob("**/new/estimates.json")):
+    name = "/".join(estimates.parent.parent.relative_to(root).parts)
+    ns = json.loads(estimates.read_text())["median"]["point_estimate"]
+    shown = f"{ns / 1000:.3f} µs" if ns < 1e6 else f"{ns / 1e6:.3f} ms"
+    print(f"| {name} | {shown} | {1e9 / ns:,.0f} |")
+PY
+    echo
+  } >> "$REPORT"
+fi
+
+started_localstack=0
+cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
+trap cleanup EXIT
+if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
+  "$REPO_ROOT/scripts/localstack.sh" start
+  started_localstack=1
+fi
+localstack_env
+
+log "kms-jwt-bench against LocalStack"
+cargo build --release --target "$TARGET" -p kms-jwt-tests --bin kms-jwt-bench
+"target/$TARGET/release/kms-jwt-bench" --functions-dir target/lambda "$@" >> "$REPORT"
+
+cat "$REPORT"
+log "report: $REPORT"

@@ -1,0 +1,505 @@
+//! Benchmarks against LocalStack: the sign function next to a raw KMS `Sign` round trip, AWS
+//! calls per token, Secrets Manager reads per 10,000 JWKS requests, and cold starts of the
+//! release binaries under a local Lambda runtime API. Prints a Markdown report on stdout.
+//!
+//! `make bench` builds everything and runs it; see BENCHMARKS.md. It measures and reports;
+//! it fails only when the thing measured is broken (a token that does not verify, a function
+//! that does not answer), never on a number.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+use futures::stream::{self, StreamExt};
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
+use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
+use kms_jwt::jwks::{JwksService, JWKS_PATH};
+use kms_jwt::rotate::{RotationPolicy, Rotator};
+use kms_jwt::signer::TokenSigner;
+use kms_jwt::{Keyring, SigningAlg};
+use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
+use kms_jwt_tests::bench::runtime_api::{cold_start, Outcome};
+use kms_jwt_tests::bench::stats::{median, ms, Summary};
+use serde_json::{json, Value};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: kms-jwt-bench [--rounds N] [--tokens N] [--batches N] [--jwks-requests N]
+                     [--cold-starts N] [--functions-dir DIR] [--alg ES256]
+Needs LocalStack (AWS_ENDPOINT_URL on loopback). --functions-dir holds the function binaries
+for the cold starts, as <fn>/bootstrap (`cargo lambda build --release`) or <fn> (`cargo build`);
+--cold-starts 0 skips them.";
+
+/// Batch size of the batch-signing bench: the largest batch the sign function accepts.
+const BATCH: usize = 100;
+/// Tokens in flight within a batch, as the signer does it.
+const BATCH_CONCURRENCY: usize = 16;
+
+struct Options {
+    rounds: usize,
+    tokens: usize,
+    batches: usize,
+    jwks_requests: usize,
+    cold_starts: usize,
+    functions_dir: PathBuf,
+    alg: SigningAlg,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut o = Options {
+            rounds: 5,
+            tokens: 200,
+            batches: 5,
+            jwks_requests: 10_000,
+            cold_starts: 20,
+            functions_dir: PathBuf::from("target/lambda"),
+            alg: SigningAlg::ES256,
+        };
+        while let Some(flag) = args.next() {
+            if flag == "--help" || flag == "-h" {
+                return Err(USAGE.into());
+            }
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let count = || value.parse::<usize>().map_err(|_| format!("{flag}: not a count: {value}"));
+            match flag.as_str() {
+                "--rounds" => o.rounds = count()?.max(1),
+                "--tokens" => o.tokens = count()?.max(1),
+                "--batches" => o.batches = count()?.max(1),
+                "--jwks-requests" => o.jwks_requests = count()?.max(1),
+                "--cold-starts" => o.cold_starts = count()?,
+                "--functions-dir" => o.functions_dir = PathBuf::from(value),
+                "--alg" => o.alg = value.parse().map_err(|e| format!("--alg: {e}"))?,
+                _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The environment every function of this bench sees, in-process (through `from_lookup`) and
+/// in the cold-start child processes alike.
+fn function_env(secret_id: &str, alg: SigningAlg) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("KEYRING_SECRET_ID", secret_id.to_owned()),
+        ("ISSUER", "https://issuer.kms-jwt.bench".to_owned()),
+        ("SIGNING_ALG", alg.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    env
+}
+
+fn lookup(env: &[(String, String)]) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn progress(message: &str) {
+    eprintln!("==> {message}");
+}
+
+#[tokio::main]
+async fn main() {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    match run(options).await {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("kms-jwt-bench failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<String, Error> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !(endpoint.contains("127.0.0.1") || endpoint.contains("localhost")) {
+        return Err("AWS_ENDPOINT_URL must point at LocalStack on loopback (`make bench` sets it)".into());
+    }
+    let secret_id = format!("kms-jwt-bench/{}", uuid::Uuid::new_v4());
+    let env = function_env(&secret_id, options.alg);
+    let mut report = String::new();
+    writeln!(
+        report,
+        "## Against LocalStack (kms-jwt-bench)\n\n{} rounds; {} tokens per round (single), {} batches of {BATCH} per round; {}; \
+         LocalStack at {endpoint}.\nFigures are the median over the rounds of each round's value.\n",
+        options.rounds, options.tokens, options.batches, options.alg
+    )?;
+
+    progress("bootstrapping a keyring (rotate, in process)");
+    let (admin_sdk, _) = counted_sdk_config().await;
+    let rotate_config = RotateConfig::from_lookup(lookup(&env))?;
+    Rotator::new(
+        KmsAdapter::new(&admin_sdk),
+        SecretsManagerStore::new(&admin_sdk, secret_id.clone(), None),
+        RotationPolicy::from(&rotate_config),
+        secret_id.clone(),
+    )
+    .reconcile(kms_jwt::unix_now())
+    .await?;
+
+    sign_bench(&options, &env, &mut report).await?;
+    jwks_bench(&options, &env, &mut report).await?;
+    if options.cold_starts > 0 {
+        cold_start_bench(&options, &env, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// A realistic request: the claims of `events/sign.json`.
+fn sign_request(n: usize) -> Value {
+    json!({"claims": {"sub": format!("user-{n}"), "aud": "https://api.example.com", "scope": "orders:read"},
+           "ttl_seconds": 900})
+}
+
+async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut String) -> Result<(), Error> {
+    let config = SignConfig::from_lookup(lookup(env))?;
+    // The sign function as its main builds it, with its own (counted) SDK configuration, and
+    // the baseline with another: each has its own warm connection pool, neither counts the other.
+    let (sign_sdk, sign_calls) = counted_sdk_config().await;
+    let signer = TokenSigner::from_config(
+        KmsAdapter::new(&sign_sdk),
+        SecretsManagerStore::new(&sign_sdk, config.keyring_secret_id.clone(), None),
+        &config,
+    );
+    let (raw_sdk, _) = counted_sdk_config().await;
+    let raw_kms = aws_sdk_kms::Client::new(&raw_sdk);
+
+    // Cold: the first token of a container reads the keyring once.
+    let cold_before = sign_calls.snapshot();
+    let first = signer.sign_event(sign_request(0), kms_jwt::unix_now()).await?;
+    let cold_calls = sign_calls.snapshot().since(&cold_before);
+    let keyring = Keyring::from_json(
+        &kms_jwt::ports::KeyringStore::load(&SecretsManagerStore::new(
+            &raw_sdk,
+            config.keyring_secret_id.clone(),
+            None,
+        ))
+        .await?
+        .ok_or("the keyring vanished")?
+        .text,
+    )?;
+    let key = keyring.current().ok_or("no current key")?.clone();
+    let jwks = kms_jwt_tests::localstack::jwks(&raw_sdk, &config.keyring_secret_id, &config.issuer).await;
+    kms_jwt_tests::verify(&first.token, &jwks, &config.issuer)?;
+
+    // The baseline: the same KMS call with a digest of a token-sized message, nothing else.
+    let digest = Blob::new(key.alg.hash().digest(&[b'x'; 400]));
+    let raw_sign = || async {
+        raw_kms
+            .sign()
+            .key_id(&key.kms_key_arn)
+            .message(digest.clone())
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::from(key.alg.kms_signing_algorithm()))
+            .send()
+            .await
+            .map(|_| ())
+    };
+    for i in 0..20 {
+        raw_sign().await?;
+        signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
+    }
+
+    progress("signing, one token at a time, interleaved with raw KMS Sign");
+    let mut rounds: Vec<(Summary, Summary)> = Vec::new();
+    let steady_before = sign_calls.snapshot();
+    let mut signed = 0usize;
+    for round in 0..options.rounds {
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        let mut tokens = Vec::new();
+        for i in 0..options.tokens {
+            // Alternate which goes first, so drift and connection reuse favour neither.
+            let raw_first = (i + round) % 2 == 0;
+            if raw_first {
+                let t = Instant::now();
+                raw_sign().await?;
+                raw.push(t.elapsed());
+            }
+            let t = Instant::now();
+            let token = signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
+            ours.push(t.elapsed());
+            tokens.push(token);
+            if !raw_first {
+                let t = Instant::now();
+                raw_sign().await?;
+                raw.push(t.elapsed());
+            }
+        }
+        for token in &tokens {
+            kms_jwt_tests::verify(&token.token, &jwks, &config.issuer)?;
+        }
+        signed += tokens.len();
+        rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
+    }
+    let steady_calls = sign_calls.snapshot().since(&steady_before);
+
+    progress("signing batches of 100, next to 100 raw KMS Sign calls with the same concurrency");
+    let mut batch_rounds: Vec<(Summary, Summary)> = Vec::new();
+    let batch_before = sign_calls.snapshot();
+    let mut batch_signed = 0usize;
+    for round in 0..options.rounds {
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        for b in 0..options.batches {
+            let raw_batch = || async {
+                let t = Instant::now();
+                let results: Vec<_> =
+                    stream::iter(0..BATCH).map(|_| raw_sign()).buffered(BATCH_CONCURRENCY).collect().await;
+                results.into_iter().collect::<Result<Vec<_>, _>>().map(|_| t.elapsed())
+            };
+            if (b + round) % 2 == 0 {
+                raw.push(raw_batch().await?);
+            }
+            let requests: Vec<Value> = (0..BATCH).map(sign_request).collect();
+            let t = Instant::now();
+            let answer = signer.invoke(json!({ "requests": requests }), kms_jwt::unix_now()).await?;
+            ours.push(t.elapsed());
+            if (b + round) % 2 == 1 {
+                raw.push(raw_batch().await?);
+            }
+            let results = answer["results"].as_array().ok_or("a batch answer without results")?;
+            for result in results {
+                let token = result["token"].as_str().ok_or_else(|| format!("batch item failed: {result}"))?;
+                kms_jwt_tests::verify(token, &jwks, &config.issuer)?;
+            }
+            batch_signed += results.len();
+        }
+        batch_rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
+    }
+    let batch_calls = sign_calls.snapshot().since(&batch_before);
+
+    let single = (Series::new(&rounds, |r| r.0), Series::new(&rounds, |r| r.1));
+    let batch = (Series::new(&batch_rounds, |r| r.0), Series::new(&batch_rounds, |r| r.1));
+    writeln!(report, "### Sign (in process, the sign function's handler logic and SDK clients)\n")?;
+    writeln!(report, "| series | p50 ms | p99 ms | mean ms | tokens/s |\n|---|---|---|---|---|")?;
+    for (name, series, tokens_per_call) in [
+        ("single: sign function", &single.0, 1.0),
+        ("single: raw KMS `Sign`", &single.1, 1.0),
+        ("batch of 100: sign function", &batch.0, BATCH as f64),
+        ("batch of 100: raw KMS `Sign` ×100, 16 in flight", &batch.1, BATCH as f64),
+    ] {
+        let mean = series.median(|s| s.mean_ms);
+        writeln!(
+            report,
+            "| {name} | {:.3} | {:.3} | {mean:.3} | {:.0} |",
+            series.median(|s| s.p50_ms),
+            series.median(|s| s.p99_ms),
+            tokens_per_call * 1_000.0 / mean
+        )?;
+    }
+    writeln!(
+        report,
+        "\nRatio sign function / raw KMS `Sign`: single p50 **{:.3}**, p99 {:.3}, mean {:.3}; \
+         batch p50 **{:.3}**, mean {:.3}.\n",
+        single.0.ratio_to(&single.1, |s| s.p50_ms),
+        single.0.ratio_to(&single.1, |s| s.p99_ms),
+        single.0.ratio_to(&single.1, |s| s.mean_ms),
+        batch.0.ratio_to(&batch.1, |s| s.p50_ms),
+        batch.0.ratio_to(&batch.1, |s| s.mean_ms),
+    )?;
+    writeln!(report, "### AWS calls per token (counted on the wire, retries included)\n")?;
+    writeln!(report, "| phase | tokens | calls | per token |\n|---|---|---|---|")?;
+    for (phase, tokens, calls) in [
+        ("first token of a container", 1, &cold_calls),
+        ("steady state, single", signed, &steady_calls),
+        ("steady state, batches", batch_signed, &batch_calls),
+    ] {
+        writeln!(
+            report,
+            "| {phase} | {tokens} | {} | {:.3} |",
+            calls.describe(),
+            calls.total() as f64 / tokens as f64
+        )?;
+    }
+    writeln!(report)?;
+    Ok(())
+}
+
+/// One measured series: a summary per round.
+struct Series(Vec<Summary>);
+
+impl Series {
+    fn new(rounds: &[(Summary, Summary)], pick: impl Fn(&(Summary, Summary)) -> Summary) -> Series {
+        Series(rounds.iter().map(pick).collect())
+    }
+
+    /// The median over rounds of one statistic.
+    fn median(&self, stat: impl Fn(&Summary) -> f64) -> f64 {
+        median(&self.0.iter().map(stat).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    }
+
+    /// The median over rounds of this series' statistic divided by `baseline`'s in the same round.
+    fn ratio_to(&self, baseline: &Series, stat: impl Fn(&Summary) -> f64) -> f64 {
+        let ratios: Vec<f64> = self.0.iter().zip(&baseline.0).map(|(a, b)| stat(a) / stat(b)).collect();
+        median(&ratios).unwrap_or(f64::NAN)
+    }
+}
+
+async fn jwks_bench(options: &Options, env: &[(String, String)], report: &mut String) -> Result<(), Error> {
+    let config = JwksConfig::from_lookup(lookup(env))?;
+    writeln!(report, "### JWKS: Secrets Manager reads (counted on the wire)\n")?;
+    writeln!(report, "| scenario | requests | wall time | GetSecretValue | reads allowed (1 per TTL) | handler µs/request (mean) |\n|---|---|---|---|---|---|")?;
+
+    // A container at the default TTL, answering as fast as it can, half of them conditional.
+    let (sdk, calls) = counted_sdk_config().await;
+    let service = JwksService::from_config(
+        SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None),
+        &config,
+    );
+    let etag = service.answer("GET", JWKS_PATH, None).await.header("etag").map(str::to_owned);
+    let before = calls.snapshot();
+    let started = Instant::now();
+    for i in 0..options.jwks_requests {
+        let answer = service.answer("GET", JWKS_PATH, etag.as_deref().filter(|_| i % 2 == 0)).await;
+        if answer.status != 200 && answer.status != 304 {
+            return Err(format!("jwks answered {}", answer.status).into());
+        }
+    }
+    let elapsed = started.elapsed();
+    // The cold read above happened before `before`; count it, since it is this container's.
+    let reads = calls.snapshot().since(&before).of("secretsmanager:GetSecretValue") + 1;
+    let handler_us = elapsed.as_secs_f64() * 1e6 / options.jwks_requests as f64;
+    let scenario = "warm container, default TTL, sequential, half conditional (304)";
+    row(report, &config, scenario, options.jwks_requests, elapsed, reads, &calls, Some(handler_us))?;
+
+    // A short TTL and 8 concurrent callers spread over ~5 s: the TTL lapses many times while
+    // requests are in flight; single-flight keeps it to one read per lapse.
+    let short = JwksConfig { keyring_cache_ttl: Duration::from_secs(1), ..config.clone() };
+    let (sdk, calls) = counted_sdk_config().await;
+    let service = Arc::new(JwksService::from_config(
+        SecretsManagerStore::new(&sdk, short.keyring_secret_id.clone(), None),
+        &short,
+    ));
+    let callers = 8;
+    let per_caller = options.jwks_requests / callers;
+    let pause = Duration::from_secs(5).div_f64(per_caller.max(1) as f64);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let service = Arc::clone(&service);
+            tokio::spawn(async move {
+                for _ in 0..per_caller {
+                    let status = service.answer("GET", JWKS_PATH, None).await.status;
+                    if status != 200 {
+                        return Err(format!("jwks answered {status}"));
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let reads = calls.snapshot().of("secretsmanager:GetSecretValue");
+    let scenario = "TTL 1 s, 8 concurrent callers over ~5 s";
+    row(report, &short, scenario, per_caller * callers, elapsed, reads, &calls, None)?;
+    writeln!(report)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    report: &mut String,
+    config: &JwksConfig,
+    scenario: &str,
+    requests: usize,
+    elapsed: Duration,
+    reads: u64,
+    calls: &CallCounter,
+    handler_us: Option<f64>,
+) -> Result<(), Error> {
+    // One read per TTL window begun (the first one included).
+    let allowed = (elapsed.as_secs_f64() / config.keyring_cache_ttl.as_secs_f64()).floor() as u64 + 1;
+    let other = calls.snapshot().total() - calls.snapshot().of("secretsmanager:GetSecretValue");
+    writeln!(
+        report,
+        "| {scenario} | {requests} | {:.2} s | {reads}{} | ≤ {allowed} | {} |",
+        elapsed.as_secs_f64(),
+        if other > 0 { format!(" (+{other} other)") } else { String::new() },
+        handler_us.map_or("(paced)".to_owned(), |us| format!("{us:.2}")),
+    )?;
+    Ok(())
+}
+
+async fn cold_start_bench(
+    options: &Options,
+    env: &[(String, String)],
+    report: &mut String,
+) -> Result<(), Error> {
+    writeln!(
+        report,
+        "### Cold start (release binaries, local runtime API on loopback, AWS = LocalStack on loopback)\n\n\
+         init = process spawn → first poll for an event; first answer = spawn → answer posted \
+         (includes the first keyring read and, for sign, the KMS call). {} runs each.\n",
+        options.cold_starts
+    )?;
+    writeln!(report, "| function | event | init p50 ms | init min–max ms | first answer p50 ms | first answer min–max ms |\n|---|---|---|---|---|---|")?;
+    for (function, event_file) in
+        [("rotate", "rotate-scheduled.json"), ("sign", "sign.json"), ("jwks", "jwks-http-api.json")]
+    {
+        // `cargo lambda build` lays binaries out as <fn>/bootstrap, `cargo build` as <fn>.
+        let dir = &options.functions_dir;
+        let binary = [dir.join(function).join("bootstrap"), dir.join(function)]
+            .into_iter()
+            .find(|path| path.is_file())
+            .ok_or_else(|| {
+                format!("no {function} binary in {}: run `cargo lambda build --release`", dir.display())
+            })?;
+        let event =
+            std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events").join(event_file))?;
+        progress(&format!("cold starts: {function}"));
+        let (mut init, mut answer) = (Vec::new(), Vec::new());
+        for _ in 0..options.cold_starts {
+            let run = cold_start(&binary, function, env, &event, Duration::from_secs(30)).await?;
+            if run.outcome != Outcome::Response || !answered_well(function, &run.body) {
+                return Err(format!("{function} answered {:?}: {}", run.outcome, run.body).into());
+            }
+            init.push(run.init);
+            answer.push(run.first_answer);
+        }
+        let (i, a) = (Summary::of(&init).ok_or("no runs")?, Summary::of(&answer).ok_or("no runs")?);
+        let range = |v: &[Duration]| {
+            let (lo, hi) =
+                (v.iter().min().copied().unwrap_or_default(), v.iter().max().copied().unwrap_or_default());
+            format!("{:.1}–{:.1}", ms(lo), ms(hi))
+        };
+        writeln!(
+            report,
+            "| {function} | `events/{event_file}` | **{:.1}** | {} | {:.1} | {} |",
+            i.p50_ms,
+            range(&init),
+            a.p50_ms,
+            range(&answer)
+        )?;
+    }
+    writeln!(report)?;
+    Ok(())
+}
+
+/// The first event was really served: not an error wrapped in a success.
+fn answered_well(function: &str, body: &str) -> bool {
+    let Ok(value) = serde_json::from_str::<Value>(body) else { return false };
+    match function {
+        "sign" => value["token"].is_string(),
+        "jwks" => value["statusCode"] == 200,
+        _ => value.get("changed").is_some(),
+    }
+}
