@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md in one run:
-#   1. release builds of the three functions as Lambda gets them (cargo lambda build --release),
-#      their binary and zip sizes, and their dependency counts;
-#   2. the Criterion benches of the in-process hot paths;
-#   3. LocalStack up, then the kms-jwt-bench binary: the sign function next to raw KMS Sign,
-#      AWS calls per token, Secrets Manager reads per 10,000 JWKS requests, cold starts.
+# Every benchmark of BENCHMARKS.md in one run, in four parts:
+#   artifacts     release builds of the three functions as Lambda gets them (cargo lambda
+#                 build --release), their binary and zip sizes, their dependency counts;
+#   criterion     the Criterion benches of the in-process hot paths;
+#   instructions  instructions per token verification under callgrind (needs valgrind);
+#   localstack    LocalStack up, then kms-jwt-bench: the sign function next to raw KMS Sign,
+#                 AWS calls per token, Secrets Manager reads per 10,000 JWKS requests, cold
+#                 starts of the artifacts.
 # The report goes to stdout and target/bench/report.md. Arguments go to kms-jwt-bench
-# (e.g. `scripts/bench.sh --rounds 3`). BENCH_SKIP_CRITERION=1 skips step 2.
+# (e.g. `scripts/bench.sh --rounds 3`); BENCH_PARTS="criterion instructions" runs only those.
 # Benchmarks measure; they never fail on a number.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -17,6 +19,8 @@ OUT="$REPO_ROOT/target/bench"
 mkdir -p "$OUT"
 REPORT="$OUT/report.md"
 FUNCTIONS=(rotate sign jwks)
+BENCH_PARTS="${BENCH_PARTS:-artifacts criterion instructions localstack}"
+want() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
 TARGET=x86_64-unknown-linux-gnu   # the only Rust target on this machine; the template deploys arm64
 
 {
@@ -26,30 +30,35 @@ TARGET=x86_64-unknown-linux-gnu   # the only Rust target on this machine; the te
   echo
 } > "$REPORT"
 
-log "release build of the functions, as Lambda gets them (cargo lambda build --release)"
-packages=()
-for fn in "${FUNCTIONS[@]}"; do packages+=(-p "kms-jwt-$fn"); done
-cargo lambda build --release --compiler cargo --target "$TARGET" "${packages[@]}" --lambda-dir target/lambda
-cargo lambda build --release --compiler cargo --target "$TARGET" "${packages[@]}" --lambda-dir target/lambda-zip --output-format zip
+if want artifacts || want localstack; then
+  log "release build of the functions, as Lambda gets them (cargo lambda build --release)"
+  packages=()
+  for fn in "${FUNCTIONS[@]}"; do packages+=(-p "kms-jwt-$fn"); done
+  build=(cargo lambda build --release --compiler cargo --target "$TARGET" "${packages[@]}")
+  "${build[@]}" --lambda-dir target/lambda
+  "${build[@]}" --lambda-dir target/lambda-zip --output-format zip
+fi
 
-{
-  echo "## Artifacts ($TARGET, release profile of Cargo.toml)"
-  echo
-  echo "| function | binary | zip | crates in its dependency graph |"
-  echo "|---|---|---|---|"
-  for fn in "${FUNCTIONS[@]}"; do
-    binary=$(stat -c %s "target/lambda/$fn/bootstrap")
-    zip=$(stat -c %s "target/lambda-zip/$fn/bootstrap.zip")
-    # Distinct name+version of every crate compiled for the function (itself excluded).
-    deps=$(cargo tree -p "kms-jwt-$fn" -e normal,build --target "$TARGET" --prefix none \
-      | sed -E 's/ \(.*$//' | sort -u | grep -vc "^kms-jwt-$fn ")
-    awk -v fn="$fn" -v b="$binary" -v z="$zip" -v d="$deps" \
-      'BEGIN { printf "| %s | %.2f MB | **%.2f MB** | %d |\n", fn, b / 1e6, z / 1e6, d }'
-  done
-  echo
-} >> "$REPORT"
+if want artifacts; then
+  {
+    echo "## Artifacts ($TARGET, release profile of Cargo.toml)"
+    echo
+    echo "| function | binary | zip | crates in its dependency graph |"
+    echo "|---|---|---|---|"
+    for fn in "${FUNCTIONS[@]}"; do
+      binary=$(stat -c %s "target/lambda/$fn/bootstrap")
+      zip=$(stat -c %s "target/lambda-zip/$fn/bootstrap.zip")
+      # Distinct name+version of every crate compiled for the function (itself excluded).
+      deps=$(cargo tree -p "kms-jwt-$fn" -e normal,build --target "$TARGET" --prefix none \
+        | sed -E 's/ \(.*$//' | sort -u | grep -vc "^kms-jwt-$fn ")
+      awk -v fn="$fn" -v b="$binary" -v z="$zip" -v d="$deps" \
+        'BEGIN { printf "| %s | %.2f MB | **%.2f MB** | %d |\n", fn, b / 1e6, z / 1e6, d }'
+    done
+    echo
+  } >> "$REPORT"
+fi
 
-if [[ "${BENCH_SKIP_CRITERION:-0}" != 1 ]]; then
+if want criterion; then
   log "Criterion benches of the in-process hot paths"
   rm -rf "$REPO_ROOT/target/criterion"
   CRITERION_HOME="$REPO_ROOT/target/criterion" cargo bench --target "$TARGET" -p kms-jwt-tests --bench hot_paths
@@ -70,6 +79,39 @@ PY
   } >> "$REPORT"
 fi
 
+if want instructions && ! command -v valgrind >/dev/null; then
+  log "valgrind not installed: skipping the instruction counts"
+elif want instructions; then
+  log "instructions per verification under callgrind (repeatable, unlike time on a shared machine)"
+  cargo build --release --target "$TARGET" -p kms-jwt-tests --example verify_cost
+  exe="target/$TARGET/release/examples/verify_cost"
+  instructions() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$exe" "$@" 2>&1 \
+      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+  }
+  N=300
+  {
+    echo "## Verification cost in instructions (callgrind; $N verifications minus setup)"
+    echo
+    echo "| alg | jsonwebtoken, our token | jsonwebtoken, minimal token | raw verify | throughput vs raw (raw ÷ ours) |"
+    echo "|---|---|---|---|---|"
+    for alg in es256 rs256; do
+      key="$OUT/verify-cost-$alg.pk8"   # a benchmark key, made on first use
+      row="| ${alg^^} "
+      declare -A per=()
+      for mode in ours minimal raw; do
+        full=$(instructions "$alg" "$mode" "$N" "$key")
+        base=$(instructions "$alg" "$mode" 0 "$key")
+        per[$mode]=$(( (full - base) / N ))
+        row+="| ${per[$mode]} "
+      done
+      echo "$row| **$(awk -v r="${per[raw]}" -v o="${per[ours]}" 'BEGIN { printf "%.1f %%", 100 * r / o }')** |"
+    done
+    echo
+  } >> "$REPORT"
+fi
+
+want localstack || { cat "$REPORT"; exit 0; }
 started_localstack=0
 cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
 trap cleanup EXIT

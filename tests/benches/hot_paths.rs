@@ -6,10 +6,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -20,6 +18,7 @@ use kms_jwt::jws::{self, Header};
 use kms_jwt::keyring::{Keyring, NewKey};
 use kms_jwt::memory::MemoryStore;
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::bench::verify::{typical_claims, VerifyCase};
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use lambda_http::request::LambdaRequest;
 use lambda_http::Service;
@@ -56,9 +55,7 @@ fn keyring() -> Keyring {
 fn bench(c: &mut Criterion) {
     // Token assembly as the signer does it, minus the KMS round trip: header and claims,
     // base64url, SHA-256 digest, DER → R||S of a realistic KMS signature.
-    let claims = serde_json::json!({"sub": "user-123", "aud": "https://api.example.com", "scope": "orders:read",
-        "iss": "https://issuer.example.com", "iat": 1_795_600_000, "nbf": 1_795_600_000, "exp": 1_795_600_900,
-        "jti": "c0ffee00-0000-4000-8000-000000000000"});
+    let claims = typical_claims();
     let der_signature = {
         let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
         pair.sign(&SystemRandom::new(), b"x").unwrap().as_ref().to_vec()
@@ -118,6 +115,9 @@ fn bench(c: &mut Criterion) {
     };
     assert!(String::from_utf8(invoke(&plain)).unwrap().contains(r#""statusCode":200"#));
     assert!(String::from_utf8(invoke(&conditional)).unwrap().contains(r#""statusCode":304"#));
+    c.bench_function("jwks_lambda_event_decode", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<LambdaRequest>(black_box(&plain)).unwrap()))
+    });
     c.bench_function("jwks_lambda_invocation_200", |b| b.iter(|| black_box(invoke(black_box(&plain)))));
     c.bench_function("jwks_lambda_invocation_304", |b| b.iter(|| black_box(invoke(black_box(&conditional)))));
 
@@ -128,71 +128,19 @@ fn bench(c: &mut Criterion) {
     });
 
     // Verification throughput against our JWKS, next to the raw verify of the same algorithm.
-    let (pair, jwk) = es256_key();
-    let public = pair.public_key().as_ref().to_vec();
-    verify_group(c, SigningAlg::ES256, &claims, jwk, &signature::ECDSA_P256_SHA256_FIXED, &public, |input| {
-        pair.sign(&SystemRandom::new(), input).unwrap().as_ref().to_vec()
-    });
-    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-    let jwk = PublicJwk::from_spki_der(rsa.public_key().as_der().unwrap().as_ref()).unwrap();
-    let public = rsa.public_key().as_ref().to_vec(); // PKCS#1 RSAPublicKey
-    verify_group(
-        c,
-        SigningAlg::RS256,
-        &claims,
-        jwk,
-        &signature::RSA_PKCS1_2048_8192_SHA256,
-        &public,
-        |input| {
-            let mut sig = vec![0; rsa.public_modulus_len()];
-            rsa.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input, &mut sig).unwrap();
-            sig
-        },
-    );
-}
-
-/// `jsonwebtoken::decode` of one of our tokens with a `DecodingKey` made from our JWKS (as a
-/// consumer caches it), and the raw signature verify of the same signing input: the ceiling.
-fn verify_group(
-    c: &mut Criterion,
-    alg: SigningAlg,
-    claims: &serde_json::Value,
-    jwk: PublicJwk,
-    raw_alg: &'static dyn signature::VerificationAlgorithm,
-    public_key: &[u8],
-    sign: impl Fn(&[u8]) -> Vec<u8>,
-) {
-    let kid = jwk.thumbprint();
-    let header = Header { alg, kid: &kid, typ: "JWT" };
-    let input = jws::signing_input(&header, &serde_json::to_vec(claims).unwrap()).unwrap();
-    let sig = sign(input.as_bytes());
-    let token = jws::compact(input.clone(), &sig);
-    let set_json = serde_json::to_string(&kms_jwt::jwk::JwkSet {
-        keys: vec![kms_jwt::jwk::PublishedJwk::signing_key(jwk, kid.clone(), alg)],
-    })
-    .unwrap();
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&set_json).unwrap();
-    let decoding = jsonwebtoken::DecodingKey::from_jwk(set.find(&kid).unwrap()).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(alg.as_str().parse().unwrap());
-    validation.set_issuer(&["https://issuer.example.com"]);
-    validation.validate_exp = false; // fixed claims; the cost of the check itself is negligible
-    validation.validate_aud = false;
-    let public = signature::UnparsedPublicKey::new(raw_alg, public_key.to_vec());
-    public.verify(input.as_bytes(), &sig).unwrap();
-
-    let mut group = c.benchmark_group(format!("verify_{}", alg.as_str().to_lowercase()));
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("jsonwebtoken_against_our_jwks", |b| {
-        b.iter(|| {
-            black_box(
-                jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &decoding, &validation).unwrap(),
-            )
-        })
-    });
-    group.bench_function("raw_aws_lc_rs_verify", |b| {
-        b.iter(|| public.verify(black_box(input.as_bytes()), black_box(&sig)).unwrap())
-    });
-    group.finish();
+    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        let case = VerifyCase::new(alg).unwrap();
+        let mut group = c.benchmark_group(format!("verify_{}", alg.as_str().to_lowercase()));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("jsonwebtoken_against_our_jwks", |b| {
+            b.iter(|| black_box(case.jsonwebtoken(black_box(&case.token)).unwrap()))
+        });
+        group.bench_function("jsonwebtoken_minimal_token", |b| {
+            b.iter(|| black_box(case.jsonwebtoken(black_box(&case.minimal_token)).unwrap()))
+        });
+        group.bench_function("raw_aws_lc_rs_verify", |b| b.iter(|| case.raw().unwrap()));
+        group.finish();
+    }
 }
 
 criterion_group! {

@@ -4,3 +4,4 @@
 pub mod counting;
 pub mod runtime_api;
 pub mod stats;
+pub mod verify;
