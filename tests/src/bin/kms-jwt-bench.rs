@@ -446,9 +446,10 @@ async fn cold_start_bench(
 ) -> Result<(), Error> {
     writeln!(
         report,
-        "### Cold start (release binaries, local runtime API on loopback, AWS = LocalStack on loopback)\n\n\
+        "### Cold start (binaries from {}, local runtime API on loopback, AWS = LocalStack on loopback)\n\n\
          init = process spawn → first poll for an event; first answer = spawn → answer posted \
          (includes the first keyring read and, for sign, the KMS call). {} runs each.\n",
+        options.functions_dir.display(),
         options.cold_starts
     )?;
     writeln!(report, "| function | event | init p50 ms | init min–max ms | first answer p50 ms | first answer min–max ms |\n|---|---|---|---|---|---|")?;
