@@ -115,13 +115,8 @@ elif want instructions; then
 fi
 
 want localstack || { cat "$REPORT"; exit 0; }
-started_localstack=0
-cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
-trap cleanup EXIT
-if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
-  "$REPO_ROOT/scripts/localstack.sh" start
-  started_localstack=1
-fi
+trap stop_localstack_if_started EXIT
+ensure_localstack
 localstack_env
 
 log "kms-jwt-bench against LocalStack"

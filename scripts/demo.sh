@@ -10,17 +10,12 @@ cd "$REPO_ROOT"
 step() { printf '\n\033[1;32m[%s]\033[0m %s\n' "$1" "$2"; }
 
 "$REPO_ROOT/scripts/python-env.sh"
-started_localstack=0
 cleanup() {
   watch_stop
-  [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop
-  return 0
+  stop_localstack_if_started
 }
 trap cleanup EXIT
-if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
-  "$REPO_ROOT/scripts/localstack.sh" start
-  started_localstack=1
-fi
+ensure_localstack
 
 # A fresh keyring name per run, so the demo also works against a LocalStack left running.
 run_id="$(date +%s)"

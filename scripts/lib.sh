@@ -19,3 +19,16 @@ localstack_env() {
   export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
   export AWS_EC2_METADATA_DISABLED=true
 }
+
+# Start LocalStack unless one already runs for us; stop_localstack_if_started (for an EXIT
+# trap) then stops only what this script started.
+STARTED_LOCALSTACK=0
+ensure_localstack() {
+  if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
+    "$REPO_ROOT/scripts/localstack.sh" start
+    STARTED_LOCALSTACK=1
+  fi
+}
+stop_localstack_if_started() {
+  if [[ $STARTED_LOCALSTACK == 1 ]]; then "$REPO_ROOT/scripts/localstack.sh" stop || true; fi
+}

@@ -17,13 +17,8 @@ cargo test -p kms-jwt-tests --benches
 log "infrastructure: cfn-lint, checkov, IAM assertions"
 "$REPO_ROOT/scripts/lint-infra.sh"
 
-started_localstack=0
-cleanup() { [[ $started_localstack == 1 ]] && "$REPO_ROOT/scripts/localstack.sh" stop || true; }
-trap cleanup EXIT
-if ! "$REPO_ROOT/scripts/localstack.sh" status >/dev/null 2>&1; then
-  "$REPO_ROOT/scripts/localstack.sh" start
-  started_localstack=1
-fi
+trap stop_localstack_if_started EXIT
+ensure_localstack
 localstack_env
 export PATH="$VENV/bin:$PATH"   # cargo-lambda for the end-to-end test
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use kms_jwt::aws::SecretsManagerStore;
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
+use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::Keyring;
 
 /// The SDK configuration for LocalStack, in `region` (a region per test isolates listings of
@@ -19,6 +20,15 @@ pub async fn sdk(region: Option<&'static str>) -> aws_config::SdkConfig {
         Some(region) => loader.region(aws_config::Region::new(region)).load().await,
         None => loader.load().await,
     }
+}
+
+/// A rotator on LocalStack for the keyring secret `secret_id`, as the rotate function builds it.
+pub fn rotator(
+    sdk: &aws_config::SdkConfig,
+    secret_id: &str,
+    policy: RotationPolicy,
+) -> Rotator<KmsAdapter, SecretsManagerStore> {
+    Rotator::new(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None), policy, secret_id)
 }
 
 /// The JWKS body the jwks function would serve right now (its logic minus the Lambda HTTP

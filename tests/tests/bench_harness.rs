@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::rotate::{RotationPolicy, Rotator};
+use kms_jwt::rotate::RotationPolicy;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::bench::counting::counted_sdk_config;
 use kms_jwt_tests::bench::runtime_api::{cold_start, ColdStartError, Outcome};
@@ -69,13 +68,10 @@ async fn a_cold_start_runs_the_jwks_binary_to_its_first_answer() {
         retirement_grace: 7_200,
         deletion_window_days: 7,
     };
-    let rotator = Rotator::new(
-        KmsAdapter::new(&sdk),
-        SecretsManagerStore::new(&sdk, &secret_id, None),
-        policy,
-        &secret_id,
-    );
-    rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
+    kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy)
+        .reconcile(kms_jwt::unix_now())
+        .await
+        .unwrap();
     let event = include_bytes!("../../events/jwks-http-api.json");
     let env = localstack_env(&secret_id);
 

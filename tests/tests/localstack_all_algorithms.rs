@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::rotate::{RotationPolicy, Rotator, Transition};
+use kms_jwt::rotate::{RotationPolicy, Transition};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::{tamper, verify, with_kid, VerifyError};
@@ -26,12 +26,7 @@ async fn full_lifecycle(alg: SigningAlg) {
         retirement_grace: 7_200,
         deletion_window_days: 7,
     };
-    let rotator = Rotator::new(
-        KmsAdapter::new(&sdk),
-        SecretsManagerStore::new(&sdk, &secret_id, None),
-        policy.clone(),
-        secret_id.clone(),
-    );
+    let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy.clone());
     let signer = TokenSigner::new(
         KmsAdapter::new(&sdk),
         KeyringCache::new(
@@ -153,18 +148,14 @@ async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
     for text in ["{\"schema_version\": 1, \"keys\": ", r#"{"schema_version": 7, "keys": []}"#] {
         let secret_id = format!("kms-jwt-test/corrupt/{}", uuid::Uuid::new_v4());
         secrets.create_secret().name(&secret_id).secret_string(text).send().await.unwrap();
-        let rotator = Rotator::new(
-            KmsAdapter::new(&sdk),
-            SecretsManagerStore::new(&sdk, &secret_id, None),
-            RotationPolicy {
-                alg: SigningAlg::ES256,
-                rotation_period: 86_400,
-                prepublication: 600,
-                retirement_grace: 7_200,
-                deletion_window_days: 7,
-            },
-            secret_id.clone(),
-        );
+        let policy = RotationPolicy {
+            alg: SigningAlg::ES256,
+            rotation_period: 86_400,
+            prepublication: 600,
+            retirement_grace: 7_200,
+            deletion_window_days: 7,
+        };
+        let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy);
         let err = rotator.reconcile(kms_jwt::unix_now()).await.unwrap_err();
         assert_eq!(err.kind(), "KeyringInvalid", "{err}");
         let stored = secrets.get_secret_value().secret_id(&secret_id).send().await.unwrap();

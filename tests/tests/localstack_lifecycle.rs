@@ -36,7 +36,7 @@ fn policy() -> RotationPolicy {
 }
 
 fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
-    Rotator::new(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None), policy(), secret_id)
+    kms_jwt_tests::localstack::rotator(sdk, secret_id, policy())
 }
 
 async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {

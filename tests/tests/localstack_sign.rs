@@ -27,7 +27,7 @@ fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, 
         retirement_grace: 30 * 86_400,
         deletion_window_days: 7,
     };
-    Rotator::new(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None), policy, secret_id)
+    kms_jwt_tests::localstack::rotator(sdk, secret_id, policy)
 }
 
 type CountedSigner = TokenSigner<Arc<Faulty<KmsAdapter>>, Arc<Faulty<SecretsManagerStore>>>;
