@@ -31,6 +31,18 @@ pub fn rotator(
     Rotator::new(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None), policy, secret_id)
 }
 
+/// Daily ES256 rotation with a two-hour grace: the policy of tests that need a keyring and
+/// do not exercise the lifecycle itself.
+pub fn daily_es256_policy() -> RotationPolicy {
+    RotationPolicy {
+        alg: kms_jwt::SigningAlg::ES256,
+        rotation_period: 86_400,
+        prepublication: 600,
+        retirement_grace: 7_200,
+        deletion_window_days: 7,
+    }
+}
+
 /// The JWKS body the jwks function would serve right now (its logic minus the Lambda HTTP
 /// adapter, which the end-to-end tests exercise).
 pub async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str, issuer: &str) -> String {

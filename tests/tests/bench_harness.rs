@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kms_jwt::rotate::RotationPolicy;
-use kms_jwt::SigningAlg;
 use kms_jwt_tests::bench::counting::counted_sdk_config;
 use kms_jwt_tests::bench::runtime_api::{cold_start, ColdStartError, Outcome};
+use kms_jwt_tests::localstack::daily_es256_policy;
 use serde_json::Value;
 
 const ISSUER: &str = "https://issuer.kms-jwt.test";
@@ -61,14 +60,7 @@ async fn the_counter_sees_every_aws_call_on_the_wire() {
 async fn a_cold_start_runs_the_jwks_binary_to_its_first_answer() {
     let sdk = kms_jwt_tests::localstack::sdk(None).await;
     let secret_id = format!("kms-jwt-test/bench-cold/{}", uuid::Uuid::new_v4());
-    let policy = RotationPolicy {
-        alg: SigningAlg::ES256,
-        rotation_period: 86_400,
-        prepublication: 600,
-        retirement_grace: 7_200,
-        deletion_window_days: 7,
-    };
-    kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy)
+    kms_jwt_tests::localstack::rotator(&sdk, &secret_id, daily_es256_policy())
         .reconcile(kms_jwt::unix_now())
         .await
         .unwrap();

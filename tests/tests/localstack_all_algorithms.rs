@@ -11,6 +11,7 @@ use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::rotate::{RotationPolicy, Transition};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::localstack::daily_es256_policy;
 use kms_jwt_tests::{tamper, verify, with_kid, VerifyError};
 use serde_json::json;
 
@@ -148,14 +149,7 @@ async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
     for text in ["{\"schema_version\": 1, \"keys\": ", r#"{"schema_version": 7, "keys": []}"#] {
         let secret_id = format!("kms-jwt-test/corrupt/{}", uuid::Uuid::new_v4());
         secrets.create_secret().name(&secret_id).secret_string(text).send().await.unwrap();
-        let policy = RotationPolicy {
-            alg: SigningAlg::ES256,
-            rotation_period: 86_400,
-            prepublication: 600,
-            retirement_grace: 7_200,
-            deletion_window_days: 7,
-        };
-        let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy);
+        let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, daily_es256_policy());
         let err = rotator.reconcile(kms_jwt::unix_now()).await.unwrap_err();
         assert_eq!(err.kind(), "KeyringInvalid", "{err}");
         let stored = secrets.get_secret_value().secret_id(&secret_id).send().await.unwrap();
