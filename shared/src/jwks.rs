@@ -193,10 +193,6 @@ impl<S: KeyringStore> JwksService<S> {
         JwksService { site, keys }
     }
 
-    pub fn keys(&self) -> &KeyringCache<S, PublishedKeys> {
-        &self.keys
-    }
-
     /// Answer one HTTP request. A keyring that cannot be read (and no good copy cached) is a
     /// 503, never an empty key set.
     pub async fn answer(&self, method: &str, path: &str, if_none_match: Option<&str>) -> Answer {

@@ -12,8 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::alg::SigningAlg;
 use crate::cache::{CacheError, CachePolicy, KeyringCache};
-use crate::config::secs;
-use crate::config::SignConfig;
+use crate::config::{secs, SignConfig};
 use crate::jws::{self, Header, SignatureError};
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
