@@ -17,8 +17,27 @@ pub enum KmsError {
     InvalidState(String),
     #[error("KMS throttled the request after retries")]
     Throttled,
+    /// The caller may not do this to this key. Right after `CreateKey` this can be KMS's
+    /// eventual consistency rather than a real denial.
+    #[error("KMS denied {operation}")]
+    AccessDenied { operation: &'static str },
+    /// No answer within the configured time. The call may or may not have taken effect.
+    #[error("KMS {operation} did not answer in time")]
+    Timeout { operation: &'static str },
+    /// The request was sent but no usable answer came back (connection lost, 5xx after
+    /// retries): the call may have taken effect.
+    #[error("KMS {operation} failed in transit: {message}")]
+    Transport { operation: &'static str, message: String },
     #[error("KMS {operation} failed: {message}")]
     Other { operation: &'static str, message: String },
+}
+
+impl KmsError {
+    /// True when the call may have taken effect although it reported failure: a retry could
+    /// repeat it, and a created key may exist that nobody learned about.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, KmsError::Timeout { .. } | KmsError::Transport { .. })
+    }
 }
 
 /// Tags every key we create carries: which keyring it belongs to, and which rotate run
