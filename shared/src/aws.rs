@@ -1,22 +1,56 @@
 //! AWS adapters of the ports: KMS and Secrets Manager through the official SDK.
 //!
-//! The SDK is configured the standard way (`aws_config::load_defaults`), so credentials come
-//! from the Lambda role and `AWS_ENDPOINT_URL` points every client at LocalStack when set.
+//! The SDK is configured the standard way (`aws_config::defaults`), so credentials come from
+//! the Lambda role and `AWS_ENDPOINT_URL` points every client at LocalStack when set. Every
+//! call is bounded in time: an attempt timeout and an operation timeout (which spans the
+//! SDK's retries), so a hung connection costs seconds, not the whole Lambda timeout.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
+use aws_sdk_resourcegroupstagging::types::TagFilter;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::alg::SigningAlg;
-use crate::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
+use crate::key_policy::KeyAccess;
+use crate::ports::{
+    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+};
+
+/// Time limits of every AWS call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// One HTTP attempt, connection included.
+    pub attempt: Duration,
+    /// The whole call, retries included.
+    pub total: Duration,
+}
+
+impl Default for CallTimeouts {
+    fn default() -> Self {
+        CallTimeouts { attempt: Duration::from_secs(2), total: Duration::from_secs(5) }
+    }
+}
 
 /// Load the SDK configuration once per cold start.
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+pub async fn load_sdk_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeouts.attempt)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.total)
+                .build(),
+        )
+        .load()
+        .await
 }
 
 fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
@@ -37,28 +71,83 @@ where
     DisplayErrorContext(err).to_string()
 }
 
+/// Did the request reach the service without a usable answer coming back? Then it may have
+/// taken effect: timeouts, lost connections, unreadable replies and 5xx answers.
+fn outcome_unknown(
+    err: &SdkError<impl ProvideErrorMetadata, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => service.raw().status().is_server_error(),
+        _ => false,
+    }
+}
+
+/// How rotate finds the keys a crashed run created, by their `kms-jwt:request` tag.
+#[derive(Clone, Debug)]
+pub enum KeyDiscovery {
+    /// Resource Groups Tagging API `GetResources` with tag filters: one call answers, however
+    /// many keys the account holds. The default on AWS.
+    TaggingApi(aws_sdk_resourcegroupstagging::Client),
+    /// `ListKeys`, then `ListResourceTags` per key, a page at a time. For LocalStack (whose
+    /// tagging API does not return KMS keys) and accounts that cannot grant `tag:GetResources`.
+    ListKeys,
+}
+
+/// Keys per `ListKeys` page in [`KeyDiscovery::ListKeys`]: each costs one tag read, so a page
+/// stays well inside a run's time budget.
+const LIST_KEYS_PAGE: i32 = 100;
+
 /// KMS through the SDK.
 #[derive(Clone, Debug)]
 pub struct KmsAdapter {
     client: aws_sdk_kms::Client,
+    key_access: Option<KeyAccess>,
+    discovery: KeyDiscovery,
 }
 
 impl KmsAdapter {
+    /// An adapter that signs, and creates keys with KMS's default key policy, discovering keys
+    /// with [`KeyDiscovery::ListKeys`]. The rotate function adds [`Self::with_key_access`] and
+    /// [`Self::with_discovery`].
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        KmsAdapter { client: aws_sdk_kms::Client::new(config) }
+        KmsAdapter {
+            client: aws_sdk_kms::Client::new(config),
+            key_access: None,
+            discovery: KeyDiscovery::ListKeys,
+        }
     }
 
-    fn classify<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> KmsError
+    /// Create every key with this key policy (see [`crate::key_policy`]).
+    pub fn with_key_access(mut self, access: KeyAccess) -> Self {
+        self.key_access = Some(access);
+        self
+    }
+
+    pub fn with_discovery(mut self, discovery: KeyDiscovery) -> Self {
+        self.discovery = discovery;
+        self
+    }
+
+    fn classify<E>(
+        operation: &'static str,
+        key: &str,
+        err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> KmsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
+        if matches!(err, SdkError::TimeoutError(_)) {
+            return KmsError::Timeout { operation };
+        }
         match error_code(&err) {
             Some("NotFoundException") => KmsError::NotFound(key.to_owned()),
             Some("DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException") => {
                 KmsError::InvalidState(key.to_owned())
             }
             Some("ThrottlingException" | "LimitExceededException") => KmsError::Throttled,
+            Some("AccessDeniedException") => KmsError::AccessDenied { operation },
+            _ if outcome_unknown(&err) => KmsError::Transport { operation, message: describe(&err) },
             _ => KmsError::Other { operation, message: describe(&err) },
         }
     }
@@ -91,6 +180,7 @@ impl KeyAdmin for KmsAdapter {
             .create_key()
             .key_usage(KeyUsageType::SignVerify)
             .key_spec(KeySpec::from(alg.kms_key_spec()))
+            .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
             .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring));
         for (key, value) in tags.pairs() {
             let tag = Tag::builder()
@@ -100,7 +190,15 @@ impl KeyAdmin for KmsAdapter {
                 .map_err(|e| KmsError::Other { operation: "CreateKey", message: e.to_string() })?;
             request = request.tags(tag);
         }
-        let out = request.send().await.map_err(|e| Self::classify("CreateKey", "(new)", e))?;
+        // CreateKey is not idempotent: had the SDK retried after a lost reply, KMS would hold
+        // two keys and we would learn of one. One attempt; a failure whose outcome is unknown
+        // leaves the run's creation intent in place for the sweep (see `rotate`).
+        let out = request
+            .customize()
+            .config_override(aws_sdk_kms::config::Builder::default().retry_config(RetryConfig::disabled()))
+            .send()
+            .await
+            .map_err(|e| Self::classify("CreateKey", "(new)", e))?;
         out.key_metadata.and_then(|m| m.arn).ok_or_else(|| KmsError::Other {
             operation: "CreateKey",
             message: "response had no key ARN".into(),
@@ -125,30 +223,77 @@ impl KeyAdmin for KmsAdapter {
         match self.client.disable_key().key_id(key_arn).send().await {
             Ok(_) => Ok(()),
             // Already pending deletion: disabling is moot, and retrying a retirement must not fail.
-            Err(e) if error_code(&e) == Some("KMSInvalidStateException") => Ok(()),
+            // Already deleted: nothing can sign with it any more, which is what retiring means;
+            // otherwise its retirement-queue entry would stick forever.
+            Err(e) if matches!(error_code(&e), Some("KMSInvalidStateException" | "NotFoundException")) => {
+                Ok(())
+            }
             Err(e) => Err(Self::classify("DisableKey", key_arn, e)),
         }
     }
 
-    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
-        let mut found = Vec::new();
-        let mut pages = self.client.list_keys().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Self::classify("ListKeys", "(all)", e))?;
-            for key in page.keys() {
-                let Some(arn) = key.key_arn() else { continue };
-                let tags = match self.client.list_resource_tags().key_id(arn).send().await {
-                    Ok(out) => out.tags.unwrap_or_default(),
-                    // Keys of other principals may not be readable: they are not ours.
-                    Err(_) => continue,
-                };
-                let has = |k: &str, v: &str| tags.iter().any(|t| t.tag_key() == k && t.tag_value() == v);
-                if has(KeyTags::KEYRING, keyring) && has(KeyTags::REQUEST, request_id) {
-                    found.push(arn.to_owned());
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
+        match &self.discovery {
+            KeyDiscovery::TaggingApi(tagging) => {
+                let filter = |key: &str, value: &str| TagFilter::builder().key(key).values(value).build();
+                let out = tagging
+                    .get_resources()
+                    .resource_type_filters("kms:key")
+                    .tag_filters(filter(KeyTags::KEYRING, keyring))
+                    .tag_filters(filter(KeyTags::REQUEST, request_id))
+                    .set_pagination_token(cursor.map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|e| Self::classify("GetResources", "(tagged)", e))?;
+                let arns = out
+                    .resource_tag_mapping_list()
+                    .iter()
+                    .filter_map(|m| m.resource_arn())
+                    .map(str::to_owned);
+                Ok(KeyPage {
+                    arns: arns.collect(),
+                    next: out.pagination_token.filter(|token| !token.is_empty()),
+                })
+            }
+            KeyDiscovery::ListKeys => {
+                let page = self
+                    .client
+                    .list_keys()
+                    .limit(LIST_KEYS_PAGE)
+                    .set_marker(cursor.map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|e| Self::classify("ListKeys", "(all)", e))?;
+                let mut arns = Vec::new();
+                for arn in page.keys().iter().filter_map(|k| k.key_arn()) {
+                    let tags = match self.client.list_resource_tags().key_id(arn).send().await {
+                        Ok(out) => out.tags.unwrap_or_default(),
+                        // Keys of other principals may not be readable (not ours), and a key
+                        // deleted since the listing is not ours to clean up either. Anything
+                        // else (throttling, timeouts) fails the page, so the sweep is retried.
+                        Err(e)
+                            if matches!(
+                                error_code(&e),
+                                Some("AccessDeniedException" | "NotFoundException")
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(Self::classify("ListResourceTags", arn, e)),
+                    };
+                    let has = |k: &str, v: &str| tags.iter().any(|t| t.tag_key() == k && t.tag_value() == v);
+                    if has(KeyTags::KEYRING, keyring) && has(KeyTags::REQUEST, request_id) {
+                        arns.push(arn.to_owned());
+                    }
                 }
+                Ok(KeyPage { arns, next: page.next_marker.filter(|_| page.truncated) })
             }
         }
-        Ok(found)
     }
 
     async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError> {
@@ -161,8 +306,8 @@ impl KeyAdmin for KmsAdapter {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("KMSInvalidStateException") => {
-                // Idempotent retirement: a key already pending deletion is what we want.
+            Err(e) if matches!(error_code(&e), Some("KMSInvalidStateException" | "NotFoundException")) => {
+                // Idempotent retirement: a key already pending deletion (or deleted) is what we want.
                 Ok(())
             }
             Err(e) => Err(Self::classify("ScheduleKeyDeletion", key_arn, e)),

@@ -7,6 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::alg::SigningAlg;
+use crate::aws::CallTimeouts;
+use crate::key_policy::KeyAccess;
 
 /// Everything wrong with the environment, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +80,14 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
     }
 
+    /// Like [`Self::duration`], but zero is allowed (a feature turned off).
+    pub fn duration_or_zero(&mut self, name: &str, default: Duration) -> Duration {
+        match self.get(name).as_deref() {
+            Some("0" | "0s") => Duration::ZERO,
+            _ => self.duration(name, default),
+        }
+    }
+
     pub fn integer(&mut self, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> i64 {
         let value = match self.get(name) {
             None => return default,
@@ -94,6 +104,29 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
                 default
             }
         }
+    }
+
+    /// A comma-separated list; empty items are dropped.
+    pub fn list(&mut self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| {
+                v.split(',').map(|item| item.trim().to_owned()).filter(|item| !item.is_empty()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Time limits of every AWS call: `AWS_CALL_ATTEMPT_TIMEOUT` (one attempt, default 2 s)
+    /// and `AWS_CALL_TIMEOUT` (the whole call with retries, default 5 s).
+    pub fn call_timeouts(&mut self) -> CallTimeouts {
+        let defaults = CallTimeouts::default();
+        let timeouts = CallTimeouts {
+            attempt: self.duration("AWS_CALL_ATTEMPT_TIMEOUT", defaults.attempt),
+            total: self.duration("AWS_CALL_TIMEOUT", defaults.total),
+        };
+        if timeouts.attempt > timeouts.total {
+            self.problem("AWS_CALL_ATTEMPT_TIMEOUT is longer than AWS_CALL_TIMEOUT");
+        }
+        timeouts
     }
 
     /// Record a cross-field problem.
@@ -133,6 +166,18 @@ fn show(d: Duration) -> String {
 /// How long the sign and jwks functions may serve a keyring from memory.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// How rotate finds keys by tag (`KEY_DISCOVERY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDiscoveryMode {
+    /// `tagging-api` (default): Resource Groups Tagging API, one call however many keys.
+    TaggingApi,
+    /// `list-keys`: list the account's keys a page at a time (LocalStack).
+    ListKeys,
+}
+
+/// How long the jwks function may serve its last good keyring while Secrets Manager fails.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3_600);
+
 /// Settings of the rotate function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateConfig {
@@ -147,6 +192,13 @@ pub struct RotateConfig {
     pub deletion_window_days: i32,
     /// Customer-managed key that encrypts the secret if rotate has to create it.
     pub keyring_kms_key_id: Option<String>,
+    /// The jwks function's `KEYRING_MAX_STALENESS`: how old a keyring it may serve.
+    pub jwks_max_staleness: Duration,
+    /// Who may use the signing keys: written into each key's policy
+    /// (`KEY_ADMIN_ROLE_ARN`, `KEY_USER_ROLE_ARNS`).
+    pub key_access: Option<KeyAccess>,
+    pub key_discovery: KeyDiscoveryMode,
+    pub aws_timeouts: CallTimeouts,
 }
 
 impl RotateConfig {
@@ -156,7 +208,7 @@ impl RotateConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = EnvReader::new(lookup);
-        let config = RotateConfig {
+        let mut config = RotateConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
             signing_alg: env.alg("SIGNING_ALG", SigningAlg::ES256),
             rotation_period: env.duration("ROTATION_PERIOD", Duration::from_secs(30 * 86_400)),
@@ -166,7 +218,28 @@ impl RotateConfig {
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             deletion_window_days: env.integer("KEY_DELETION_WINDOW_DAYS", 30, 7..=30) as i32,
             keyring_kms_key_id: env.optional("KEYRING_KMS_KEY_ID"),
+            jwks_max_staleness: env.duration_or_zero("KEYRING_MAX_STALENESS", DEFAULT_MAX_STALENESS),
+            key_access: None,
+            key_discovery: match env.optional("KEY_DISCOVERY").as_deref() {
+                None | Some("tagging-api") => KeyDiscoveryMode::TaggingApi,
+                Some("list-keys") => KeyDiscoveryMode::ListKeys,
+                Some(other) => {
+                    env.problem(format!("KEY_DISCOVERY must be tagging-api or list-keys, not {other:?}"));
+                    KeyDiscoveryMode::TaggingApi
+                }
+            },
+            aws_timeouts: env.call_timeouts(),
         };
+        let admin = env.required("KEY_ADMIN_ROLE_ARN");
+        let users = env.list("KEY_USER_ROLE_ARNS");
+        if users.is_empty() {
+            env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
+        } else if !admin.is_empty() {
+            match KeyAccess::new(&admin, &users) {
+                Ok(access) => config.key_access = Some(access),
+                Err(e) => env.problem(format!("KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS: {e}")),
+            }
+        }
         // Settings that would let a verifier reject a valid token are refused outright.
         if config.rotation_period < config.max_token_ttl {
             env.problem(format!(
@@ -177,7 +250,7 @@ impl RotateConfig {
         }
         if config.rotation_period < config.prepublication() {
             env.problem(format!(
-                "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
+                "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
                 show(config.rotation_period),
                 show(config.prepublication())
             ));
@@ -186,9 +259,15 @@ impl RotateConfig {
     }
 
     /// How long a next key is published before it may sign: long enough for every verifier's
-    /// JWKS cache (max-age) and the jwks function's own cache to have picked it up.
+    /// JWKS cache (max-age, stale-while-revalidate) to have been refilled from a jwks container
+    /// that has itself picked the key up, even one serving its last good keyring through a
+    /// Secrets Manager outage (KEYRING_MAX_STALENESS past its cache TTL).
     pub fn prepublication(&self) -> Duration {
-        self.jwks_max_age + crate::jwks::STALE_WHILE_REVALIDATE + self.keyring_cache_ttl + self.clock_skew
+        self.jwks_max_age
+            + crate::jwks::STALE_WHILE_REVALIDATE
+            + self.keyring_cache_ttl
+            + self.jwks_max_staleness
+            + self.clock_skew
     }
 
     /// How long a previous key stays published after it stopped being current: its last
@@ -206,6 +285,7 @@ pub struct SignConfig {
     pub max_token_ttl: Duration,
     pub default_token_ttl: Duration,
     pub keyring_cache_ttl: Duration,
+    pub aws_timeouts: CallTimeouts,
 }
 
 impl SignConfig {
@@ -222,6 +302,7 @@ impl SignConfig {
             default_token_ttl: env.duration("DEFAULT_TOKEN_TTL", Duration::from_secs(900).min(max_token_ttl)),
             max_token_ttl,
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
+            aws_timeouts: env.call_timeouts(),
         };
         if config.default_token_ttl > config.max_token_ttl {
             env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
@@ -241,6 +322,7 @@ pub struct JwksConfig {
     pub keyring_cache_ttl: Duration,
     /// How long the last good keyring may be served while Secrets Manager fails.
     pub max_staleness: Duration,
+    pub aws_timeouts: CallTimeouts,
 }
 
 impl JwksConfig {
@@ -256,7 +338,8 @@ impl JwksConfig {
             jwks_uri: env.optional("JWKS_URI"),
             jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
-            max_staleness: env.duration("KEYRING_MAX_STALENESS", Duration::from_secs(3_600)),
+            max_staleness: env.duration_or_zero("KEYRING_MAX_STALENESS", DEFAULT_MAX_STALENESS),
+            aws_timeouts: env.call_timeouts(),
         };
         env.finish(config)
     }
@@ -273,17 +356,51 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
+    const ROLES: [(&str, &str); 2] = [
+        ("KEY_ADMIN_ROLE_ARN", "arn:aws:iam::123456789012:role/rotate"),
+        ("KEY_USER_ROLE_ARNS", "arn:aws:iam::123456789012:role/sign, arn:aws:iam::123456789012:role/sign2"),
+    ];
+
+    /// A rotate environment: the roles plus `pairs`.
+    fn rotate_env(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let mut all = ROLES.to_vec();
+        all.extend_from_slice(pairs);
+        lookup(&all)
+    }
+
     #[test]
     fn defaults_apply_and_durations_parse() {
-        let c = RotateConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr"), ("ROTATION_PERIOD", "7d")]))
-            .unwrap();
+        let c =
+            RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr"), ("ROTATION_PERIOD", "7d")]))
+                .unwrap();
         assert_eq!(c.signing_alg, SigningAlg::ES256);
         assert_eq!(c.rotation_period, Duration::from_secs(7 * 86_400));
         assert_eq!(c.deletion_window_days, 30);
-        assert_eq!(c.prepublication(), Duration::from_secs(300 + 60 + 60 + 60));
-        let c = RotateConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr"), ("MAX_TOKEN_TTL", "900")]))
-            .unwrap();
+        assert_eq!(
+            c.prepublication(),
+            Duration::from_secs(300 + 60 + 60 + 3_600 + 60),
+            "max-age + stale-while-revalidate + cache TTL + jwks max staleness + clock skew"
+        );
+        assert_eq!(c.key_discovery, KeyDiscoveryMode::TaggingApi);
+        assert_eq!(c.aws_timeouts, CallTimeouts::default());
+        let policy = c.key_access.unwrap().policy(SigningAlg::ES256).to_string();
+        assert!(policy.contains("role/sign2"), "{policy}");
+        let c = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("MAX_TOKEN_TTL", "900"),
+            ("KEYRING_MAX_STALENESS", "0"),
+            ("KEY_DISCOVERY", "list-keys"),
+            ("AWS_CALL_ATTEMPT_TIMEOUT", "1"),
+            ("AWS_CALL_TIMEOUT", "3s"),
+        ]))
+        .unwrap();
         assert_eq!(c.max_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.prepublication(), Duration::from_secs(300 + 60 + 60 + 60));
+        assert_eq!(c.key_discovery, KeyDiscoveryMode::ListKeys);
+        assert_eq!(
+            c.aws_timeouts,
+            CallTimeouts { attempt: Duration::from_secs(1), total: Duration::from_secs(3) }
+        );
     }
 
     #[test]
@@ -295,22 +412,47 @@ mod tests {
         ]))
         .unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.problems.len(), 4, "{text}");
-        for needle in ["KEYRING_SECRET_ID", "SIGNING_ALG", "ROTATION_PERIOD", "KEY_DELETION_WINDOW_DAYS"] {
+        assert_eq!(err.problems.len(), 6, "{text}");
+        for needle in [
+            "KEYRING_SECRET_ID",
+            "SIGNING_ALG",
+            "ROTATION_PERIOD",
+            "KEY_DELETION_WINDOW_DAYS",
+            "KEY_ADMIN_ROLE_ARN",
+            "KEY_USER_ROLE_ARNS",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn key_roles_and_timeouts_are_validated() {
+        let err = RotateConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("KEY_ADMIN_ROLE_ARN", "arn:aws:iam::123456789012:user/alice"),
+            ("KEY_USER_ROLE_ARNS", "arn:aws:iam::123456789012:role/sign"),
+            ("KEY_DISCOVERY", "scan"),
+            ("AWS_CALL_ATTEMPT_TIMEOUT", "10s"),
+            ("AWS_CALL_TIMEOUT", "5s"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        for needle in ["not an IAM role ARN", "KEY_DISCOVERY", "AWS_CALL_ATTEMPT_TIMEOUT is longer"] {
             assert!(text.contains(needle), "{needle} missing from: {text}");
         }
     }
 
     #[test]
     fn settings_that_break_verifiers_are_refused() {
-        let err = RotateConfig::from_lookup(lookup(&[
+        let err = RotateConfig::from_lookup(rotate_env(&[
             ("KEYRING_SECRET_ID", "kr"),
             ("ROTATION_PERIOD", "30m"),
             ("MAX_TOKEN_TTL", "1h"),
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("shorter than MAX_TOKEN_TTL"), "{err}");
-        let err = RotateConfig::from_lookup(lookup(&[
+        let err = RotateConfig::from_lookup(rotate_env(&[
             ("KEYRING_SECRET_ID", "kr"),
             ("ROTATION_PERIOD", "1h"),
             ("MAX_TOKEN_TTL", "5m"),
@@ -318,6 +460,16 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("pre-publication"), "{err}");
+        // The jwks function's stale window counts: a key must not sign while a jwks container
+        // may still serve a keyring without it.
+        let err = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ROTATION_PERIOD", "2h"),
+            ("MAX_TOKEN_TTL", "5m"),
+            ("KEYRING_MAX_STALENESS", "3h"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("KEYRING_MAX_STALENESS"), "{err}");
     }
 
     #[test]

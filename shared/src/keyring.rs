@@ -86,6 +86,10 @@ pub struct RetiringKey {
 pub struct PendingCreation {
     pub request_id: String,
     pub requested_at: UnixTime,
+    /// Where an unfinished sweep of this intent's keys resumes (an opaque search cursor): a
+    /// sweep that ran out of time keeps its progress, so a large account is covered over runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_cursor: Option<String>,
 }
 
 /// A key freshly created in KMS, not yet in the keyring.
@@ -306,10 +310,13 @@ impl Keyring {
         ring
     }
 
-    /// Withdraw a published key at once. A revoked current key is replaced by next; a revoked
-    /// current or next key makes room for `replacement` as the new next (or as current, if
-    /// nothing else could take over). `None` when the kid is not published.
-    pub fn revoke(&self, kid: &str, replacement: Option<NewKey>, now: UnixTime) -> Option<Keyring> {
+    /// Withdraw a published key at once, with no new key: revocation must not wait for KMS.
+    /// A revoked current key is succeeded by the key verifiers have held longest among those
+    /// that can sign without breaking them: the next key, else the most recently retired-from-
+    /// signing previous key (still published, its tokens still accepted). Only when no key is
+    /// left does the keyring have no current key until a new one is created. `None` when the
+    /// kid is not published.
+    pub fn revoke(&self, kid: &str, now: UnixTime) -> Option<Keyring> {
         let index = self.keys.iter().position(|k| k.kid == kid)?;
         let mut ring = self.clone();
         let revoked = ring.keys.remove(index);
@@ -320,14 +327,16 @@ impl Keyring {
             since: now,
         });
         if revoked.state == KeyState::Current {
-            if let Some(next) = ring.keys.iter_mut().find(|k| k.state == KeyState::Next) {
-                next.state = KeyState::Current;
-                next.activated_at = Some(now);
+            let successor = ring.keys.iter().position(|k| k.state == KeyState::Next).or_else(|| {
+                // Previous keys are sorted most recently deactivated first.
+                ring.keys.iter().position(|k| k.state == KeyState::Previous)
+            });
+            if let Some(successor) = successor {
+                let key = &mut ring.keys[successor];
+                key.state = KeyState::Current;
+                key.activated_at = Some(now);
+                key.deactivated_at = None;
             }
-        }
-        if let Some(key) = replacement {
-            let state = if ring.current().is_some() { KeyState::Next } else { KeyState::Current };
-            ring.keys.push(key.into_record(state, now));
         }
         ring.sort();
         Some(ring)
@@ -427,23 +436,50 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn revoking_current_promotes_next_and_takes_a_new_next() {
+    fn revoking_current_promotes_next_without_waiting_for_a_new_key() {
         let ring = Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0);
         let current = ring.current().unwrap().kid.clone();
         let next = ring.next().unwrap().kid.clone();
-        let revoked = ring.revoke(&current, Some(new_key(3, 50)), 50).unwrap();
+        let revoked = ring.revoke(&current, 50).unwrap();
         revoked.validate().unwrap();
         assert_eq!(revoked.current().unwrap().kid, next);
         assert_eq!(revoked.current().unwrap().activated_at, Some(50));
-        assert_eq!(revoked.next().unwrap().kid, new_key(3, 0).kid);
+        assert!(revoked.next().is_none(), "the replacement next key comes later");
         assert!(revoked.jwks().keys.iter().all(|k| k.kid != current), "withdrawn from the JWKS at once");
         assert_eq!(revoked.retiring[0].reason, RetireReason::Revoked);
-        assert!(ring.revoke("unknown", None, 50).is_none());
-        // Revoking a previous key needs no replacement.
+        assert!(ring.revoke("unknown", 50).is_none());
+        // Revoking a previous key changes no other key.
         let rotated = ring.rotate(new_key(4, 60), 60);
-        let after = rotated.revoke(&current, None, 70).unwrap();
+        let after = rotated.revoke(&current, 70).unwrap();
         after.validate().unwrap();
         assert_eq!(after.keys.len(), 2);
+        assert_eq!(after.current(), rotated.current());
+    }
+
+    #[test]
+    fn revocations_in_a_row_hand_signing_to_the_longest_published_key() {
+        // previous (newest first): 2, 1; current 3; no next (its replacement failed).
+        let ring = Keyring::empty()
+            .bootstrap(new_key(1, 0), new_key(2, 0), 0)
+            .rotate(new_key(3, 100), 100)
+            .rotate(new_key(9, 200), 200);
+        let ring = ring.revoke(&new_key(9, 0).kid, 250).unwrap(); // the pending next goes
+        assert!(ring.next().is_none());
+        let current = ring.current().unwrap().kid.clone();
+        assert_eq!(current, new_key(3, 0).kid);
+        let after = ring.revoke(&current, 300).unwrap();
+        after.validate().unwrap();
+        let successor = after.current().unwrap();
+        assert_eq!(
+            successor.kid,
+            new_key(2, 0).kid,
+            "the most recently signing previous key, published since t=0"
+        );
+        assert_eq!((successor.activated_at, successor.deactivated_at), (Some(300), None));
+        let after = after.revoke(&new_key(2, 0).kid, 310).unwrap().revoke(&new_key(1, 0).kid, 320).unwrap();
+        after.validate().unwrap();
+        assert!(after.keys.is_empty() && after.current().is_none(), "nothing left: a new key must be made");
+        assert_eq!(after.retiring.len(), 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+pub mod key_policy;
 pub mod keyring;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;

@@ -13,7 +13,9 @@ use p256::elliptic_curve::rand_core::OsRng;
 use p256::pkcs8::EncodePublicKey;
 
 use crate::alg::SigningAlg;
-use crate::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
+use crate::ports::{
+    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide the original failure.
@@ -38,20 +40,57 @@ struct FakeKey {
     private: PrivateKey,
     state: FakeKeyState,
     tags: Vec<(String, String)>,
+    created: tokio::time::Instant,
 }
 
 /// KMS twin. Supports ES256 and ES384 (enough for lifecycle tests; the AWS path is tested for
 /// all nine algorithms against LocalStack).
+///
+/// Like KMS, it may deny access to a key for a while after creating it (eventual consistency,
+/// see [`MemoryKms::deny_after_create`]); keys retired longer than their deletion window ago can
+/// be made to vanish ([`MemoryKms::delete_pending`]).
 #[derive(Default)]
 pub struct MemoryKms {
     keys: Mutex<HashMap<String, FakeKey>>,
     counter: Mutex<u64>,
     calls: Mutex<HashMap<&'static str, u64>>,
+    /// Keys that are not ours (other teams' keys in the same account), for listings.
+    foreign_keys: Mutex<u64>,
+    deny_after_create: Mutex<Option<std::time::Duration>>,
+    page_size: Mutex<Option<usize>>,
 }
 
 impl MemoryKms {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Deny `GetPublicKey`, `DisableKey` and `ScheduleKeyDeletion` on a key for `window` after
+    /// its creation (measured on tokio's clock, so paused-time tests control it).
+    pub fn deny_after_create(&self, window: std::time::Duration) {
+        *lock(&self.deny_after_create) = Some(window);
+    }
+
+    /// Pretend the account also holds `count` keys of other owners.
+    pub fn add_foreign_keys(&self, count: u64) {
+        *lock(&self.foreign_keys) += count;
+    }
+
+    /// Answer key searches `size` keys of the account at a time (default: all in one page).
+    pub fn set_page_size(&self, size: usize) {
+        *lock(&self.page_size) = Some(size.max(1));
+    }
+
+    /// Delete every key pending deletion, as KMS does when the window has passed.
+    pub fn delete_pending(&self) {
+        lock(&self.keys).retain(|_, k| !matches!(k.state, FakeKeyState::PendingDeletion { .. }));
+    }
+
+    fn denied(&self, key: &FakeKey, operation: &'static str) -> Result<(), KmsError> {
+        match *lock(&self.deny_after_create) {
+            Some(window) if key.created.elapsed() < window => Err(KmsError::AccessDenied { operation }),
+            _ => Ok(()),
+        }
     }
 
     fn count(&self, op: &'static str) {
@@ -125,7 +164,9 @@ impl KeyAdmin for MemoryKms {
             format!("arn:aws:kms:us-east-1:000000000000:key/memory-{:08}", *counter)
         };
         let tags = tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        lock(&self.keys).insert(arn.clone(), FakeKey { alg, private, state: FakeKeyState::Enabled, tags });
+        let created = tokio::time::Instant::now();
+        lock(&self.keys)
+            .insert(arn.clone(), FakeKey { alg, private, state: FakeKeyState::Enabled, tags, created });
         Ok(arn)
     }
 
@@ -133,6 +174,7 @@ impl KeyAdmin for MemoryKms {
         self.count("GetPublicKey");
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        self.denied(key, "GetPublicKey")?;
         let der = match &key.private {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
@@ -144,31 +186,55 @@ impl KeyAdmin for MemoryKms {
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
         self.count("DisableKey");
         let mut keys = lock(&self.keys);
-        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        // A key that no longer exists is as retired as it gets (the port's contract).
+        let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
+        self.denied(key, "DisableKey")?;
         if key.state == FakeKeyState::Enabled {
             key.state = FakeKeyState::Disabled;
         }
         Ok(())
     }
 
-    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
         self.count("FindKeysByRequest");
         let has = |tags: &[(String, String)], key: &str, value: &str| {
             tags.iter().any(|(k, v)| k == key && v == value)
         };
-        Ok(lock(&self.keys)
-            .iter()
+        // The account's keys in a stable order: foreign ones first (as a listing of a busy
+        // account would mostly show), then ours by ARN.
+        let keys = lock(&self.keys);
+        let mut ours: Vec<(&String, &FakeKey)> = keys.iter().collect();
+        ours.sort_by(|a, b| a.0.cmp(b.0));
+        let foreign = usize::try_from(*lock(&self.foreign_keys)).unwrap_or(usize::MAX);
+        let total = foreign.saturating_add(ours.len());
+        let start: usize = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| KmsError::Other { operation: "FindKeys", message: format!("bad cursor {c}") })?,
+        };
+        let end = lock(&self.page_size).map_or(total, |size| start.saturating_add(size).min(total));
+        let arns = (start..end)
+            .filter(|&i| i >= foreign)
+            .map(|i| ours[i - foreign])
             .filter(|(_, key)| {
                 has(&key.tags, KeyTags::KEYRING, keyring) && has(&key.tags, KeyTags::REQUEST, request_id)
             })
             .map(|(arn, _)| arn.clone())
-            .collect())
+            .collect();
+        Ok(KeyPage { arns, next: (end < total).then(|| end.to_string()) })
     }
 
     async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
         self.count("ScheduleKeyDeletion");
         let mut keys = lock(&self.keys);
-        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
+        self.denied(key, "ScheduleKeyDeletion")?;
         if !matches!(key.state, FakeKeyState::PendingDeletion { .. }) {
             key.state = FakeKeyState::PendingDeletion { window_days };
         }
@@ -182,6 +248,11 @@ struct StoreState {
     versions: Vec<(String, String)>,
     current: Option<usize>,
     unavailable: bool,
+    /// The last successful write (expected version, text, new version): like the
+    /// ClientRequestToken of the real store, repeating it answers the same version.
+    last_write: Option<(Option<String>, String, String)>,
+    /// Reads still to answer with the version before the current one (replication lag).
+    lagging_reads: usize,
 }
 
 /// Secrets Manager twin: versioned, with compare-and-swap promotion.
@@ -217,6 +288,12 @@ impl MemoryStore {
         lock(&self.state).current = None;
     }
 
+    /// Answer the next `reads` loads with the version before the current one, as a read that
+    /// does not see a write yet (eventual consistency).
+    pub fn lag_reads(&self, reads: usize) {
+        lock(&self.state).lagging_reads = reads;
+    }
+
     pub fn reads(&self) -> u64 {
         *lock(&self.reads)
     }
@@ -235,9 +312,17 @@ impl MemoryStore {
 impl KeyringStore for MemoryStore {
     async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
         *lock(&self.reads) += 1;
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
         if state.unavailable {
             return Err(StoreError::Unavailable("simulated outage".into()));
+        }
+        if state.lagging_reads > 0 {
+            state.lagging_reads -= 1;
+            let behind = state.current.and_then(|i| i.checked_sub(1));
+            return Ok(behind.map(|i| StoredDocument {
+                version_id: state.versions[i].0.clone(),
+                text: state.versions[i].1.clone(),
+            }));
         }
         Ok(state.current.map(|i| StoredDocument {
             version_id: state.versions[i].0.clone(),
@@ -250,13 +335,20 @@ impl KeyringStore for MemoryStore {
         if state.unavailable {
             return Err(StoreError::Unavailable("simulated outage".into()));
         }
-        let current_id = state.current.map(|i| state.versions[i].0.as_str());
-        if current_id != expected {
+        let current_id = state.current.map(|i| state.versions[i].0.clone());
+        if let Some((last_expected, last_text, last_id)) = &state.last_write {
+            let repeat = last_expected.as_deref() == expected && last_text == text;
+            if repeat && current_id.as_deref() == Some(last_id.as_str()) {
+                return Ok(last_id.clone());
+            }
+        }
+        if current_id.as_deref() != expected {
             return Err(StoreError::Conflict);
         }
         let id = format!("v-{}", state.versions.len() + 1);
         state.versions.push((id.clone(), text.to_owned()));
         state.current = Some(state.versions.len() - 1);
+        state.last_write = Some((expected.map(str::to_owned), text.to_owned(), id.clone()));
         Ok(id)
     }
 }
@@ -270,6 +362,14 @@ pub enum Fault {
     /// The call takes effect, then its reply is lost: the caller sees an error. This is how a
     /// crash right after a step looks to the next run.
     FailAfter,
+    /// The reply is lost beneath the SDK's retry layer, which sends the call again: it takes
+    /// effect twice and the caller sees the second answer. (The KMS adapter turns retries off
+    /// for `CreateKey`, the one call where this would leak; see `aws::KmsAdapter`.)
+    Repeated,
+    /// The call answers only after this long (tokio time), e.g. a slow or throttled service.
+    Delay(std::time::Duration),
+    /// The call never answers; only a caller's timeout ends it.
+    Hang,
 }
 
 type Decider = Box<dyn FnMut(&'static str) -> Fault + Send>;
@@ -320,11 +420,16 @@ impl<T> Faulty<T> {
     }
 }
 
-fn injected_kms(operation: &'static str) -> KmsError {
-    KmsError::Other { operation, message: "injected fault".into() }
+/// The error a caller sees for an injected fault: a refusal before the call, or a lost reply
+/// after it (whose outcome the caller cannot know).
+fn injected_kms(operation: &'static str, fault: Fault) -> KmsError {
+    match fault {
+        Fault::FailAfter => KmsError::Transport { operation, message: "injected: reply lost".into() },
+        _ => KmsError::Other { operation, message: "injected fault".into() },
+    }
 }
 
-fn injected_store() -> StoreError {
+fn injected_store(_fault: Fault) -> StoreError {
     StoreError::Unavailable("injected fault".into())
 }
 
@@ -333,11 +438,20 @@ macro_rules! faulty {
     ($self:ident, $op:literal, $err:expr, $call:expr) => {
         match $self.fault($op) {
             Fault::Pass => $call.await,
-            Fault::FailBefore => Err($err),
-            Fault::FailAfter => {
+            fault @ Fault::FailBefore => Err($err(fault)),
+            fault @ Fault::FailAfter => {
                 let _ = $call.await;
-                Err($err)
+                Err($err(fault))
             }
+            Fault::Repeated => {
+                let _ = $call.await;
+                $call.await
+            }
+            Fault::Delay(by) => {
+                tokio::time::sleep(by).await;
+                $call.await
+            }
+            Fault::Hang => std::future::pending().await,
         }
     };
 }
@@ -345,35 +459,55 @@ macro_rules! faulty {
 #[async_trait]
 impl<T: KeySigner> KeySigner for Faulty<T> {
     async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
-        faulty!(self, "Sign", injected_kms("Sign"), self.inner.sign_digest(key_arn, alg, digest))
+        faulty!(
+            self,
+            "Sign",
+            |fault| injected_kms("Sign", fault),
+            self.inner.sign_digest(key_arn, alg, digest)
+        )
     }
 }
 
 #[async_trait]
 impl<T: KeyAdmin> KeyAdmin for Faulty<T> {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
-        faulty!(self, "CreateKey", injected_kms("CreateKey"), self.inner.create_key(alg, tags))
+        faulty!(self, "CreateKey", |fault| injected_kms("CreateKey", fault), self.inner.create_key(alg, tags))
     }
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
-        faulty!(self, "GetPublicKey", injected_kms("GetPublicKey"), self.inner.public_key_der(key_arn))
+        faulty!(
+            self,
+            "GetPublicKey",
+            |fault| injected_kms("GetPublicKey", fault),
+            self.inner.public_key_der(key_arn)
+        )
     }
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
-        faulty!(self, "DisableKey", injected_kms("DisableKey"), self.inner.disable_key(key_arn))
+        faulty!(
+            self,
+            "DisableKey",
+            |fault| injected_kms("DisableKey", fault),
+            self.inner.disable_key(key_arn)
+        )
     }
     async fn schedule_deletion(&self, key_arn: &str, days: i32) -> Result<(), KmsError> {
         faulty!(
             self,
             "ScheduleKeyDeletion",
-            injected_kms("ScheduleKeyDeletion"),
+            |fault| injected_kms("ScheduleKeyDeletion", fault),
             self.inner.schedule_deletion(key_arn, days)
         )
     }
-    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
         faulty!(
             self,
-            "ListKeys",
-            injected_kms("ListKeys"),
-            self.inner.find_keys_by_request(keyring, request_id)
+            "FindKeys",
+            |fault| injected_kms("FindKeys", fault),
+            self.inner.find_keys_by_request(keyring, request_id, cursor)
         )
     }
 }
@@ -381,9 +515,9 @@ impl<T: KeyAdmin> KeyAdmin for Faulty<T> {
 #[async_trait]
 impl<T: KeyringStore> KeyringStore for Faulty<T> {
     async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
-        faulty!(self, "GetSecretValue", injected_store(), self.inner.load())
+        faulty!(self, "GetSecretValue", injected_store, self.inner.load())
     }
     async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
-        faulty!(self, "CompareAndSwap", injected_store(), self.inner.compare_and_swap(expected, text))
+        faulty!(self, "CompareAndSwap", injected_store, self.inner.compare_and_swap(expected, text))
     }
 }

@@ -62,6 +62,13 @@ impl KeyTags {
     }
 }
 
+/// A page of a key search, and where the next page starts (`None`: this was the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    pub arns: Vec<String>,
+    pub next: Option<String>,
+}
+
 /// Signs digests with a KMS key. The only KMS capability the sign function holds.
 #[async_trait]
 pub trait KeySigner: Send + Sync {
@@ -79,9 +86,15 @@ pub trait KeyAdmin: Send + Sync {
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError>;
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError>;
     async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError>;
-    /// ARNs of the keys of `keyring` that the rotate run `request_id` created. This lists the
-    /// account's keys, so it is called only to clean up after a run that died mid-way.
-    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError>;
+    /// One page of the ARNs of the keys of `keyring` that the rotate run `request_id` created,
+    /// starting at `cursor` (`None`: the first page). Called only to clean up after a run that
+    /// may have left keys behind, never routinely.
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError>;
 }
 
 /// Failure of a keyring store operation.
@@ -137,8 +150,13 @@ impl<T: KeyAdmin + ?Sized> KeyAdmin for std::sync::Arc<T> {
     async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError> {
         (**self).schedule_deletion(key_arn, pending_window_days).await
     }
-    async fn find_keys_by_request(&self, keyring: &str, request_id: &str) -> Result<Vec<String>, KmsError> {
-        (**self).find_keys_by_request(keyring, request_id).await
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
+        (**self).find_keys_by_request(keyring, request_id, cursor).await
     }
 }
 

@@ -2,21 +2,25 @@
 //!
 //! One run:
 //! 1. reads the keyring (refusing an invalid one: nothing is ever overwritten);
-//! 2. finishes housekeeping left by earlier runs: keys queued for retirement are disabled and
-//!    scheduled for deletion; creation intents older than a Lambda run can live are swept
-//!    (keys they created that never made it into the keyring are scheduled for deletion);
-//! 3. plans the transitions due (pure [`plan`]): bootstrap, rotation, revocation, retirement;
+//! 2. a revocation first withdraws the key in a compare-and-swap of its own, before any KMS
+//!    call, then carries on as a reconciliation (its replacement key);
+//! 3. plans the transitions due (pure [`plan`]): bootstrap, rotation, a missing next key,
+//!    retirement of expired keys;
 //! 4. if the plan needs new KMS keys, first records an intent in the keyring, then creates
-//!    keys tagged with the run's request id;
+//!    keys tagged with the run's request id (one `CreateKey` attempt each: see `aws`);
 //! 5. writes the new keyring with compare-and-swap; on a conflict it re-reads and plans again,
 //!    reusing keys it already created;
-//! 6. disables and schedules deletion of keys the write unpublished, then clears them from
-//!    the retirement queue.
+//! 6. housekeeping, within the run's time budget: disables and schedules deletion of keys in
+//!    the retirement queue, sweeps creation intents older than a run can live (their keys that
+//!    never made it into the keyring are scheduled for deletion), and records what it finished.
 //!
 //! Any step may fail or the process may die between steps: every valid token stays
 //! verifiable (keys leave KMS only after they left the keyring), and the next run converges.
 
+use std::time::Duration;
+
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::alg::SigningAlg;
@@ -30,6 +34,13 @@ const MAX_CONFLICTS: usize = 16;
 /// A creation intent older than this belongs to a dead run: Lambda stops a run after 15
 /// minutes at most.
 pub const STALE_INTENT_SECS: i64 = 15 * 60 + 60;
+/// Budget of a run started without a deadline (tests, local runs): inside the deployed
+/// 30-second Lambda timeout.
+pub const DEFAULT_RUN_BUDGET: Duration = Duration::from_secs(25);
+/// Time kept in hand per further AWS call: the SDK's default operation timeout.
+pub const DEFAULT_STEP_RESERVE: Duration = Duration::from_secs(5);
+/// How long a run waits for a key it just created to become usable.
+const NEW_KEY_PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -46,6 +57,8 @@ pub enum RotateError {
     TooManyConflicts,
     #[error("no published key has kid {0:?}")]
     UnknownKid(String),
+    #[error("the run's time budget ran out before {0}")]
+    OutOfTime(&'static str),
 }
 
 impl RotateError {
@@ -58,6 +71,7 @@ impl RotateError {
             RotateError::PublicKey(_) => "PublicKeyInvalid",
             RotateError::TooManyConflicts => "KeyringConflict",
             RotateError::UnknownKid(_) => "UnknownKid",
+            RotateError::OutOfTime(_) => "OutOfTime",
         }
     }
 }
@@ -177,6 +191,21 @@ pub struct RotationReport {
     /// Keyring secret version after the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyring_version: Option<String>,
+    /// A key this run made current before its pre-publication time was over (a revocation
+    /// or a forced rotation): some verifiers reject its tokens until they refetch the JWKS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_activation: Option<EarlyActivation>,
+    /// Steps this run could not finish (failed, or out of time); the next run carries on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
+}
+
+/// A key that began signing before verifiers could all have fetched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlyActivation {
+    pub kid: String,
+    pub published_for_seconds: i64,
+    pub prepublication_seconds: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,6 +229,8 @@ impl RotationReport {
             retiring: Vec::new(),
             current_key_age_seconds: None,
             keyring_version: version,
+            early_activation: None,
+            incomplete: Vec::new(),
         }
         .describing(ring, now)
     }
@@ -256,7 +287,6 @@ impl RotationReport {
 enum Mode {
     Reconcile,
     RotateNow { force: bool },
-    Revoke { kid: String },
 }
 
 /// What a plan could not do without more input.
@@ -264,7 +294,6 @@ enum Mode {
 enum Need {
     /// This many fresh keys in total.
     Keys(usize),
-    UnknownKid(String),
 }
 
 /// The keyring a run should write, and how many fresh keys it uses.
@@ -292,37 +321,25 @@ fn plan(
         used += n;
         Ok(fresh[used - n..used].to_vec())
     };
-    let mut next_ring = match (mode, ring.current(), ring.next()) {
-        (Mode::Revoke { kid }, _, _) => {
-            if ring.retiring.iter().any(|k| &k.kid == kid && k.reason == RetireReason::Revoked) {
-                ring.clone() // already revoked: finishing its KMS retirement is housekeeping
-            } else {
-                let key = ring.find(kid).ok_or_else(|| Need::UnknownKid(kid.clone()))?;
-                let replacement = match key.state {
-                    KeyState::Previous => None,
-                    KeyState::Current | KeyState::Next => take(1)?.pop(),
-                };
-                transitions.push(Transition::Revoke);
-                ring.revoke(kid, replacement, now).ok_or_else(|| Need::UnknownKid(kid.clone()))?
-            }
-        }
-        (_, None, _) => {
+    let mut next_ring = match (ring.current(), ring.next()) {
+        (None, _) => {
             let keys = take(2)?;
             transitions.push(Transition::Bootstrap);
             ring.bootstrap(keys[0].clone(), keys[1].clone(), now)
         }
-        (_, Some(_), None) => {
-            // Valid but without a next key: add one and let it wait its pre-publication time.
+        (Some(_), None) => {
+            // Without a next key (after a revocation, or hand-repaired): add one and let it wait
+            // its pre-publication time.
             let keys = take(1)?;
             transitions.push(Transition::AddNext);
             ring.with_next(keys[0].clone(), now)
         }
-        (mode, Some(current), Some(next)) => {
+        (Some(current), Some(next)) => {
             let current_age = now - current.activated_at.unwrap_or(current.published_at);
             let prepublished = now - next.published_at >= policy.prepublication;
             let due = match mode {
                 Mode::RotateNow { force } => prepublished || *force,
-                _ => current_age >= policy.rotation_period && prepublished,
+                Mode::Reconcile => current_age >= policy.rotation_period && prepublished,
             };
             if due {
                 let keys = take(1)?;
@@ -341,34 +358,134 @@ fn plan(
     Ok(Plan { transitions, keyring: next_ring, used_new_keys: used })
 }
 
+/// Pure decision of a revocation: the keyring without `kid`, or `None` if it was already
+/// withdrawn (revoking again is harmless).
+fn withdraw(ring: &Keyring, kid: &str, now: UnixTime) -> Result<Option<Keyring>, RotateError> {
+    if ring.retiring.iter().any(|k| k.kid == kid && k.reason == RetireReason::Revoked) {
+        return Ok(None);
+    }
+    ring.revoke(kid, now).map(Some).ok_or_else(|| RotateError::UnknownKid(kid.to_owned()))
+}
+
+/// The key a write made current, if it began signing before its pre-publication time was
+/// over: verifiers holding an older JWKS reject its tokens until they refetch.
+fn early_activation(
+    before: &Keyring,
+    after: &Keyring,
+    policy: &RotationPolicy,
+    now: UnixTime,
+) -> Option<EarlyActivation> {
+    let current = after.current()?;
+    let first_bootstrap = before.keys.is_empty() && before.retiring.is_empty();
+    if first_bootstrap || before.current().is_some_and(|c| c.kid == current.kid) {
+        return None;
+    }
+    let published_for = now - current.published_at;
+    (published_for < policy.prepublication).then(|| EarlyActivation {
+        kid: current.kid.clone(),
+        published_for_seconds: published_for,
+        prepublication_seconds: policy.prepublication,
+    })
+}
+
 /// Runs reconciliations against a KMS and a keyring store.
 pub struct Rotator<K, S> {
     kms: K,
     store: S,
     policy: RotationPolicy,
     keyring_name: String,
+    step_reserve: Duration,
 }
 
-/// Progress of one run, kept across compare-and-swap retries.
+/// How a sweep of one stale intent ended.
+enum SweepProgress {
+    Done,
+    /// Out of time; resume from this cursor next run.
+    Paused(Option<String>),
+}
+
+/// Progress of one run, kept across compare-and-swap retries and phases.
 struct RunState {
     request_id: String,
+    deadline: Instant,
+    reserve: Duration,
     fresh: Vec<NewKey>,
-    last_read: Keyring,
+    /// The last keyring this run read or wrote, and its version.
+    latest: Option<(Keyring, Option<String>)>,
+    wrote: bool,
     retired: Vec<String>,
     orphans_deleted: Vec<String>,
-    /// Stale intents this run has swept.
+    /// Stale intents this run has swept completely.
     swept: Vec<String>,
+    /// Stale intents whose sweep ran out of time, with where to resume.
+    sweep_cursors: Vec<(String, Option<String>)>,
     /// This run's creation intent may be in the stored keyring.
     intent_outstanding: bool,
-    /// A key creation failed: KMS may hold a key this run never learned about, so only a
-    /// later sweep (by tag) may clear the intent.
-    creation_failed: bool,
+    /// A key creation may have left a key in KMS this run never learned about (a lost reply
+    /// or timeout), or a created key could not be set up nor deleted: only a later sweep, by
+    /// tag, may clear the intent.
+    creation_uncertain: bool,
+    /// A keyring write answered neither success nor conflict: it may have landed.
+    write_uncertain: bool,
+    /// Steps left for a later run, for the report.
+    incomplete: Vec<String>,
+}
+
+impl RunState {
+    fn new(deadline: Instant, reserve: Duration) -> Self {
+        RunState {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            deadline,
+            reserve,
+            fresh: Vec::new(),
+            latest: None,
+            wrote: false,
+            retired: Vec::new(),
+            orphans_deleted: Vec::new(),
+            swept: Vec::new(),
+            sweep_cursors: Vec::new(),
+            intent_outstanding: false,
+            creation_uncertain: false,
+            write_uncertain: false,
+            incomplete: Vec::new(),
+        }
+    }
+
+    /// Is there time for `steps` more AWS calls (each bounded by the SDK's operation
+    /// timeout) before the run's deadline?
+    fn has_time_for(&self, steps: u32) -> bool {
+        Instant::now() + self.reserve * steps <= self.deadline
+    }
+
+    /// The time by which an open-ended step must stop, keeping one write's worth in hand.
+    fn soft_deadline(&self) -> Instant {
+        self.deadline.checked_sub(self.reserve).unwrap_or(self.deadline)
+    }
+
+    fn record_written(&mut self, ring: Keyring, version: String) {
+        self.latest = Some((ring, Some(version)));
+        self.wrote = true;
+    }
+}
+
+/// What the planning phase of a run did.
+#[derive(Default)]
+struct Converged {
+    transitions: Vec<Transition>,
+    created: Vec<String>,
+    early_activation: Option<EarlyActivation>,
 }
 
 impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
-        Rotator { kms, store, policy, keyring_name: keyring_name.into() }
+        Rotator { kms, store, policy, keyring_name: keyring_name.into(), step_reserve: DEFAULT_STEP_RESERVE }
+    }
+
+    /// Time kept in hand for each further AWS call: the SDK's operation timeout.
+    pub fn with_step_reserve(mut self, reserve: Duration) -> Self {
+        self.step_reserve = reserve;
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -390,38 +507,238 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         }
     }
 
-    /// Carry out one command.
+    /// Carry out one command within [`DEFAULT_RUN_BUDGET`].
     pub async fn run(&self, command: Command, now: UnixTime) -> Result<RotationReport, RotateError> {
+        self.run_until(command, now, Instant::now() + DEFAULT_RUN_BUDGET).await
+    }
+
+    /// Bring the keyring to the state due at `now`.
+    pub async fn reconcile(&self, now: UnixTime) -> Result<RotationReport, RotateError> {
+        self.run(Command::Reconcile, now).await
+    }
+
+    /// Carry out one command, starting no AWS call that could outlive `deadline`.
+    ///
+    /// Order matters: first what the command is for (a revocation's withdrawal, then the plan
+    /// and its write), then housekeeping left by earlier runs (KMS retirements, sweeps of stale
+    /// creation intents), each step allowed to fail or run out of time without undoing what
+    /// came before. Housekeeping never delays a rotation or a revocation.
+    pub async fn run_until(
+        &self,
+        command: Command,
+        now: UnixTime,
+        deadline: Instant,
+    ) -> Result<RotationReport, RotateError> {
+        let mut run = RunState::new(deadline, self.step_reserve);
         let mode = match command {
             Command::Status => {
                 let (ring, version) = self.read().await?;
                 return Ok(RotationReport::unchanged(&ring, version, now));
             }
+            Command::Revoke { kid } => return self.revoke(&kid, now, run).await,
             Command::Reconcile => Mode::Reconcile,
             Command::Rotate { force } => Mode::RotateNow { force },
-            Command::Revoke { kid } => Mode::Revoke { kid },
         };
-        let mut state = RunState {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            fresh: Vec::new(),
-            last_read: Keyring::empty(),
-            retired: Vec::new(),
-            orphans_deleted: Vec::new(),
-            swept: Vec::new(),
-            intent_outstanding: false,
-            creation_failed: false,
-        };
-        let result = self.converge(&mode, now, &mut state).await;
-        self.finish(&mut state).await;
-        result
+        let result = self.converge(&mode, now, &mut run).await;
+        self.finish(&mut run).await;
+        match result {
+            Err(e @ RotateError::Keyring(_)) => Err(e),
+            Err(e) => {
+                self.housekeeping(now, &mut run).await;
+                Err(e)
+            }
+            Ok(converged) => {
+                self.housekeeping(now, &mut run).await;
+                Ok(self.report(converged, run, now))
+            }
+        }
     }
 
-    /// Account for keys this run created but did not (knowingly) land: re-read the keyring,
-    /// schedule deletion of those it does not hold, then drop this run's creation intent.
-    /// Re-reading matters: a write whose reply was lost may have landed, and its keys are live.
-    /// If anything here fails, the intent stays and goes stale, and a later run sweeps it.
+    /// Withdraw a compromised key: one compare-and-swap with no KMS call before it, so neither
+    /// a failing KMS nor a large account can keep the key published. The replacement key, the
+    /// KMS retirement and sweeps follow; their failures are reported, never undo the withdrawal.
+    async fn revoke(
+        &self,
+        kid: &str,
+        now: UnixTime,
+        mut run: RunState,
+    ) -> Result<RotationReport, RotateError> {
+        let mut done = Converged::default();
+        let mut conflicts = 0;
+        loop {
+            let (ring, version) = self.read().await?;
+            run.latest = Some((ring.clone(), version.clone()));
+            let Some(withdrawn) = withdraw(&ring, kid, now)? else { break };
+            withdrawn.validate()?;
+            match self.store.compare_and_swap(version.as_deref(), &withdrawn.to_json()).await {
+                Ok(new_version) => {
+                    done.transitions.push(Transition::Revoke);
+                    done.early_activation = early_activation(&ring, &withdrawn, &self.policy, now);
+                    run.record_written(withdrawn, new_version);
+                    warn!(kid, "key revoked: withdrawn from the keyring");
+                    break;
+                }
+                Err(StoreError::Conflict) => {
+                    conflicts += 1;
+                    if conflicts >= MAX_CONFLICTS {
+                        return Err(RotateError::TooManyConflicts);
+                    }
+                }
+                Err(e) => return Err(RotateError::Store(e)),
+            }
+        }
+        match self.converge(&Mode::Reconcile, now, &mut run).await {
+            Ok(follow_up) => {
+                done.transitions.extend(follow_up.transitions);
+                done.created = follow_up.created;
+                done.early_activation = done.early_activation.or(follow_up.early_activation);
+            }
+            Err(e) => {
+                warn!(error = %e, "revocation done; its replacement key is left for the next run");
+                run.incomplete.push(format!("replacement key: {e}"));
+            }
+        }
+        self.finish(&mut run).await;
+        self.housekeeping(now, &mut run).await;
+        Ok(self.report(done, run, now))
+    }
+
+    fn report(&self, converged: Converged, run: RunState, now: UnixTime) -> RotationReport {
+        let (ring, version) = run.latest.unwrap_or_default();
+        if let Some(early) = &converged.early_activation {
+            warn!(
+                kid = %early.kid,
+                published_for_seconds = early.published_for_seconds,
+                prepublication_seconds = early.prepublication_seconds,
+                "a key began signing before its pre-publication time: verifiers with an older JWKS reject its tokens until they refetch"
+            );
+        }
+        RotationReport {
+            changed: run.wrote,
+            transitions: converged.transitions,
+            created: converged.created,
+            retired: run.retired,
+            orphans_deleted: run.orphans_deleted,
+            keys: Vec::new(),
+            retiring: Vec::new(),
+            current_key_age_seconds: None,
+            keyring_version: version,
+            early_activation: converged.early_activation,
+            incomplete: run.incomplete,
+        }
+        .describing(&ring, now)
+    }
+
+    /// Plan, create the keys the plan needs (after recording the intent), and write.
+    async fn converge(
+        &self,
+        mode: &Mode,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<Converged, RotateError> {
+        let mut conflicts = 0;
+        let mut conflict = || {
+            conflicts += 1;
+            info!(conflicts, "keyring changed while planning; re-reading");
+            if conflicts >= MAX_CONFLICTS {
+                Err(RotateError::TooManyConflicts)
+            } else {
+                Ok(())
+            }
+        };
+        loop {
+            let (ring, version) = self.read().await?;
+            run.latest = Some((ring.clone(), version.clone()));
+            let plan = match plan(&ring, &self.policy, mode, now, &run.fresh) {
+                Ok(plan) => plan,
+                Err(Need::Keys(needed)) => {
+                    if !ring.pending.iter().any(|p| p.request_id == run.request_id) {
+                        match self.declare_intent(&ring, version.as_deref(), now, run).await {
+                            Ok(()) => {}
+                            Err(RotateError::Store(StoreError::Conflict)) => {
+                                conflict()?;
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    while run.fresh.len() < needed {
+                        let key = self.create_key(now, run).await?;
+                        run.fresh.push(key);
+                    }
+                    continue;
+                }
+            };
+            let mut target = plan.keyring;
+            if plan.used_new_keys == run.fresh.len() && !run.creation_uncertain {
+                // Every key this run created lands in this write: the intent is fulfilled.
+                // Otherwise it stays until `finish` (or a sweep) has dealt with the others.
+                target.pending.retain(|p| p.request_id != run.request_id);
+            }
+            if target == ring {
+                return Ok(Converged::default());
+            }
+            target.validate()?;
+            match self.store.compare_and_swap(version.as_deref(), &target.to_json()).await {
+                Ok(new_version) => {
+                    if !target.pending.iter().any(|p| p.request_id == run.request_id) {
+                        run.intent_outstanding = false;
+                    }
+                    let created = run.fresh.drain(..plan.used_new_keys).map(|k| k.kid).collect();
+                    let early_activation = early_activation(&ring, &target, &self.policy, now);
+                    run.record_written(target, new_version);
+                    return Ok(Converged { transitions: plan.transitions, created, early_activation });
+                }
+                Err(StoreError::Conflict) => conflict()?,
+                Err(e) => {
+                    run.write_uncertain = true;
+                    return Err(RotateError::Store(e));
+                }
+            }
+        }
+    }
+
+    /// Record that this run is about to create keys, so a crash cannot orphan one.
+    async fn declare_intent(
+        &self,
+        ring: &Keyring,
+        version: Option<&str>,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<(), RotateError> {
+        let mut intent = ring.clone();
+        intent.pending.push(PendingCreation {
+            request_id: run.request_id.clone(),
+            requested_at: now,
+            sweep_cursor: None,
+        });
+        // Set before the call: a write whose reply is lost may still have landed.
+        run.intent_outstanding = true;
+        match self.store.compare_and_swap(version, &intent.to_json()).await {
+            Ok(new_version) => {
+                run.record_written(intent, new_version);
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(RotateError::Store(StoreError::Conflict)),
+            Err(e) => {
+                run.write_uncertain = true;
+                Err(RotateError::Store(e))
+            }
+        }
+    }
+
+    /// Account for keys this run created but did not land: schedule deletion of those the
+    /// keyring does not hold, then drop this run's creation intent. Whatever is uncertain (a
+    /// write that may have landed with the keys, a key KMS may hold that we never learned of)
+    /// is left to the stale-intent sweep of a later run, which sees the settled keyring.
     async fn finish(&self, run: &mut RunState) {
         if run.fresh.is_empty() && !run.intent_outstanding {
+            return;
+        }
+        if !run.fresh.is_empty() && run.write_uncertain {
+            // Deleting now could disable keys a landed write just published.
+            warn!(request_id = %run.request_id, "a keyring write with new keys may have landed; the stale-intent sweep will settle them");
+            run.incomplete.push("new keys of an unconfirmed write: left to the stale-intent sweep".into());
             return;
         }
         for _ in 0..MAX_CONFLICTS {
@@ -432,6 +749,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                     return;
                 }
             };
+            // Every write that carried these keys conflicted: they are in no keyring.
             let mut all_retired = true;
             for key in run.fresh.iter().filter(|k| !ring.holds_arn(&k.kms_key_arn)) {
                 if let Err(e) = self.retire_kms_key(&key.kms_key_arn).await {
@@ -439,7 +757,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                     all_retired = false;
                 }
             }
-            if !all_retired || run.creation_failed {
+            if !all_retired || run.creation_uncertain {
                 return;
             }
             run.fresh.clear();
@@ -450,8 +768,9 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             let mut without_intent = ring.clone();
             without_intent.pending.retain(|p| p.request_id != run.request_id);
             match self.store.compare_and_swap(version.as_deref(), &without_intent.to_json()).await {
-                Ok(_) => {
+                Ok(new_version) => {
                     run.intent_outstanding = false;
+                    run.record_written(without_intent, new_version);
                     return;
                 }
                 Err(StoreError::Conflict) => continue,
@@ -463,200 +782,170 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         }
     }
 
-    /// Bring the keyring to the state due at `now`.
-    pub async fn reconcile(&self, now: UnixTime) -> Result<RotationReport, RotateError> {
-        self.run(Command::Reconcile, now).await
-    }
-
-    async fn converge(
-        &self,
-        mode: &Mode,
-        now: UnixTime,
-        run: &mut RunState,
-    ) -> Result<RotationReport, RotateError> {
-        let mut conflicts = 0;
-        loop {
-            let (ring, version) = self.read().await?;
-            run.last_read.clone_from(&ring);
-            let housekept = self.housekeeping(&ring, now, run).await;
-
-            let plan = match plan(&housekept, &self.policy, mode, now, &run.fresh) {
-                Ok(plan) => plan,
-                Err(Need::UnknownKid(kid)) => return Err(RotateError::UnknownKid(kid)),
-                Err(Need::Keys(needed)) => {
-                    if !ring.pending.iter().any(|p| p.request_id == run.request_id) {
-                        // Declare the creation before it happens, so a crash cannot orphan a key.
-                        let mut intent = housekept.clone();
-                        intent
-                            .pending
-                            .push(PendingCreation { request_id: run.request_id.clone(), requested_at: now });
-                        // Set before the call: a write whose reply is lost may still have landed.
-                        run.intent_outstanding = true;
-                        match self.store.compare_and_swap(version.as_deref(), &intent.to_json()).await {
-                            Ok(_) => {}
-                            Err(StoreError::Conflict) => {
-                                conflicts += 1;
-                                if conflicts >= MAX_CONFLICTS {
-                                    return Err(RotateError::TooManyConflicts);
-                                }
-                                continue;
-                            }
-                            Err(e) => return Err(RotateError::Store(e)),
-                        }
-                    }
-                    while run.fresh.len() < needed {
-                        match self.create_key(now, &run.request_id).await {
-                            Ok(key) => run.fresh.push(key),
-                            Err(e) => {
-                                run.creation_failed = true;
-                                return Err(e);
-                            }
-                        }
-                    }
-                    continue;
-                }
-            };
-
-            let mut target = plan.keyring;
-            if plan.used_new_keys == run.fresh.len() {
-                // Every key this run created lands in this write: the intent is fulfilled.
-                // Otherwise it stays until `finish` has dealt with the unused keys.
-                target.pending.retain(|p| p.request_id != run.request_id);
-            }
-            if target == ring {
-                return Ok(RotationReport::unchanged(&ring, version, now));
-            }
-            target.validate()?;
-            match self.store.compare_and_swap(version.as_deref(), &target.to_json()).await {
-                Ok(new_version) => {
-                    if !target.pending.iter().any(|p| p.request_id == run.request_id) {
-                        run.intent_outstanding = false;
-                    }
-                    let created: Vec<String> = run.fresh.drain(..plan.used_new_keys).map(|k| k.kid).collect();
-                    let (written, final_version) =
-                        self.retire_unpublished(&ring, target, new_version, run).await;
-                    return Ok(RotationReport {
-                        changed: true,
-                        transitions: plan.transitions,
-                        created,
-                        retired: std::mem::take(&mut run.retired),
-                        orphans_deleted: std::mem::take(&mut run.orphans_deleted),
-                        keys: Vec::new(),
-                        retiring: Vec::new(),
-                        current_key_age_seconds: None,
-                        keyring_version: Some(final_version),
-                    }
-                    .describing(&written, now));
-                }
-                Err(StoreError::Conflict) => {
-                    conflicts += 1;
-                    info!(conflicts, "keyring changed while planning; re-reading");
-                    if conflicts >= MAX_CONFLICTS {
-                        return Err(RotateError::TooManyConflicts);
-                    }
-                }
-                Err(e) => return Err(RotateError::Store(e)),
-            }
-        }
-    }
-
-    /// Finish what earlier runs left: KMS retirement of queued keys, and the sweep of stale
-    /// creation intents. Returns the keyring without the finished entries. Failures are
-    /// logged and left for the next run: housekeeping never blocks a rotation.
-    async fn housekeeping(&self, ring: &Keyring, now: UnixTime, run: &mut RunState) -> Keyring {
-        let mut ring_after = ring.clone();
-        // After a conflict the loop re-reads: KMS calls this run already made are not repeated.
-        ring_after.retiring.retain(|k| !run.retired.contains(&k.kid));
-        ring_after.pending.retain(|p| !run.swept.contains(&p.request_id));
-        let queued: Vec<_> = ring.retiring.iter().filter(|k| !run.retired.contains(&k.kid)).collect();
-        for key in queued {
-            match self.retire_kms_key(&key.kms_key_arn).await {
-                Ok(()) => {
-                    ring_after.retiring.retain(|k| k.kid != key.kid);
-                    run.retired.push(key.kid.clone());
-                }
-                Err(e) => warn!(kid = %key.kid, error = %e, "KMS retirement failed; will retry"),
-            }
-        }
-        let stale: Vec<_> = ring
-            .pending
-            .iter()
-            .filter(|p| {
-                p.request_id != run.request_id
-                    && now - p.requested_at >= STALE_INTENT_SECS
-                    && !run.swept.contains(&p.request_id)
-            })
-            .collect();
-        for intent in stale {
-            match self.sweep(intent, ring).await {
-                Ok(orphans) => {
-                    ring_after.pending.retain(|p| p.request_id != intent.request_id);
-                    run.swept.push(intent.request_id.clone());
-                    run.orphans_deleted.extend(orphans);
+    /// Finish what earlier runs (and this one) left, as far as the time budget allows: KMS
+    /// retirement of queued keys, then sweeps of stale creation intents; then record what was
+    /// finished in one more write. Failures are logged and reported; the next run carries on.
+    async fn housekeeping(&self, now: UnixTime, run: &mut RunState) {
+        let ring = match (&run.latest, run.write_uncertain) {
+            (Some((ring, _)), false) => ring.clone(),
+            _ => match self.read().await {
+                Ok((ring, version)) => {
+                    run.latest = Some((ring.clone(), version));
+                    ring
                 }
                 Err(e) => {
-                    warn!(request_id = %intent.request_id, error = %e, "sweep of a stale creation intent failed")
+                    run.incomplete.push(format!("housekeeping: {e}"));
+                    return;
                 }
+            },
+        };
+        for key in &ring.retiring {
+            if !run.has_time_for(3) {
+                run.incomplete.push(format!("KMS retirement of {}: out of time", key.kid));
+                continue;
             }
-        }
-        ring_after
-    }
-
-    /// Schedule deletion of every key a dead run created that the keyring does not hold.
-    async fn sweep(&self, intent: &PendingCreation, ring: &Keyring) -> Result<Vec<String>, KmsError> {
-        let mut deleted = Vec::new();
-        for arn in self.kms.find_keys_by_request(&self.keyring_name, &intent.request_id).await? {
-            if !ring.holds_arn(&arn) {
-                warn!(kms_key_arn = %arn, request_id = %intent.request_id, "deleting a key left by a crashed run");
-                self.retire_kms_key(&arn).await?;
-                deleted.push(arn);
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// After a write that moved keys to the retirement queue: retire them in KMS and clear
-    /// them from the queue (one more compare-and-swap; if that fails, the next run does it).
-    async fn retire_unpublished(
-        &self,
-        before: &Keyring,
-        written: Keyring,
-        version: String,
-        run: &mut RunState,
-    ) -> (Keyring, String) {
-        let newly: Vec<_> = written
-            .retiring
-            .iter()
-            .filter(|k| !before.retiring.iter().any(|b| b.kid == k.kid))
-            .cloned()
-            .collect();
-        let mut cleared = written.clone();
-        for key in &newly {
             match self.retire_kms_key(&key.kms_key_arn).await {
-                Ok(()) => {
-                    cleared.retiring.retain(|k| k.kid != key.kid);
-                    run.retired.push(key.kid.clone());
+                Ok(()) => run.retired.push(key.kid.clone()),
+                Err(e) => {
+                    warn!(kid = %key.kid, error = %e, "KMS retirement failed; will retry");
+                    run.incomplete.push(format!("KMS retirement of {}: {e}", key.kid));
                 }
-                Err(e) => warn!(kid = %key.kid, error = %e, "KMS retirement failed; will retry"),
             }
         }
-        if cleared == written {
-            return (written, version);
+        let own = run.request_id.clone();
+        let stale =
+            ring.pending.iter().filter(|p| p.request_id != own && now - p.requested_at >= STALE_INTENT_SECS);
+        for intent in stale {
+            match self.sweep(intent, &ring, run).await {
+                Ok(SweepProgress::Done) => run.swept.push(intent.request_id.clone()),
+                Ok(SweepProgress::Paused(cursor)) => {
+                    run.incomplete.push(format!("sweep of intent {}: out of time", intent.request_id));
+                    if cursor != intent.sweep_cursor {
+                        run.sweep_cursors.push((intent.request_id.clone(), cursor));
+                    }
+                }
+                Err(e) => {
+                    warn!(request_id = %intent.request_id, error = %e, "sweep of a stale creation intent failed; kept");
+                    run.incomplete.push(format!("sweep of intent {}: {e}", intent.request_id));
+                }
+            }
         }
-        match self.store.compare_and_swap(Some(&version), &cleared.to_json()).await {
-            Ok(v) => (cleared, v),
-            Err(e) => {
-                warn!(error = %e, "could not clear the retirement queue; the next run will");
-                (written, version)
+        self.record_housekeeping(run).await;
+    }
+
+    /// Schedule deletion of every key a dead run created that the keyring does not hold, a
+    /// page at a time, resuming where an earlier sweep of the same intent stopped.
+    async fn sweep(
+        &self,
+        intent: &PendingCreation,
+        ring: &Keyring,
+        run: &mut RunState,
+    ) -> Result<SweepProgress, KmsError> {
+        let mut cursor = intent.sweep_cursor.clone();
+        loop {
+            if !run.has_time_for(3) {
+                return Ok(SweepProgress::Paused(cursor));
+            }
+            let search =
+                self.kms.find_keys_by_request(&self.keyring_name, &intent.request_id, cursor.as_deref());
+            let page = match tokio::time::timeout_at(run.soft_deadline(), search).await {
+                Err(_elapsed) => return Ok(SweepProgress::Paused(cursor)),
+                Ok(page) => page?,
+            };
+            for arn in page.arns.iter().filter(|arn| !ring.holds_arn(arn)) {
+                if !run.has_time_for(3) {
+                    // This page is looked at again next time; retiring is idempotent.
+                    return Ok(SweepProgress::Paused(cursor));
+                }
+                match self.retire_kms_key(arn).await {
+                    Ok(()) => {
+                        warn!(kms_key_arn = %arn, request_id = %intent.request_id, "deleted a key left by a crashed run");
+                        run.orphans_deleted.push(arn.clone());
+                    }
+                    // Our keys' policy lets rotate retire them; a key that carries our tags
+                    // but refuses us is somebody else's, tagged by hand. Not ours to touch.
+                    Err(KmsError::AccessDenied { .. }) => {
+                        warn!(kms_key_arn = %arn, "a key carries this keyring's tags but its key policy does not let rotate retire it; skipped")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.next {
+                None => return Ok(SweepProgress::Done),
+                Some(next) => cursor = Some(next),
             }
         }
     }
 
-    async fn create_key(&self, now: UnixTime, request_id: &str) -> Result<NewKey, RotateError> {
-        let tags = KeyTags { keyring: self.keyring_name.clone(), request_id: request_id.to_owned() };
-        let arn = self.kms.create_key(self.policy.alg, &tags).await?;
+    /// Write down what housekeeping finished: retired keys leave the queue, swept intents go,
+    /// paused sweeps keep their cursor.
+    async fn record_housekeeping(&self, run: &mut RunState) {
+        if run.retired.is_empty() && run.swept.is_empty() && run.sweep_cursors.is_empty() {
+            return;
+        }
+        let mut known = run.latest.clone().filter(|_| !run.write_uncertain);
+        for _ in 0..MAX_CONFLICTS {
+            let (ring, version) = match known.take() {
+                Some(latest) => latest,
+                None => match self.read().await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        run.incomplete.push(format!("recording housekeeping: {e}"));
+                        return;
+                    }
+                },
+            };
+            let mut tidy = ring.clone();
+            tidy.retiring.retain(|k| !run.retired.contains(&k.kid));
+            tidy.pending.retain(|p| !run.swept.contains(&p.request_id));
+            for (request_id, cursor) in &run.sweep_cursors {
+                if let Some(intent) = tidy.pending.iter_mut().find(|p| &p.request_id == request_id) {
+                    intent.sweep_cursor.clone_from(cursor);
+                }
+            }
+            if tidy == ring {
+                return;
+            }
+            match self.store.compare_and_swap(version.as_deref(), &tidy.to_json()).await {
+                Ok(new_version) => {
+                    run.record_written(tidy, new_version);
+                    return;
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => {
+                    warn!(error = %e, "could not record finished housekeeping; the next run repeats it (idempotent)");
+                    run.incomplete.push(format!("recording housekeeping: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn create_key(&self, now: UnixTime, run: &mut RunState) -> Result<NewKey, RotateError> {
+        if !run.has_time_for(3) {
+            return Err(RotateError::OutOfTime("creating a key"));
+        }
+        let tags = KeyTags { keyring: self.keyring_name.clone(), request_id: run.request_id.clone() };
+        let mut backoff = Duration::from_millis(200);
+        let arn = loop {
+            match self.kms.create_key(self.policy.alg, &tags).await {
+                Ok(arn) => break arn,
+                // Throttled means refused: nothing was created, so asking again is safe.
+                Err(KmsError::Throttled) if run.has_time_for(4) && backoff < Duration::from_secs(2) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => {
+                    if e.outcome_unknown() {
+                        // The key may exist: only a sweep of this run's tag can tell.
+                        run.creation_uncertain = true;
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
         let key = async {
-            let der = self.kms.public_key_der(&arn).await?;
+            let der = self.await_public_key(&arn, run).await?;
             let jwk = PublicJwk::from_spki_der(&der)?;
             jwk.check_alg(self.policy.alg)?;
             Ok::<_, RotateError>(NewKey {
@@ -671,10 +960,31 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         if key.is_err() {
             // The key exists in KMS but will never be in the keyring: do not leave it behind.
             if let Err(e) = self.retire_kms_key(&arn).await {
-                warn!(kms_key_arn = %arn, error = %e, "could not schedule deletion of a key that failed setup");
+                warn!(kms_key_arn = %arn, error = %e, "could not schedule deletion of a key that failed setup; the stale-intent sweep will");
+                run.creation_uncertain = true;
             }
         }
         key
+    }
+
+    /// A new key's public key. KMS is eventually consistent: for a moment after `CreateKey`
+    /// the key (or its key policy) may not be visible yet, which looks like "not found" or
+    /// "access denied". Wait for it, within the run's budget.
+    async fn await_public_key(&self, arn: &str, run: &RunState) -> Result<Vec<u8>, RotateError> {
+        let give_up = (Instant::now() + NEW_KEY_PATIENCE).min(run.soft_deadline());
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.kms.public_key_der(arn).await {
+                Err(KmsError::AccessDenied { .. } | KmsError::NotFound(_))
+                    if Instant::now() + wait < give_up =>
+                {
+                    info!(kms_key_arn = %arn, "new key not usable yet; waiting for KMS");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                other => return other.map_err(RotateError::from),
+            }
+        }
     }
 
     async fn retire_kms_key(&self, arn: &str) -> Result<(), KmsError> {
@@ -687,6 +997,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
 mod tests {
     use super::*;
     use crate::memory::{FakeKeyState, MemoryKms, MemoryStore};
+    use crate::ports::KeyTags;
 
     const HOUR: i64 = 3_600;
     const DAY: i64 = 86_400;
@@ -800,7 +1111,16 @@ mod tests {
         let current = ring.current().unwrap().clone();
         let next = ring.next().unwrap().clone();
         let report = r.run(Command::Revoke { kid: current.kid.clone() }, 10).await.unwrap();
-        assert_eq!(report.transitions, vec![Transition::Revoke]);
+        assert_eq!(
+            report.transitions,
+            vec![Transition::Revoke, Transition::AddNext],
+            "withdrawn first, replaced after"
+        );
+        assert_eq!(
+            report.early_activation.as_ref().map(|e| e.kid.as_str()),
+            Some(next.kid.as_str()),
+            "next signs before its pre-publication ended"
+        );
         assert_eq!(report.retired, vec![current.kid.clone()]);
         let after = stored(&r);
         assert_eq!(after.current().unwrap().kid, next.kid, "next is promoted");
@@ -814,6 +1134,240 @@ mod tests {
             "UnknownKid"
         );
         assert_eq!(boot.created.len(), 2);
+    }
+
+    use crate::memory::{Fault, Faulty};
+    use std::sync::Arc;
+
+    /// A rotator whose KMS calls go through `decide` (given the operation name).
+    fn faulty_rotator(
+        kms: Arc<MemoryKms>,
+        store: Arc<MemoryStore>,
+        decide: impl FnMut(&'static str) -> Fault + Send + 'static,
+    ) -> Rotator<Faulty<Arc<MemoryKms>>, Arc<MemoryStore>> {
+        Rotator::new(Faulty::new(kms, decide), store, policy(), "kr")
+    }
+
+    fn stored_in(store: &MemoryStore) -> Keyring {
+        Keyring::from_json(&store.current_text().unwrap()).unwrap()
+    }
+
+    /// Every enabled KMS key is in the keyring: nothing was orphaned.
+    fn assert_no_enabled_orphan(kms: &MemoryKms, ring: &Keyring) {
+        for arn in kms.key_arns() {
+            if kms.key_state(&arn) == Some(FakeKeyState::Enabled) {
+                assert!(ring.holds_arn(&arn), "enabled key {arn} is not in the keyring");
+            }
+        }
+    }
+
+    /// A keyring holding a creation intent of a run that died at `at`.
+    async fn with_dead_intent(store: &MemoryStore, request_id: &str, at: UnixTime) {
+        let doc = store.load().await.unwrap().unwrap();
+        let mut ring = Keyring::from_json(&doc.text).unwrap();
+        ring.pending.push(PendingCreation {
+            request_id: request_id.into(),
+            requested_at: at,
+            sweep_cursor: None,
+        });
+        store.compare_and_swap(Some(&doc.version_id), &ring.to_json()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn revocation_withdraws_the_key_even_when_kms_cannot_create_its_replacement() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr").reconcile(0).await.unwrap();
+        let compromised = stored_in(&store).current().unwrap().clone();
+        let r = faulty_rotator(Arc::clone(&kms), Arc::clone(&store), |op| {
+            if op == "CreateKey" {
+                Fault::FailBefore
+            } else {
+                Fault::Pass
+            }
+        });
+        let report = r.run(Command::Revoke { kid: compromised.kid.clone() }, 60).await.unwrap();
+        assert_eq!(report.transitions, vec![Transition::Revoke]);
+        assert!(
+            report.incomplete.iter().any(|s| s.starts_with("replacement key")),
+            "{:?}",
+            report.incomplete
+        );
+        let ring = stored_in(&store);
+        assert!(ring.find(&compromised.kid).is_none(), "withdrawn from the JWKS");
+        assert!(ring.current().is_some(), "the next key signs");
+        assert_eq!(report.retired, vec![compromised.kid.clone()], "and the KMS key is disabled");
+        assert_ne!(kms.key_state(&compromised.kms_key_arn), Some(FakeKeyState::Enabled));
+        // The replacement comes with the next run that can create keys.
+        let later =
+            Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr").reconcile(120).await.unwrap();
+        assert_eq!(later.transitions, vec![Transition::AddNext]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn revocation_and_sweeps_of_a_huge_account_stay_inside_the_time_budget() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr").reconcile(0).await.unwrap();
+        // A run died after tagging a key with its request id and before recording it; the
+        // account holds thousands of other keys, listed a slow page at a time.
+        let orphan = kms
+            .create_key(SigningAlg::ES256, &KeyTags { keyring: "kr".into(), request_id: "dead-run".into() })
+            .await
+            .unwrap();
+        with_dead_intent(&store, "dead-run", 10).await;
+        kms.add_foreign_keys(5_000);
+        kms.set_page_size(100);
+        let slow_pages = |op: &'static str| match op {
+            "FindKeys" => Fault::Delay(Duration::from_secs(1)),
+            _ => Fault::Pass,
+        };
+        let compromised = stored_in(&store).current().unwrap().kid.clone();
+        let r = faulty_rotator(Arc::clone(&kms), Arc::clone(&store), slow_pages);
+        let started = Instant::now();
+        let budget = Duration::from_secs(25);
+        let report =
+            r.run_until(Command::Revoke { kid: compromised.clone() }, DAY, started + budget).await.unwrap();
+        assert!(started.elapsed() <= budget, "the run took {:?}", started.elapsed());
+        assert!(stored_in(&store).find(&compromised).is_none(), "the key left the JWKS in this run");
+        assert_eq!(report.transitions, vec![Transition::Revoke, Transition::AddNext]);
+        let intent = stored_in(&store).pending.into_iter().find(|p| p.request_id == "dead-run").unwrap();
+        assert!(intent.sweep_cursor.is_some(), "the unfinished sweep keeps its progress");
+        assert_eq!(kms.key_state(&orphan), Some(FakeKeyState::Enabled), "not reached yet");
+
+        // Later runs resume where the sweep stopped, and finish it.
+        for run in 1..=5 {
+            let started = Instant::now();
+            r.run_until(Command::Reconcile, DAY + run * HOUR, started + budget).await.unwrap();
+            assert!(started.elapsed() <= budget);
+        }
+        let ring = stored_in(&store);
+        assert!(ring.pending.is_empty(), "swept: {:?}", ring.pending);
+        assert!(matches!(kms.key_state(&orphan), Some(FakeKeyState::PendingDeletion { .. })));
+        assert_no_enabled_orphan(&kms, &ring);
+    }
+
+    #[tokio::test]
+    async fn a_failing_key_search_keeps_the_intent_and_a_later_run_finds_the_orphan() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr").reconcile(0).await.unwrap();
+        let orphan = kms
+            .create_key(SigningAlg::ES256, &KeyTags { keyring: "kr".into(), request_id: "dead-run".into() })
+            .await
+            .unwrap();
+        with_dead_intent(&store, "dead-run", 10).await;
+        let throttled = faulty_rotator(Arc::clone(&kms), Arc::clone(&store), |op| match op {
+            "FindKeys" => Fault::FailBefore,
+            _ => Fault::Pass,
+        });
+        let report = throttled.reconcile(DAY).await.unwrap();
+        assert!(report.incomplete.iter().any(|s| s.contains("dead-run")), "{:?}", report.incomplete);
+        assert_eq!(stored_in(&store).pending.len(), 1, "the intent is kept");
+        Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr")
+            .reconcile(DAY + HOUR)
+            .await
+            .unwrap();
+        assert!(stored_in(&store).pending.is_empty());
+        assert!(matches!(kms.key_state(&orphan), Some(FakeKeyState::PendingDeletion { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_may_have_landed_never_gets_its_keys_disabled() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        // The bootstrap write lands but its reply is lost, and the next read does not show it
+        // yet (Secrets Manager is eventually consistent).
+        let faulty_store = Arc::new(Faulty::new(Arc::clone(&store), {
+            let store = Arc::clone(&store);
+            let mut writes = 0;
+            move |op| {
+                if op == "CompareAndSwap" {
+                    writes += 1;
+                    if writes == 2 {
+                        store.lag_reads(1);
+                        return Fault::FailAfter;
+                    }
+                }
+                Fault::Pass
+            }
+        }));
+        let r = Rotator::new(Arc::clone(&kms), Arc::clone(&faulty_store), policy(), "kr");
+        assert_eq!(r.reconcile(0).await.unwrap_err().kind(), "KeyringStoreError");
+        let ring = stored_in(&store);
+        assert_eq!(ring.keys.len(), 2, "the write landed");
+        for key in &ring.keys {
+            assert_eq!(
+                kms.key_state(&key.kms_key_arn),
+                Some(FakeKeyState::Enabled),
+                "published keys stay enabled"
+            );
+        }
+        assert_eq!(ring.pending.len(), 0, "the landed write had fulfilled its intent");
+        assert_no_enabled_orphan(&kms, &ring);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_key_kms_denies_for_a_while_is_waited_for() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        kms.deny_after_create(Duration::from_secs(3));
+        let r = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr");
+        let report = r.reconcile(0).await.unwrap();
+        assert_eq!(report.transitions, vec![Transition::Bootstrap]);
+        assert_eq!(kms.key_arns().len(), 2, "no key was created twice");
+        assert_no_enabled_orphan(&kms, &stored_in(&store));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_key_denied_for_longer_than_a_run_is_swept_later_with_no_orphan() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        kms.deny_after_create(Duration::from_secs(300));
+        let r = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr");
+        assert_eq!(r.reconcile(0).await.unwrap_err().kind(), "KmsError");
+        assert_eq!(stored_in(&store).pending.len(), 1, "the intent covers the key KMS would not let us use");
+        kms.deny_after_create(Duration::ZERO); // KMS has caught up
+        r.reconcile(DAY).await.unwrap();
+        let ring = stored_in(&store);
+        assert!(ring.pending.is_empty());
+        assert_eq!(ring.keys.len(), 2);
+        assert_no_enabled_orphan(&kms, &ring);
+    }
+
+    #[tokio::test]
+    async fn queued_keys_kms_already_deleted_leave_the_queue() {
+        let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
+        let r = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr");
+        r.reconcile(0).await.unwrap();
+        let first = stored_in(&store).current().unwrap().clone();
+        r.run(Command::Rotate { force: true }, 10).await.unwrap();
+        // The retirement's DisableKey fails; meanwhile the key is deleted by hand.
+        let failing = faulty_rotator(Arc::clone(&kms), Arc::clone(&store), |op| match op {
+            "DisableKey" => Fault::FailBefore,
+            _ => Fault::Pass,
+        });
+        let report = failing.reconcile(10 + 3 * HOUR).await.unwrap();
+        assert_eq!(report.retiring, vec![first.kid.clone()]);
+        kms.schedule_deletion(&first.kms_key_arn, 7).await.unwrap();
+        kms.delete_pending();
+        let report = r.reconcile(10 + 4 * HOUR).await.unwrap();
+        assert_eq!(report.retired, vec![first.kid]);
+        assert!(stored_in(&store).retiring.is_empty(), "the queue does not stick");
+    }
+
+    #[tokio::test]
+    async fn revocations_in_a_row_report_keys_that_sign_before_their_prepublication() {
+        let r = rotator();
+        r.reconcile(0).await.unwrap();
+        let first_next = stored(&r).next().unwrap().kid.clone();
+        // Well past pre-publication: promoting the next key is not early.
+        let current = stored(&r).current().unwrap().kid.clone();
+        let calm = r.run(Command::Revoke { kid: current }, 2 * HOUR).await.unwrap();
+        assert_eq!(stored(&r).current().unwrap().kid, first_next);
+        assert_eq!(calm.early_activation, None);
+        // At once again: the replacement next key was published seconds ago.
+        let replacement = stored(&r).next().unwrap().kid.clone();
+        let hasty = r.run(Command::Revoke { kid: first_next }, 2 * HOUR + 30).await.unwrap();
+        let early = hasty.early_activation.clone().unwrap();
+        assert_eq!(early.kid, replacement);
+        assert_eq!(early.published_for_seconds, 30);
+        assert_eq!(early.prepublication_seconds, HOUR);
+        assert!(serde_json::to_string(&hasty).unwrap().contains("early_activation"));
     }
 
     #[tokio::test]

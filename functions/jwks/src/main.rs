@@ -10,7 +10,7 @@ use lambda_http::{service_fn, Request};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = JwksConfig::from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
     let service: &'static JwksService<SecretsManagerStore> =
         Box::leak(Box::new(JwksService::from_config(store, &config)));

@@ -1,19 +1,35 @@
 //! The rotate function's Lambda handler: an EventBridge schedule or an operator's command in,
 //! a rotation report out (and an EMF metrics line). The binary (`main.rs`) only wires it up.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, RotationReport, Rotator};
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
+/// Kept back from the Lambda deadline to log the report and answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// The run's deadline on tokio's clock, from the invocation's deadline (Unix milliseconds).
+pub fn run_deadline(lambda_deadline_ms: u64, now: SystemTime) -> tokio::time::Instant {
+    let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let remaining = Duration::from_millis(
+        u64::try_from(u128::from(lambda_deadline_ms).saturating_sub(now_ms)).unwrap_or(0),
+    );
+    tokio::time::Instant::now() + remaining.saturating_sub(ANSWER_MARGIN)
+}
+
 pub async fn handle<K: KeyAdmin, S: KeyringStore>(
     rotator: &Rotator<K, S>,
     payload: Value,
+    lambda_deadline_ms: u64,
 ) -> Result<RotationReport, Diagnostic> {
     let command = Command::from_event(&payload)
         .map_err(|e| Diagnostic { error_type: "UnrecognizedEvent".into(), error_message: e.to_string() })?;
     let now = kms_jwt::unix_now();
-    match rotator.run(command.clone(), now).await {
+    let deadline = run_deadline(lambda_deadline_ms, SystemTime::now());
+    match rotator.run_until(command.clone(), now, deadline).await {
         Ok(report) => {
             // CloudWatch Embedded Metric Format: a raw JSON line on stdout becomes metrics.
             println!("{}", report.emf(rotator.keyring_name(), now.saturating_mul(1_000)));
@@ -25,5 +41,20 @@ pub async fn handle<K: KeyAdmin, S: KeyringStore>(
             tracing::error!(command = ?command, error = %e, kind = e.kind(), "rotate failed");
             Err(Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_run_ends_a_second_before_lambda_stops_it() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let lambda_deadline_ms = 1_800_000_000_000 + 30_000;
+        let start = tokio::time::Instant::now();
+        assert_eq!(run_deadline(lambda_deadline_ms, now) - start, Duration::from_secs(29));
+        // A deadline already past (or a clock ahead of it) leaves no time, never a panic.
+        assert_eq!(run_deadline(1_000, now), start);
     }
 }

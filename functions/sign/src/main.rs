@@ -11,7 +11,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = SignConfig::from_env()?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
     let signer: &'static TokenSigner<KmsAdapter, SecretsManagerStore> =
         Box::leak(Box::new(TokenSigner::from_config(KmsAdapter::new(&sdk), store, &config)));

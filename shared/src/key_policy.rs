@@ -1,0 +1,269 @@
+//! The key policy every signing key is created with (`CreateKey`'s `Policy` parameter).
+//!
+//! Access to a signing key comes from the key itself, never from a tag: tags can be written
+//! by whoever holds `kms:TagResource`, and KMS documents that tag changes take up to five
+//! minutes to affect authorization ("ABAC for AWS KMS"). So each key's policy names the roles
+//! that may use it, and it is in force from the moment the key exists:
+//! - the account root: `kms:*`, AWS's default statement, so the account can always recover
+//!   the key (and IAM administrators can, through IAM, act on it);
+//! - the rotate role: what rotate does to its keys (read the public key, disable, schedule
+//!   deletion, read tags), plus `kms:PutKeyPolicy`, which KMS's policy-lockout safety check
+//!   requires of the principal that calls `CreateKey` with a policy;
+//! - the sign role(s): `kms:Sign` only, and only with the keyring's signing algorithm.
+
+use serde_json::{json, Value};
+
+use crate::alg::SigningAlg;
+
+/// Why a set of role ARNs cannot make a key policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyPolicyError {
+    #[error("{0:?} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)")]
+    NotARoleArn(String),
+    #[error("role {role} is in account {found}, the keys are in account {expected}")]
+    OtherAccount { role: String, found: String, expected: String },
+    #[error("at least one role must be allowed to sign")]
+    NoSigner,
+}
+
+/// Actions the rotate role holds on each key it creates.
+pub const ADMIN_ACTIONS: [&str; 6] = [
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "kms:DisableKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+];
+
+/// An IAM role ARN, split into what a key policy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RoleArn {
+    arn: String,
+    partition: String,
+    account: String,
+}
+
+impl RoleArn {
+    fn parse(text: &str) -> Result<RoleArn, KeyPolicyError> {
+        let invalid = || KeyPolicyError::NotARoleArn(text.to_owned());
+        let mut parts = text.splitn(6, ':');
+        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let name = resource.strip_prefix("role/").ok_or_else(invalid)?;
+        let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        if partition.is_empty() || !valid_account || name.is_empty() || name.ends_with('/') {
+            return Err(invalid());
+        }
+        Ok(RoleArn { arn: text.to_owned(), partition: partition.to_owned(), account: account.to_owned() })
+    }
+}
+
+/// Who may do what with the signing keys rotate creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAccess {
+    admin: RoleArn,
+    signers: Vec<RoleArn>,
+}
+
+impl KeyAccess {
+    /// `admin_role_arn` is the role that calls `CreateKey` (the rotate function's role);
+    /// `signer_role_arns` may sign (the sign function's role). All in one account.
+    pub fn new(admin_role_arn: &str, signer_role_arns: &[String]) -> Result<KeyAccess, KeyPolicyError> {
+        let admin = RoleArn::parse(admin_role_arn)?;
+        if signer_role_arns.is_empty() {
+            return Err(KeyPolicyError::NoSigner);
+        }
+        let signers =
+            signer_role_arns.iter().map(|arn| RoleArn::parse(arn)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(other) =
+            signers.iter().find(|s| s.account != admin.account || s.partition != admin.partition)
+        {
+            return Err(KeyPolicyError::OtherAccount {
+                role: other.arn.clone(),
+                found: other.account.clone(),
+                expected: admin.account.clone(),
+            });
+        }
+        Ok(KeyAccess { admin, signers })
+    }
+
+    /// The account root principal, `arn:<partition>:iam::<account>:root`.
+    pub fn account_root(&self) -> String {
+        format!("arn:{}:iam::{}:root", self.admin.partition, self.admin.account)
+    }
+
+    /// The key policy document for a key that signs with `alg`.
+    pub fn policy(&self, alg: SigningAlg) -> Value {
+        let signers: Vec<&str> = self.signers.iter().map(|s| s.arn.as_str()).collect();
+        json!({
+            "Version": "2012-10-17",
+            "Id": "kms-jwt-signing-key",
+            "Statement": [
+                {
+                    "Sid": "AccountRootRecovery",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": self.account_root() },
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "RotateAdministersThisKey",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": self.admin.arn },
+                    "Action": ADMIN_ACTIONS,
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "SignOnlyWithTheKeyringAlgorithm",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": signers },
+                    "Action": "kms:Sign",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": { "kms:SigningAlgorithm": alg.kms_signing_algorithm() },
+                    },
+                },
+            ],
+        })
+    }
+
+    /// [`Self::policy`] as the JSON text `CreateKey` takes.
+    pub fn policy_json(&self, alg: SigningAlg) -> String {
+        self.policy(alg).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROTATE: &str = "arn:aws:iam::123456789012:role/kms-jwt-rotate";
+    const SIGN: &str = "arn:aws:iam::123456789012:role/service/kms-jwt-sign";
+
+    fn access() -> KeyAccess {
+        KeyAccess::new(ROTATE, &[SIGN.to_owned()]).unwrap()
+    }
+
+    fn statements(policy: &Value) -> &Vec<Value> {
+        policy["Statement"].as_array().unwrap()
+    }
+
+    fn actions(statement: &Value) -> Vec<&str> {
+        match &statement["Action"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().map(|a| a.as_str().unwrap()).collect(),
+            other => panic!("Action {other}"),
+        }
+    }
+
+    fn principals(statement: &Value) -> Vec<&str> {
+        match &statement["Principal"]["AWS"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().map(|a| a.as_str().unwrap()).collect(),
+            other => panic!("Principal {other}"),
+        }
+    }
+
+    /// The statements that allow `principal` to do `action` (exact or `kms:*`).
+    fn allowing<'a>(policy: &'a Value, principal: &str, action: &str) -> Vec<&'a Value> {
+        statements(policy)
+            .iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .filter(|s| principals(s).contains(&principal))
+            .filter(|s| actions(s).iter().any(|a| *a == action || *a == "kms:*"))
+            .collect()
+    }
+
+    #[test]
+    fn each_role_gets_exactly_its_job() {
+        let policy = access().policy(SigningAlg::RS256);
+        let root = "arn:aws:iam::123456789012:root";
+        assert_eq!(statements(&policy).len(), 3);
+        assert_eq!(
+            allowing(&policy, root, "kms:ScheduleKeyDeletion").len(),
+            1,
+            "the account can recover the key"
+        );
+        for action in ADMIN_ACTIONS {
+            assert_eq!(allowing(&policy, ROTATE, action).len(), 1, "rotate may {action}");
+        }
+        for forbidden in
+            ["kms:Sign", "kms:Decrypt", "kms:CreateGrant", "kms:EnableKey", "kms:CancelKeyDeletion"]
+        {
+            assert!(allowing(&policy, ROTATE, forbidden).is_empty(), "rotate must not {forbidden}");
+        }
+        let sign = allowing(&policy, SIGN, "kms:Sign");
+        assert_eq!(sign.len(), 1);
+        assert_eq!(actions(sign[0]), vec!["kms:Sign"], "sign may only sign");
+        assert_eq!(sign[0]["Condition"]["StringEquals"]["kms:SigningAlgorithm"], "RSASSA_PKCS1_V1_5_SHA_256");
+        for forbidden in ["kms:GetPublicKey", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:PutKeyPolicy"]
+        {
+            assert!(allowing(&policy, SIGN, forbidden).is_empty(), "sign must not {forbidden}");
+        }
+    }
+
+    #[test]
+    fn no_wildcard_principal_and_no_tag_conditions() {
+        let policy = access().policy(SigningAlg::ES256);
+        for statement in statements(&policy) {
+            assert_eq!(statement["Effect"], "Allow");
+            for principal in principals(statement) {
+                assert_ne!(principal, "*");
+                assert!(principal.starts_with("arn:aws:iam::123456789012:"), "{principal}");
+            }
+            let condition = statement.get("Condition").map(Value::to_string).unwrap_or_default();
+            assert!(!condition.contains("ResourceTag"), "access never depends on a tag: {condition}");
+        }
+    }
+
+    #[test]
+    fn passes_the_policy_lockout_safety_check_for_the_creating_role() {
+        // KMS refuses a CreateKey policy that does not let the caller call PutKeyPolicy later.
+        let policy = access().policy(SigningAlg::ES384);
+        let lets_rotate = allowing(&policy, ROTATE, "kms:PutKeyPolicy");
+        assert_eq!(lets_rotate.len(), 1);
+        assert!(lets_rotate[0].get("Condition").is_none(), "unconditional, as the check evaluates it");
+    }
+
+    #[test]
+    fn several_signers_and_other_partitions() {
+        let gov = "arn:aws-us-gov:iam::123456789012:role/rotate";
+        let signers = vec![
+            "arn:aws-us-gov:iam::123456789012:role/a".to_owned(),
+            "arn:aws-us-gov:iam::123456789012:role/b".to_owned(),
+        ];
+        let access = KeyAccess::new(gov, &signers).unwrap();
+        assert_eq!(access.account_root(), "arn:aws-us-gov:iam::123456789012:root");
+        let policy = access.policy(SigningAlg::PS512);
+        assert_eq!(allowing(&policy, &signers[1], "kms:Sign").len(), 1);
+        let text = access.policy_json(SigningAlg::PS512);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), policy);
+    }
+
+    #[test]
+    fn bad_role_arns_are_refused() {
+        for bad in [
+            "",
+            "rotate",
+            "arn:aws:iam::123456789012:user/alice",
+            "arn:aws:iam::12345:role/x",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:assumed-role/x/session",
+            "arn:aws:iam::*:role/x",
+        ] {
+            assert!(
+                matches!(KeyAccess::new(bad, &[SIGN.to_owned()]), Err(KeyPolicyError::NotARoleArn(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(KeyAccess::new(ROTATE, &[]), Err(KeyPolicyError::NoSigner));
+        assert!(matches!(
+            KeyAccess::new(ROTATE, &["arn:aws:iam::210987654321:role/sign".to_owned()]),
+            Err(KeyPolicyError::OtherAccount { .. })
+        ));
+    }
+}
