@@ -2,13 +2,20 @@
 
 Run by scripts/lint-infra.sh (part of `make test`). Uses cfn-lint's YAML loader, which
 understands the CloudFormation short tags (!Ref, !Sub, !GetAtt).
+
+The rule behind them: access to a signing key comes from the key's own policy (written by
+rotate at CreateKey from KEY_ADMIN_ROLE_ARN and KEY_USER_ROLE_ARNS), never from a tag. IAM
+only lets rotate create and tag keys, narrowed by what the request carries.
 """
+import itertools
 import sys
 
 from cfnlint.decode import cfn_yaml
 
 TEMPLATE = sys.argv[1] if len(sys.argv) > 1 else "infra/template.yaml"
-resources = cfn_yaml.load(TEMPLATE)["Resources"]
+template = cfn_yaml.load(TEMPLATE)
+resources = template["Resources"]
+parameters = template["Parameters"]
 passed, failed = 0, []
 
 
@@ -20,62 +27,318 @@ def check(name, condition):
         failed.append(name)
 
 
-def statements(function):
-    out = []
-    for policy in resources[function]["Properties"].get("Policies", []):
-        out.extend(policy["Statement"])
-    return out
+def as_list(value):
+    return [value] if isinstance(value, (str, dict)) else list(value)
 
 
 def actions(statement):
-    value = statement["Action"]
-    return [value] if isinstance(value, str) else list(value)
+    return as_list(statement["Action"])
 
 
-def all_actions(function):
-    return {a for s in statements(function) for a in actions(s)}
+def getatt(logical_id, attribute="Arn"):
+    return {"Fn::GetAtt": [logical_id, attribute]}
 
 
-functions = ["RotateFunction", "SignFunction", "JwksFunction"]
+def is_getatt(value, logical_id, attribute="Arn"):
+    """!GetAtt X.Arn loads as {"Fn::GetAtt": ["X", "Arn"]} (or "X.Arn" in the long form)."""
+    if not isinstance(value, dict) or list(value) != ["Fn::GetAtt"]:
+        return False
+    target = value["Fn::GetAtt"]
+    if isinstance(target, str):
+        target = target.split(".", 1)
+    return list(target) == [logical_id, attribute]
 
-for function in functions:
-    for statement in statements(function):
-        sid = statement.get("Sid", "?")
-        check(f"{function}/{sid}: no wildcard in any action", all("*" not in a for a in actions(statement)))
-        if statement.get("Resource") == "*":
-            check(f"{function}/{sid}: Resource '*' is narrowed by a condition", bool(statement.get("Condition")))
-        check(f"{function}/{sid}: allow only", statement["Effect"] == "Allow")
 
-sign = all_actions("SignFunction")
-check("sign may sign", "kms:Sign" in sign)
-check("sign grants nothing but Sign, secret read, decrypt", sign <= {"kms:Sign", "secretsmanager:GetSecretValue", "kms:Decrypt"})
-check("sign cannot create, disable or delete keys", not sign & {"kms:CreateKey", "kms:DisableKey", "kms:ScheduleKeyDeletion"})
-for statement in statements("SignFunction"):
-    if "kms:Sign" in actions(statement):
-        check("sign signs only with keys tagged for this keyring", "aws:ResourceTag/kms-jwt:keyring" in statement["Condition"]["StringEquals"])
+def of_type(type_name):
+    return {name: r for name, r in resources.items() if r["Type"] == type_name}
 
-jwks = all_actions("JwksFunction")
-check("jwks only reads the secret", jwks <= {"secretsmanager:GetSecretValue", "kms:Decrypt"})
 
-rotate = {s["Sid"]: s for s in statements("RotateFunction")}
-create = rotate["CreateOnlyTaggedSigningKeysOfTheConfiguredSpec"]["Condition"]["StringEquals"]
-check("rotate creates only tagged keys", "aws:RequestTag/kms-jwt:keyring" in create)
-check("rotate creates only SIGN_VERIFY keys", create.get("kms:KeyUsage") == "SIGN_VERIFY")
-check("rotate creates only keys of the configured spec", "kms:KeySpec" in create)
-manage = rotate["ManageOnlyOwnSigningKeys"]
-check("rotate manages only keys tagged for this keyring", "aws:ResourceTag/kms-jwt:keyring" in manage["Condition"]["StringEquals"])
-check("rotate never signs", "kms:Sign" not in all_actions("RotateFunction"))
-check("rotate writes only its own secret", rotate["KeyringReadWrite"]["Resource"] == {"Ref": "Keyring"})
-check("rotate runs one at a time", resources["RotateFunction"]["Properties"].get("ReservedConcurrentExecutions") == 1)
-check("rotate has a dead-letter queue", "DeadLetterQueue" in resources["RotateFunction"]["Properties"])
+# ---- every IAM statement in the template, wherever it sits -------------------------------
+def role_statements(role):
+    """Statements of a role: its inline Policies plus every AWS::IAM::RolePolicy on it."""
+    out = []
+    for policy in resources[role]["Properties"].get("Policies", []):
+        out.extend(policy["PolicyDocument"]["Statement"])
+    for policy in of_type("AWS::IAM::RolePolicy").values():
+        if policy["Properties"]["RoleName"] == {"Ref": role}:
+            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
 
+
+def all_iam_statements():
+    """(where, statement) for every identity policy: roles, role policies, policies, SAM."""
+    out = []
+    for name, r in resources.items():
+        props = r.get("Properties", {})
+        if r["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                out.extend((name, s) for s in policy["PolicyDocument"]["Statement"])
+        elif r["Type"] in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            out.extend((name, s) for s in props["PolicyDocument"]["Statement"])
+        elif r["Type"] == "AWS::Serverless::Function":
+            for policy in props.get("Policies", []) if isinstance(props.get("Policies"), list) else []:
+                if isinstance(policy, dict) and "Statement" in policy:
+                    out.extend((name, s) for s in policy["Statement"])
+    return out
+
+
+def condition_keys(statement):
+    return {key for block in statement.get("Condition", {}).values() for key in block}
+
+
+def role_actions(role):
+    return {a for s in role_statements(role) for a in actions(s)}
+
+
+def statements_with(role, action):
+    return [s for s in role_statements(role) if action in actions(s)]
+
+
+def only(role, action):
+    found = statements_with(role, action)
+    check(f"{role}: exactly one statement grants {action}", len(found) == 1)
+    return found[0] if found else {"Condition": {}, "Resource": None, "Action": []}
+
+
+def finish():
+    for name in failed:
+        print(f"FAILED: {name}")
+    print(f"{passed} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+# The rest looks into these; without them there is nothing meaningful to check.
+required = ["DataKey", "Keyring", "RotateDeadLetterQueue", "RotateRole", "SignRole", "JwksRole", "SchedulerRole",
+            "RotateFunction", "SignFunction", "JwksFunction", "RotateLogs", "SignLogs", "JwksLogs"]
+for name in required:
+    check(f"resource {name} exists", name in resources)
+check("the template has Rules", "Rules" in template)
+if failed:
+    finish()
+
+iam = all_iam_statements()
+check("the template has IAM statements to check", len(iam) > 10)
+for where, statement in iam:
+    sid = statement.get("Sid", "?")
+    check(f"{where}/{sid}: allow only", statement["Effect"] == "Allow")
+    check(f"{where}/{sid}: no wildcard in any action", all("*" not in a for a in actions(statement)))
+    if statement.get("Resource") == "*":
+        check(f"{where}/{sid}: Resource '*' is narrowed by a condition", bool(statement.get("Condition")))
+    # Tags never authorize: no IAM statement reads a resource tag (nor the old kms-jwt ones).
+    check(
+        f"{where}/{sid}: no aws:ResourceTag condition (access comes from key policies, never tags)",
+        not any(k.lower().startswith("aws:resourcetag/") for k in condition_keys(statement)),
+    )
+    # KMS data-key use of DataKey only through the two services that encrypt with it.
+    for action in actions(statement):
+        if action in ("kms:Decrypt", "kms:GenerateDataKey"):
+            via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+            check(f"{where}/{sid}: {action} only on DataKey", is_getatt(statement.get("Resource"), "DataKey"))
+            check(f"{where}/{sid}: {action} only through Secrets Manager or SQS", via is not None)
+
+# ---- functions use the explicit roles, never SAM-generated ones --------------------------
+function_roles = {"RotateFunction": "RotateRole", "SignFunction": "SignRole", "JwksFunction": "JwksRole"}
+for function, role in function_roles.items():
+    props = resources[function]["Properties"]
+    check(f"{function} runs as {role}", is_getatt(props.get("Role"), role))
+    check(f"{function} has no SAM Policies (no generated role)", "Policies" not in props)
+for role in [*function_roles.values(), "SchedulerRole"]:
+    props = resources[role]["Properties"]
+    # A key policy stores a role as its unique id: a replaced role loses every signing key.
+    check(f"{role} has no RoleName or Path (nothing can force its replacement)", not {"RoleName", "Path"} & set(props))
+for role in function_roles.values():
+    trust = resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    check(f"{role} is assumed by Lambda only", [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}])
+
+# ---- rotate ------------------------------------------------------------------------------
+rotate = role_actions("RotateRole")
+for action in ["kms:GetPublicKey", "kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:ListResourceTags",
+               "kms:PutKeyPolicy", "kms:DescribeKey", "kms:Sign"]:
+    check(f"rotate's IAM grants no {action} (its key policy does)", action not in rotate)
+check(
+    "rotate's IAM grants nothing beyond create/tag/discover keys, its secret, the DLQ and logs",
+    rotate <= {
+        "kms:CreateKey", "kms:TagResource", "tag:GetResources", "kms:ListKeys",
+        "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage", "secretsmanager:ListSecretVersionIds",
+        "kms:Decrypt", "kms:GenerateDataKey", "sqs:SendMessage", "logs:CreateLogStream", "logs:PutLogEvents",
+    },
+)
+allowed_tag_keys = {"kms-jwt:keyring", "kms-jwt:managed-by", "kms-jwt:request"}
+
+create = only("RotateRole", "kms:CreateKey")
+check("CreateKey is granted alone in its statement", actions(create) == ["kms:CreateKey"])
+create_eq = create["Condition"].get("StringEquals", {})
+check("rotate creates only SIGN_VERIFY keys", create_eq.get("kms:KeyUsage") == "SIGN_VERIFY")
+check("rotate creates only keys of the configured spec", create_eq.get("kms:KeySpec") == {"Ref": "KeySpec"})
+check("rotate creates only keys tagged for this keyring", create_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Ref": "Keyring"})
+check("rotate creates only keys tagged managed-by=kms-jwt", create_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt")
+check(
+    "rotate's CreateKey tag keys are a subset of kms-jwt's three",
+    set(create["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys,
+)
+create_bool = create["Condition"].get("BoolIfExists", {})
+check("rotate never bypasses the key policy lockout check", create_bool.get("kms:BypassPolicyLockoutSafetyCheck") == "false")
+check("rotate creates single-Region keys only", create_bool.get("kms:MultiRegion") == "false")
+
+tag = only("RotateRole", "kms:TagResource")
+check("TagResource is granted alone in its statement", actions(tag) == ["kms:TagResource"])
+tag_eq = tag["Condition"].get("StringEquals", {})
+check("rotate tags only with this keyring's value", tag_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Ref": "Keyring"})
+check("rotate tags only with managed-by=kms-jwt", tag_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt")
+check(
+    "rotate's tag keys are a subset of kms-jwt's three",
+    set(tag["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys,
+)
+
+discover = only("RotateRole", "tag:GetResources")
+check("tag:GetResources is granted alone, narrowed to this Region",
+      actions(discover) == ["tag:GetResources"]
+      and discover["Condition"].get("StringEquals", {}).get("aws:RequestedRegion") == {"Ref": "AWS::Region"})
+list_keys = only("RotateRole", "kms:ListKeys")
+check("kms:ListKeys (the fallback) is granted alone, narrowed to this Region",
+      actions(list_keys) == ["kms:ListKeys"]
+      and list_keys["Condition"].get("StringEquals", {}).get("aws:RequestedRegion") == {"Ref": "AWS::Region"})
+check("rotate writes only its own secret",
+      all(s["Resource"] == {"Ref": "Keyring"} for s in role_statements("RotateRole")
+          if any(a.startswith("secretsmanager:") for a in actions(s))))
+check("rotate may not create a secret", "secretsmanager:CreateSecret" not in rotate)
+check("rotate's dead-letter sends go to its queue only",
+      all(is_getatt(s["Resource"], "RotateDeadLetterQueue") for s in statements_with("RotateRole", "sqs:SendMessage")))
+check("rotate may encrypt dead letters (the queue uses DataKey)",
+      any(s["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
+          for s in statements_with("RotateRole", "kms:GenerateDataKey")))
+
+rotate_fn = resources["RotateFunction"]["Properties"]
+env = rotate_fn["Environment"]["Variables"]
+check("KEY_ADMIN_ROLE_ARN is the rotate function's own role", is_getatt(env.get("KEY_ADMIN_ROLE_ARN"), "RotateRole"))
+check("KEY_USER_ROLE_ARNS is the sign function's role", is_getatt(env.get("KEY_USER_ROLE_ARNS"), "SignRole"))
+check("KEY_DISCOVERY is the tagging API", env.get("KEY_DISCOVERY") == "tagging-api")
+check("rotate runs one at a time", rotate_fn.get("ReservedConcurrentExecutions") == 1)
+check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get("TargetArn") == getatt("RotateDeadLetterQueue"))
+
+# ---- sign and jwks -----------------------------------------------------------------------
+sign = role_actions("SignRole")
+check("sign's IAM grants no kms:Sign (each key's policy does)", "kms:Sign" not in sign)
+check("sign's IAM holds no KMS action but Decrypt", {a for a in sign if a.startswith("kms:")} == {"kms:Decrypt"})
+check("sign grants nothing but secret read, decrypt and logs",
+      sign <= {"secretsmanager:GetSecretValue", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents"})
+jwks = role_actions("JwksRole")
+check("jwks only reads the secret (and writes its logs)",
+      jwks <= {"secretsmanager:GetSecretValue", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents"})
+for role in ("SignRole", "JwksRole"):
+    for s in statements_with(role, "kms:Decrypt"):
+        check(f"{role} decrypts only through Secrets Manager",
+              s["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"})
+    for s in statements_with(role, "secretsmanager:GetSecretValue"):
+        check(f"{role} reads only the keyring", s["Resource"] == {"Ref": "Keyring"})
+
+# ---- logs: each role writes only its own function's log group ----------------------------
+for function, role in function_roles.items():
+    logs = [s for s in role_statements(role) if any(a.startswith("logs:") for a in actions(s))]
+    group = function.replace("Function", "Logs")
+    check(f"{role} writes logs only to {group}", bool(logs) and all(is_getatt(s["Resource"], group) for s in logs))
+    check(f"{role} cannot create log groups", not any("logs:CreateLogGroup" in actions(s) for s in logs))
+    check(f"{group} is the function's default log group",
+          resources[group]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"})
+
+# ---- the schedule and its dead-letter queue ----------------------------------------------
+schedule = rotate_fn["Events"]["Hourly"]["Properties"]
+check("the schedule runs as SchedulerRole", is_getatt(schedule.get("RoleArn"), "SchedulerRole"))
+check("the schedule has a dead-letter queue", schedule.get("DeadLetterConfig", {}).get("Arn") == getatt("RotateDeadLetterQueue"))
+check("the schedule's name is generated (two stacks in one account do not collide)", schedule.get("OmitName") is True)
+scheduler = role_actions("SchedulerRole")
+check("SchedulerRole only invokes rotate and writes dead letters",
+      scheduler == {"lambda:InvokeFunction", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"})
+check("SchedulerRole invokes only rotate",
+      all(is_getatt(s["Resource"], "RotateFunction") for s in statements_with("SchedulerRole", "lambda:InvokeFunction")))
+check("SchedulerRole sends only to the dead-letter queue",
+      all(is_getatt(s["Resource"], "RotateDeadLetterQueue") for s in statements_with("SchedulerRole", "sqs:SendMessage")))
+check("SchedulerRole may encrypt with DataKey through SQS only",
+      all(s["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
+          for s in statements_with("SchedulerRole", "kms:GenerateDataKey")))
+trust = resources["SchedulerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+check("SchedulerRole is assumed by EventBridge Scheduler of this account only",
+      [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
+      and all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"} for s in trust))
+check("the dead-letter queue is encrypted with DataKey",
+      resources["RotateDeadLetterQueue"]["Properties"].get("KmsMasterKeyId") == {"Ref": "DataKey"})
+
+# ---- what the stack keeps ----------------------------------------------------------------
+for name in ("Keyring", "DataKey"):
+    check(f"{name} is retained when the stack is deleted", resources[name].get("DeletionPolicy") == "Retain")
+    check(f"{name} is retained when replaced", resources[name].get("UpdateReplacePolicy") == "Retain")
+keyring = resources["Keyring"]["Properties"]
+# CloudFormation writes a new version only when SecretString changes: pinning the literal
+# keeps every stack update from resetting the keyring.
+check("Keyring's SecretString is exactly the empty keyring, never edited",
+      keyring.get("SecretString") == '{"schema_version":1,"keys":[]}')
+check("Keyring has no GenerateSecretString (editing it regenerates the value)", "GenerateSecretString" not in keyring)
+check("the keyring secret is encrypted with the customer-managed key", keyring.get("KmsKeyId") == {"Ref": "DataKey"})
+key_policy = resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+check("the key policy has no wildcard principal",
+      all(s["Principal"] != "*" and s["Principal"].get("AWS") != "*" for s in key_policy))
+check("DataKey's policy delegates to IAM (the roles' ViaService grants need it)",
+      any(s["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}} for s in key_policy))
+
+# ---- environment and parameters ----------------------------------------------------------
+globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
+for variable, parameter in [("KEYRING_MAX_STALENESS", "KeyringMaxStalenessSeconds"),
+                            ("AWS_CALL_ATTEMPT_TIMEOUT", "AwsCallAttemptTimeoutSeconds"),
+                            ("AWS_CALL_TIMEOUT", "AwsCallTimeoutSeconds")]:
+    check(f"every function (rotate included) gets {variable} from {parameter}", globals_env.get(variable) == {"Ref": parameter})
+for parameter, default, low, high in [("AwsCallAttemptTimeoutSeconds", 2, 1, 30), ("AwsCallTimeoutSeconds", 5, 1, 60)]:
+    p = parameters[parameter]
+    check(f"{parameter} defaults to {default} within {low}..{high}",
+          (p["Default"], p["MinValue"], p["MaxValue"]) == (default, low, high))
+for function, parameter, condition in [("SignFunction", "SignConcurrency", "ReserveSignConcurrency"),
+                                       ("JwksFunction", "JwksConcurrency", "ReserveJwksConcurrency")]:
+    check(f"{parameter} reserves nothing by default (fits a new account)", parameters[parameter]["Default"] == 0)
+    check(f"{function} reserves concurrency only when {parameter} is not 0",
+          resources[function]["Properties"].get("ReservedConcurrentExecutions")
+          == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]})
+    check(f"{condition} is '{parameter} is not 0'",
+          template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]})
+check("the longest token never outlives one rotation period (MaxTokenTtlSeconds <= 1 day <= RotationPeriodDays)",
+      parameters["MaxTokenTtlSeconds"]["MaxValue"] <= 86400 and parameters["RotationPeriodDays"]["MinValue"] >= 1)
+
+
+# ---- the SigningAlg/KeySpec rule, evaluated for every pair -------------------------------
+def evaluate(expression, values):
+    """A tiny evaluator of the rule functions used here (Fn::Or/And/Equals/Contains, Ref)."""
+    if isinstance(expression, dict):
+        (function, args), = expression.items()
+        if function == "Ref":
+            return values[args]
+        if function == "Fn::Or":
+            return any(evaluate(a, values) for a in args)
+        if function == "Fn::And":
+            return all(evaluate(a, values) for a in args)
+        if function == "Fn::Equals":
+            return evaluate(args[0], values) == evaluate(args[1], values)
+        if function == "Fn::Contains":
+            return evaluate(args[1], values) in [evaluate(a, values) for a in args[0]]
+        raise ValueError(f"unexpected rule function {function}")
+    if isinstance(expression, list):
+        return [evaluate(a, values) for a in expression]
+    return expression
+
+
+spec_of = {"ES256": "ECC_NIST_P256", "ES384": "ECC_NIST_P384", "ES512": "ECC_NIST_P521",
+           "RS256": "RSA_2048", "PS256": "RSA_2048", "RS384": "RSA_3072", "PS384": "RSA_3072",
+           "RS512": "RSA_4096", "PS512": "RSA_4096"}
+rule = template["Rules"]["SigningAlgMatchesKeySpec"]
+check("the SigningAlg/KeySpec rule always applies", "RuleCondition" not in rule)
+check("every SigningAlg value is known to the check", set(parameters["SigningAlg"]["AllowedValues"]) == set(spec_of))
+wrong = [
+    (alg, spec)
+    for alg, spec in itertools.product(parameters["SigningAlg"]["AllowedValues"], parameters["KeySpec"]["AllowedValues"])
+    if all(evaluate(a["Assert"], {"SigningAlg": alg, "KeySpec": spec}) for a in rule["Assertions"]) != (spec_of[alg] == spec)
+]
+check(f"the rule accepts exactly the matching SigningAlg/KeySpec pairs (wrong: {wrong})", not wrong)
+
+# ---- the public surface ------------------------------------------------------------------
 sign_route = resources["SignFunction"]["Properties"]["Events"]["Sign"]["Properties"]
 check("POST /sign requires IAM authorization", sign_route.get("Auth", {}).get("Authorizer") == "AWS_IAM")
-check("the keyring secret is encrypted with the customer-managed key", resources["Keyring"]["Properties"].get("KmsKeyId") == {"Ref": "DataKey"})
-key_policy = resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
-check("the key policy has no wildcard principal", all(s["Principal"] != "*" and s["Principal"].get("AWS") != "*" for s in key_policy))
 
-for name in failed:
-    print(f"FAILED: {name}")
-print(f"{passed} passed, {len(failed)} failed")
-sys.exit(1 if failed else 0)
+finish()
