@@ -5,6 +5,7 @@
 //! `jsonwebtoken` does not implement; that one uses the RustCrypto `p521` crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aws_proxy;
 pub mod bench;
 pub mod localstack;
 
