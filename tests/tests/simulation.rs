@@ -1,16 +1,23 @@
 //! A year of the key lifecycle against the in-memory twins: hourly scheduled runs plus random
 //! extra runs, forced rotations and revocations, and faults injected at every external call
-//! (failing before the call, or after it took effect with the reply lost). After every tick
-//! the invariants that keep verifiers working, and KMS tidy, are checked.
+//! (failing before the call; after it took effect with the reply lost; or with the reply lost
+//! beneath the SDK's retry layer, so the call takes effect twice). A real signer runs beside
+//! the rotator in a Lambda sandbox that is frozen between ticks: its monotonic clock stands
+//! still while the wall clock moves on. After every tick the invariants that keep verifiers
+//! working, and KMS tidy, are checked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use kms_jwt::cache::{CachePolicy, KeyringCache, ManualClock};
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, Fault, Faulty, MemoryKms, MemoryStore};
 use kms_jwt::ports::KeyTags;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
+use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 
 const MINUTE: i64 = 60;
@@ -24,14 +31,18 @@ const STALE_WHILE_REVALIDATE: i64 = 60;
 const CACHE_TTL: i64 = 60;
 const CLOCK_SKEW: i64 = 60;
 const MAX_TOKEN_TTL: i64 = HOUR;
-/// How old a client's JWKS may be when it verifies.
-const CLIENT_JWKS_AGE: i64 = JWKS_MAX_AGE + STALE_WHILE_REVALIDATE;
+/// How long a jwks container serves its last good keyring while Secrets Manager fails.
+const JWKS_MAX_STALENESS: i64 = HOUR;
+/// How old the keyring behind a jwks answer may be: its cache lifetime, then stale-if-error.
+const JWKS_KEYRING_AGE: i64 = CACHE_TTL + JWKS_MAX_STALENESS;
+/// How old the key set a client verifies with may be, counted from the keyring it came from.
+const CLIENT_JWKS_AGE: i64 = JWKS_KEYRING_AGE + JWKS_MAX_AGE + STALE_WHILE_REVALIDATE;
 
 fn policy() -> RotationPolicy {
     RotationPolicy {
         alg: SigningAlg::ES256,
         rotation_period: 7 * DAY,
-        prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + CLOCK_SKEW,
+        prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + JWKS_MAX_STALENESS + CLOCK_SKEW,
         retirement_grace: MAX_TOKEN_TTL + CLOCK_SKEW + CACHE_TTL,
         deletion_window_days: 7,
     }
@@ -113,13 +124,16 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
     let rng = Arc::new(Mutex::new(Rng(0x5EED_CAFE)));
     let fault_rate = Arc::new(Mutex::new(0.08_f64));
     let decider = |rng: Arc<Mutex<Rng>>, rate: Arc<Mutex<f64>>| {
-        move |_op: &'static str| {
+        move |op: &'static str| {
             let mut rng = rng.lock().unwrap();
             if rng.chance(*rate.lock().unwrap()) {
-                if rng.chance(0.5) {
-                    Fault::FailBefore
-                } else {
-                    Fault::FailAfter
+                match rng.below(3) {
+                    0 => Fault::FailBefore,
+                    1 => Fault::FailAfter,
+                    // The SDK retries every call after a lost reply, except CreateKey, for
+                    // which the adapter turns retries off.
+                    _ if op == "CreateKey" => Fault::FailAfter,
+                    _ => Fault::Repeated,
                 }
             } else {
                 Fault::Pass
@@ -133,6 +147,24 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
         "sim",
     );
     let policy = policy();
+
+    // The sign function, in a sandbox frozen between ticks: its tokio clock barely moves while
+    // the wall clock follows the simulation.
+    let wall = Arc::new(ManualClock::at_unix_secs(T0 as u64));
+    let sign_cache = KeyringCache::new(
+        Arc::clone(&store),
+        CachePolicy { ttl: Duration::from_secs(CACHE_TTL as u64), max_staleness: Duration::ZERO },
+        current_signing_key,
+    )
+    .with_clock(wall.clone());
+    let signer = TokenSigner::new(
+        Arc::clone(&kms),
+        sign_cache,
+        "https://issuer.sim".into(),
+        Duration::from_secs(MAX_TOKEN_TTL as u64),
+        Duration::from_secs(MAX_TOKEN_TTL as u64),
+    );
+    let mut signed_by_signer = 0;
 
     // Published kid sets over time: (from, set), each valid until the next entry.
     let mut snapshots: BTreeMap<UnixTime, HashSet<String>> = BTreeMap::new();
@@ -178,6 +210,7 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
         let result = rotator.run(command.clone(), now).await;
         let after = stored(&store);
         after.validate().unwrap();
+        let complete = result.as_ref().is_ok_and(|report| report.incomplete.is_empty());
 
         if let Err(e) = &result {
             tally.failed_runs += 1;
@@ -187,10 +220,21 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
             bootstrapped = true;
         }
 
-        // Structure.
-        if bootstrapped {
+        // Structure. A revocation withdraws first and replaces after; until a run completes
+        // the replacement, the keyring may lack a next key.
+        if bootstrapped && complete {
             assert!(after.current().is_some(), "t={now}: exactly one current key");
-            assert!(after.next().is_some(), "t={now}: a next key always exists after bootstrap");
+            assert!(after.next().is_some(), "t={now}: a next key always exists after a complete run");
+        }
+        if let Ok(report) = &result {
+            if let Some(early) = &report.early_activation {
+                assert_eq!(
+                    Some(&early.kid),
+                    after.current().map(|k| &k.kid),
+                    "t={now}: reported early key signs"
+                );
+                assert!(early.published_for_seconds < early.prepublication_seconds);
+            }
         }
 
         // What changed, and why.
@@ -220,7 +264,7 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
                     let published_at = first_published[kid];
                     // What verifiers need, independent of the policy under test.
                     assert!(
-                        now - published_at >= CLIENT_JWKS_AGE + CACHE_TTL + CLOCK_SKEW,
+                        now - published_at >= CLIENT_JWKS_AGE + CLOCK_SKEW,
                         "t={now}: {kid} started signing {}s after publication",
                         now - published_at
                     );
@@ -254,6 +298,19 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
         // A token signed now, with the longest lifetime.
         if let Some(kid) = new_current {
             tokens.push(Token { kid, signed_at: now, expires_at: now + MAX_TOKEN_TTL });
+        }
+
+        // The frozen sandbox thaws for one request: it must not sign with a key its
+        // monotonic clock thinks it read a moment ago.
+        wall.set(std::time::UNIX_EPOCH + Duration::from_secs(now as u64));
+        if let Ok(token) = signer.sign_event(serde_json::json!({"claims": {}}), now).await {
+            assert!(
+                published(&after).contains(&token.kid),
+                "t={now}: the signer used unpublished key {}",
+                token.kid
+            );
+            tokens.push(Token { kid: token.kid, signed_at: now, expires_at: token.expires_at });
+            signed_by_signer += 1;
         }
     }
 
@@ -296,7 +353,7 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
 
     // The simulation exercised what it claims to.
     println!(
-        "runs={} failed={} rotations={} forced={} revocations={} tokens_checked={checked} kms_keys={}",
+        "runs={} failed={} rotations={} forced={} revocations={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
         tally.runs,
         tally.failed_runs,
         tally.rotations,
@@ -308,4 +365,5 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
     assert!(tally.failed_runs >= 100, "faults were injected and hit");
     assert!(tally.revocations >= 5 && tally.forced >= 5);
     assert!(checked >= 9_000);
+    assert!(signed_by_signer >= 9_000, "the frozen signer signed {signed_by_signer} tokens");
 }
