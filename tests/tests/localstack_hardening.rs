@@ -23,7 +23,11 @@ const T0: i64 = 1_900_000_000;
 
 /// The SDK as the functions configure it (bounded calls), talking to LocalStack through
 /// `proxy`, in `region`.
-async fn proxied_sdk(proxy: &AwsProxy, region: &'static str, timeouts: CallTimeouts) -> aws_config::SdkConfig {
+async fn proxied_sdk(
+    proxy: &AwsProxy,
+    region: &'static str,
+    timeouts: CallTimeouts,
+) -> aws_config::SdkConfig {
     proxy
         .sdk_loader()
         .region(aws_config::Region::new(region))
@@ -90,7 +94,11 @@ async fn orphan_of_a_dead_run(sdk: &aws_config::SdkConfig, secret_id: &str) -> S
     let store = SecretsManagerStore::new(sdk, secret_id, None);
     let doc = store.load().await.unwrap().unwrap();
     let mut ring = Keyring::from_json(&doc.text).unwrap();
-    ring.pending.push(PendingCreation { request_id: "dead-run".into(), requested_at: T0, sweep_cursor: None });
+    ring.pending.push(PendingCreation {
+        request_id: "dead-run".into(),
+        requested_at: T0,
+        sweep_cursor: None,
+    });
     store.compare_and_swap(Some(&doc.version_id), &ring.to_json()).await.unwrap();
     created.key_metadata.unwrap().arn.unwrap()
 }
@@ -139,7 +147,8 @@ async fn a_slow_sweep_never_keeps_a_revocation_past_its_time_budget() {
     let started = Instant::now();
     let budget = Duration::from_secs(8);
     let now = T0 + STALE_INTENT_SECS + 60;
-    let report = rotator.run_until(Command::Revoke { kid: compromised.clone() }, now, started + budget).await.unwrap();
+    let report =
+        rotator.run_until(Command::Revoke { kid: compromised.clone() }, now, started + budget).await.unwrap();
     let took = started.elapsed();
     assert!(took <= budget + Duration::from_millis(500), "the revocation run took {took:?}");
     assert!(!jwks(&direct, &secret_id, ISSUER).await.contains(&compromised), "withdrawn in this run");
@@ -257,4 +266,82 @@ async fn keys_are_created_with_the_key_policy_that_names_their_users() {
         let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
         assert_eq!(policy, access.policy(key.alg), "{}", key.kid);
     }
+}
+
+/// A jwks configuration as the function reads it, with a one-second keyring cache.
+fn jwks_config(secret_id: &str) -> kms_jwt::config::JwksConfig {
+    kms_jwt::config::JwksConfig::from_lookup(|name| match name {
+        "KEYRING_SECRET_ID" => Some(secret_id.to_owned()),
+        "ISSUER" => Some(ISSUER.to_owned()),
+        "KEYRING_CACHE_TTL" => Some("1".to_owned()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// Tight limits so the test is quick: one attempt may take 1 s, a call with retries 2 s.
+const TIGHT: CallTimeouts = CallTimeouts { attempt: Duration::from_secs(1), total: Duration::from_secs(2) };
+
+#[tokio::test]
+async fn a_hanging_secrets_manager_costs_jwks_seconds_stale_when_warm_and_503_when_cold() {
+    let region = "us-east-2";
+    let direct = sdk(Some(region)).await;
+    let secret_id = format!("kms-jwt-test/harden/jwks-hang/{}", uuid::Uuid::new_v4());
+    rotator_on(&direct, &secret_id).reconcile(T0).await.unwrap();
+    let proxy = AwsProxy::start_for_localstack().await.unwrap();
+    let via_proxy = proxied_sdk(&proxy, region, TIGHT).await;
+    let config = jwks_config(&secret_id);
+    let service = kms_jwt::jwks::JwksService::from_config(
+        SecretsManagerStore::new(&via_proxy, &secret_id, None),
+        &config,
+    );
+    let warm = service.answer("GET", kms_jwt::jwks::JWKS_PATH, None).await;
+    assert_eq!(warm.status, 200);
+
+    proxy.inject("GetSecretValue", Fault::Hang);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the cache TTL
+    let started = Instant::now();
+    let stale = service.answer("GET", kms_jwt::jwks::JWKS_PATH, None).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "warm answer took {:?}", started.elapsed());
+    assert_eq!((stale.status, &stale.body), (200, &warm.body), "the last good key set");
+
+    let cold = kms_jwt::jwks::JwksService::from_config(
+        SecretsManagerStore::new(&via_proxy, &secret_id, None),
+        &config,
+    );
+    let started = Instant::now();
+    let unavailable = cold.answer("GET", kms_jwt::jwks::JWKS_PATH, None).await;
+    assert!(started.elapsed() < Duration::from_secs(4), "cold answer took {:?}", started.elapsed());
+    assert_eq!(unavailable.status, 503);
+    assert!(unavailable.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_hanging_kms_sign_answers_a_retryable_error_within_the_call_timeout() {
+    let region = "us-west-1";
+    let direct = sdk(Some(region)).await;
+    let secret_id = format!("kms-jwt-test/harden/sign-hang/{}", uuid::Uuid::new_v4());
+    rotator_on(&direct, &secret_id).reconcile(T0).await.unwrap();
+    let proxy = AwsProxy::start_for_localstack().await.unwrap();
+    proxy.inject("Sign", Fault::Hang);
+    let via_proxy = proxied_sdk(&proxy, region, TIGHT).await;
+    let signer = kms_jwt::signer::TokenSigner::new(
+        KmsAdapter::new(&via_proxy),
+        kms_jwt::cache::KeyringCache::new(
+            SecretsManagerStore::new(&direct, &secret_id, None),
+            kms_jwt::cache::CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
+            kms_jwt::signer::current_signing_key,
+        ),
+        ISSUER.into(),
+        Duration::from_secs(300),
+        Duration::from_secs(3_600),
+    );
+    let started = Instant::now();
+    let err = signer
+        .sign_event(serde_json::json!({"claims": {"sub": "x"}}), kms_jwt::unix_now())
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(err.code(), "KmsTimeout");
 }
