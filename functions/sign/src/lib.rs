@@ -1,33 +1,50 @@
 //! The sign function's Lambda handler: a direct invocation (one request or a batch) or
 //! `POST /sign` through API Gateway. The binary (`main.rs`) only wires it up.
+//!
+//! The invocation arrives as JSON text ([`RawValue`]: lambda_runtime checks it is JSON and
+//! copies it, nothing more), so the signer can refuse an oversize request by its length
+//! before building anything from it.
+
+pub mod http;
 
 use kms_jwt::ports::{KeySigner, KeyringStore};
-use kms_jwt::signer::TokenSigner;
+use kms_jwt::signer::{SignError, TokenSigner};
 use lambda_runtime::Diagnostic;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+/// Answer one invocation: HTTP events get an HTTP answer (errors included), direct
+/// invocations the answer or a Lambda error whose `errorType` is the error code.
 pub async fn handle<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
-    payload: Value,
+    payload: &RawValue,
 ) -> Result<Value, Diagnostic> {
     let now = kms_jwt::unix_now();
-    // POST /sign through API Gateway (IAM-authorized) answers HTTP, with 400s for bad input.
-    if let Some(answer) = signer.invoke_http(&payload, now).await {
+    let text = payload.get();
+    // POST /sign through API Gateway (IAM-authorized) answers HTTP, with 4xx for bad input.
+    if let Some(event) = http::HttpEvent::parse(text) {
+        let answer = http::respond(signer, event, now).await;
         tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
         return Ok(answer);
     }
-    match signer.invoke(payload, now).await {
+    match signer.invoke_json(text, now).await {
         Ok(answer) => {
             tracing::info!(kid = %answer["kid"], batch = answer.get("results").is_some(), "signed");
             Ok(answer)
         }
         Err(e) => {
-            if e.is_client_error() {
-                tracing::warn!(code = e.code(), error = %e, "sign request refused");
-            } else {
-                tracing::error!(code = e.code(), retryable = e.is_retryable(), error = %e, "sign failed");
-            }
-            Err(Diagnostic { error_type: e.code().into(), error_message: e.to_string() })
+            log_refusal(&e);
+            Err(Diagnostic { error_type: e.code().into(), error_message: e.public_message() })
         }
+    }
+}
+
+/// Log why a request was not signed, with the detail (AWS error texts, ARNs) that callers
+/// do not get.
+fn log_refusal(e: &SignError) {
+    if e.is_client_error() {
+        tracing::warn!(code = e.code(), error = %e, "sign request refused");
+    } else {
+        tracing::error!(code = e.code(), retryable = e.is_retryable(), error = %e, "sign failed");
     }
 }

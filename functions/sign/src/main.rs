@@ -5,7 +5,7 @@ use kms_jwt::aws::{load_sdk_config, KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::SignConfig;
 use kms_jwt::signer::TokenSigner;
 use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,6 +15,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
     let signer: &'static TokenSigner<KmsAdapter, SecretsManagerStore> =
         Box::leak(Box::new(TokenSigner::from_config(KmsAdapter::new(&sdk), store, &config)));
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| kms_jwt_sign::handle(signer, event.payload)))
-        .await
+    // The payload stays text until the handler has checked its size.
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {
+        kms_jwt_sign::handle(signer, &event.payload).await
+    }))
+    .await
 }

@@ -1,0 +1,360 @@
+//! Peak memory (max RSS) of the sign function's release binary answering its largest accepted
+//! invocations, next to a minimal one and to the largest payloads Lambda can deliver, which it
+//! refuses. The figures are in BENCHMARKS.md ("Sign: peak memory"); nothing here checks them.
+//!
+//! ```sh
+//! make localstack-up                       # or any LocalStack on loopback
+//! export AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 \
+//!        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+//! cargo build --release -p kms-jwt-sign --bin sign
+//! cargo run -p kms-jwt-sign --example peak_memory -- target/release/sign [runs]
+//! ```
+//!
+//! Each run starts the binary under `/usr/bin/time -f %M` with the environment Lambda sets,
+//! serves it one event from a local Lambda runtime API, records the answer, then takes the
+//! API away: the runtime's next poll fails, the process exits and `time` reports its peak
+//! resident set. KMS and Secrets Manager are LocalStack's, so every accepted token is really
+//! signed.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
+use kms_jwt::rotate::{RotationPolicy, Rotator};
+use kms_jwt::signer::{MAX_BATCH, MAX_BATCH_BYTES, MAX_CLAIMS_BYTES, MAX_REQUEST_BYTES};
+use kms_jwt::SigningAlg;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const REQUEST_ID: &str = "00000000-0000-4000-8000-00000000a11c";
+/// Lambda's limit on a synchronous invocation's payload.
+const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(binary), runs) = (args.next(), args.next()) else {
+        eprintln!(
+            "usage: peak_memory <sign binary, e.g. target/release/sign> [runs per scenario, default 3]"
+        );
+        std::process::exit(2);
+    };
+    let runs = runs.and_then(|r| r.parse().ok()).unwrap_or(3);
+    if let Err(e) = run(Path::new(&binary), runs).await {
+        eprintln!("peak_memory failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !(endpoint.contains("127.0.0.1") || endpoint.contains("localhost")) {
+        return Err("set AWS_ENDPOINT_URL to a LocalStack on loopback (see the doc comment)".into());
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let secret_id = format!("kms-jwt-bench/peak-memory/{}", kms_jwt::unix_now());
+    eprintln!("==> bootstrapping keyring {secret_id}");
+    let policy = RotationPolicy {
+        alg: SigningAlg::ES256,
+        rotation_period: 86_400,
+        prepublication: 600,
+        retirement_grace: 7_200,
+        deletion_window_days: 7,
+    };
+    let store = SecretsManagerStore::new(&sdk, secret_id.clone(), None);
+    Rotator::new(KmsAdapter::new(&sdk), store, policy, secret_id.clone())
+        .reconcile(kms_jwt::unix_now())
+        .await?;
+    let mut env = vec![
+        ("KEYRING_SECRET_ID".to_owned(), secret_id),
+        ("ISSUER".to_owned(), "https://issuer.kms-jwt.bench".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+    ];
+    for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.to_owned(), value));
+        }
+    }
+
+    println!("| scenario | event bytes | answer | max RSS MiB (runs) |");
+    println!("|---|---|---|---|");
+    for scenario in scenarios()? {
+        let mut rss = Vec::new();
+        let mut outcome = String::new();
+        for _ in 0..runs {
+            let run = run_once(binary, &env, scenario.event.clone()).await?;
+            if !(scenario.expect)(&run.outcome, &run.answer) {
+                return Err(format!(
+                    "{}: unexpected answer {} {}",
+                    scenario.name,
+                    run.outcome,
+                    run.summary()
+                )
+                .into());
+            }
+            outcome = format!("{} {}", run.outcome, run.summary());
+            rss.push(run.max_rss_kib as f64 / 1024.0);
+        }
+        let runs: Vec<String> = rss.iter().map(|r| format!("{r:.1}")).collect();
+        println!("| {} | {} | {} | {} |", scenario.name, scenario.event.len(), outcome, runs.join(", "));
+    }
+    Ok(())
+}
+
+struct Scenario {
+    name: &'static str,
+    event: Bytes,
+    expect: fn(&str, &Value) -> bool,
+}
+
+/// `{"claims":{"ab":[0,0,...]}}` with `claims` of exactly `claims_bytes` (even) serialized,
+/// padded with spaces to `request_bytes`: the most JSON values a request can hold, which is
+/// what makes a parsed request largest in memory.
+fn request_of_small_numbers(claims_bytes: usize, request_bytes: usize) -> String {
+    let zeros = (claims_bytes - r#"{"ab":[0]}"#.len()) / 2;
+    let request = format!(r#"{{"claims":{{"ab":[0{}]}}}}"#, ",0".repeat(zeros));
+    format!("{request}{}", " ".repeat(request_bytes.saturating_sub(request.len())))
+}
+
+fn http_event(body: &str, base64: bool) -> Result<Bytes, Error> {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sign-http-api.json"),
+    )?;
+    let mut event: Value = serde_json::from_str(&template)?;
+    event["body"] = if base64 { STANDARD.encode(body).into() } else { body.into() };
+    event["isBase64Encoded"] = base64.into();
+    Ok(event.to_string().into())
+}
+
+fn scenarios() -> Result<Vec<Scenario>, Error> {
+    let small = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sign.json"))?;
+    let single = request_of_small_numbers(MAX_CLAIMS_BYTES, MAX_REQUEST_BYTES);
+    // 100 requests at the claims limit, padded so the batch is just within its limit.
+    let item_bytes = (MAX_BATCH_BYTES - r#"{"requests":[]}"#.len() - (MAX_BATCH - 1)) / MAX_BATCH;
+    let items = vec![request_of_small_numbers(MAX_CLAIMS_BYTES, item_bytes); MAX_BATCH];
+    let batch = format!(r#"{{"requests":[{}]}}"#, items.join(","));
+    assert_len(&batch, MAX_BATCH_BYTES)?;
+    // What Lambda can deliver at most, all small values.
+    let flood = request_of_small_numbers(LAMBDA_PAYLOAD_LIMIT - 4096, 0);
+    let flood_body = request_of_small_numbers((LAMBDA_PAYLOAD_LIMIT - 8192) / 4 * 3, 0);
+
+    Ok(vec![
+        Scenario { name: "minimal: `events/sign.json`", event: small.into(), expect: token },
+        Scenario {
+            name: "largest single request: 32 KiB, claims 16 KiB of small numbers",
+            event: single.into(),
+            expect: token,
+        },
+        Scenario {
+            name: "largest batch, direct: 100 × 32 KiB, claims 16 KiB of small numbers each",
+            event: batch.clone().into(),
+            expect: batch_signed,
+        },
+        Scenario {
+            name: "largest batch over HTTP API, plain body",
+            event: http_event(&batch, false)?,
+            expect: http_batch_signed,
+        },
+        Scenario {
+            name: "largest batch over HTTP API, base64 body",
+            event: http_event(&batch, true)?,
+            expect: http_batch_signed,
+        },
+        Scenario { name: "refused: direct, 6 MiB of small numbers", event: flood.into(), expect: too_large },
+        Scenario {
+            name: "refused: HTTP API, 4.5 MiB body of small numbers, base64",
+            event: http_event(&flood_body, true)?,
+            expect: http_413,
+        },
+    ])
+}
+
+fn token(outcome: &str, answer: &Value) -> bool {
+    outcome == "response" && answer["token"].is_string()
+}
+
+fn batch_signed(outcome: &str, answer: &Value) -> bool {
+    let results = answer["results"].as_array();
+    outcome == "response"
+        && results.is_some_and(|r| r.len() == MAX_BATCH && r.iter().all(|t| t["token"].is_string()))
+}
+
+fn http_batch_signed(outcome: &str, answer: &Value) -> bool {
+    let body = answer["body"].as_str().and_then(|b| serde_json::from_str::<Value>(b).ok());
+    answer["statusCode"] == 200 && body.is_some_and(|b| batch_signed(outcome, &b))
+}
+
+fn too_large(outcome: &str, answer: &Value) -> bool {
+    outcome == "error" && answer["errorType"] == "RequestTooLarge"
+}
+
+fn http_413(outcome: &str, answer: &Value) -> bool {
+    outcome == "response" && answer["statusCode"] == 413
+}
+
+fn assert_len(text: &str, limit: usize) -> Result<(), Error> {
+    if text.len() > limit || text.len() + 1024 < limit {
+        return Err(format!("generated {} bytes, meant just under {limit}", text.len()).into());
+    }
+    Ok(())
+}
+
+/// One run: how the function answered and its peak resident set.
+struct Run {
+    outcome: String,
+    answer: Value,
+    max_rss_kib: u64,
+}
+
+impl Run {
+    fn summary(&self) -> String {
+        let body = self.answer["body"].as_str().and_then(|b| serde_json::from_str::<Value>(b).ok());
+        let answer = body.as_ref().unwrap_or(&self.answer);
+        match (answer["results"].as_array(), answer["errorType"].as_str(), answer["error"]["code"].as_str()) {
+            (Some(results), _, _) => format!("{} results", results.len()),
+            (_, Some(code), _) | (_, _, Some(code)) => code.to_owned(),
+            _ if answer["token"].is_string() => "token".to_owned(),
+            _ => "?".to_owned(),
+        }
+    }
+}
+
+/// The local runtime API's view of one invocation.
+#[derive(Default)]
+struct RuntimeApi {
+    event: Bytes,
+    polls: AtomicUsize,
+    answer: Mutex<Option<(String, Bytes)>>,
+    answered: Notify,
+}
+
+async fn run_once(binary: &Path, env: &[(String, String)], event: Bytes) -> Result<Run, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let api = Arc::new(RuntimeApi { event, ..RuntimeApi::default() });
+    let server = tokio::spawn(serve(listener, Arc::clone(&api)));
+    let rss_file = temp_file();
+    let mut child = tokio::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sign")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/sign")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "peak-memory")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let answered = tokio::time::timeout(Duration::from_secs(120), api.answered.notified()).await;
+    // No more runtime API: the function's next poll fails and its runtime exits.
+    server.abort();
+    answered.map_err(|_| "no answer within 120 s")?;
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .map_err(|_| "the function did not exit")??;
+    let report = std::fs::read_to_string(&rss_file)?;
+    let _ = std::fs::remove_file(&rss_file);
+    // `time` writes "Command exited with non-zero status 1" first: the runtime's exit code.
+    let max_rss_kib = report.lines().last().unwrap_or_default().trim().parse()?;
+    let (outcome, body) = api.answer.lock().map_err(|_| "poisoned")?.take().ok_or("no answer")?;
+    let answer = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok(Run { outcome, answer, max_rss_kib })
+}
+
+fn temp_file() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("kms-jwt-peak-memory-{}-{n}.txt", std::process::id()))
+}
+
+/// Serve until aborted; aborting drops every connection, which is what ends the function.
+async fn serve(listener: TcpListener, api: Arc<RuntimeApi>) {
+    let mut connections = JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let api = Arc::clone(&api);
+        connections.spawn(async move {
+            let service = service_fn(move |request| respond(Arc::clone(&api), request));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn respond(
+    api: Arc<RuntimeApi>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let mut response = Response::new(Full::new(Bytes::new()));
+    match (request.method(), path.as_str()) {
+        (&Method::GET, "/2018-06-01/runtime/invocation/next") => {
+            if api.polls.fetch_add(1, Ordering::SeqCst) > 0 {
+                // One event per process; the next poll waits until the API goes away.
+                std::future::pending::<()>().await;
+            }
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() + 60_000)
+                .unwrap_or_default();
+            *response.body_mut() = Full::new(api.event.clone());
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("content-type", "application/json".to_owned()),
+                ("lambda-runtime-aws-request-id", REQUEST_ID.to_owned()),
+                ("lambda-runtime-deadline-ms", deadline.to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:000000000000:function:sign".to_owned(),
+                ),
+                ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".to_owned()),
+            ] {
+                if let Ok(value) = value.parse() {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        (&Method::POST, p) if p.starts_with("/2018-06-01/runtime/") => {
+            let outcome = if p.ends_with("/response") {
+                "response"
+            } else if p.ends_with("/error") && p.contains("/invocation/") {
+                "error"
+            } else {
+                "init error"
+            };
+            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if let Ok(mut answer) = api.answer.lock() {
+                answer.get_or_insert((outcome.to_owned(), body));
+            }
+            api.answered.notify_one();
+            *response.status_mut() = StatusCode::ACCEPTED;
+        }
+        _ => *response.status_mut() = StatusCode::NOT_FOUND,
+    }
+    Ok(response)
+}

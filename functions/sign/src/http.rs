@@ -1,0 +1,126 @@
+//! `POST /sign` through API Gateway (REST payload 1.0, HTTP payload 2.0) or a function URL:
+//! the event envelope in, an HTTP answer out. The sign contract itself is the signer's.
+
+use base64::Engine;
+use kms_jwt::ports::{KeySigner, KeyringStore};
+use kms_jwt::signer::{SignError, TokenSigner, MAX_BATCH_BYTES};
+use kms_jwt::UnixTime;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// The members of an API Gateway event that `POST /sign` needs. Everything else in the
+/// envelope (headers, identity, ...) is skipped unread.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpEvent {
+    request_context: Option<RequestContext>,
+    /// Payload 1.0 (REST API).
+    http_method: Option<String>,
+    /// Payload 2.0 (HTTP API, function URLs).
+    raw_path: Option<String>,
+    path: Option<String>,
+    body: Option<String>,
+    is_base64_encoded: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RequestContext {
+    http: Option<HttpContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HttpContext {
+    method: Option<String>,
+}
+
+impl HttpEvent {
+    /// The HTTP event in `payload`, or `None` for a direct invocation (no `requestContext` and
+    /// method). Builds no JSON tree: besides the few strings above, members are skipped.
+    pub fn parse(payload: &str) -> Option<HttpEvent> {
+        let event: HttpEvent = serde_json::from_str(payload).ok()?;
+        let context_method = event.request_context.as_ref()?.http.as_ref().and_then(|h| h.method.as_ref());
+        (event.http_method.is_some() || context_method.is_some()).then_some(event)
+    }
+
+    fn method(&self) -> &str {
+        let context =
+            self.request_context.as_ref().and_then(|c| c.http.as_ref()).and_then(|h| h.method.as_deref());
+        self.http_method.as_deref().or(context).unwrap_or_default()
+    }
+
+    /// The body as text, refused before decoding or parsing when it exceeds the largest
+    /// invocation the signer accepts.
+    fn into_body(self) -> Result<String, SignError> {
+        let too_large = SignError::RequestTooLarge { what: "the HTTP body", limit: MAX_BATCH_BYTES };
+        match (self.body, self.is_base64_encoded) {
+            (None, _) => Err(SignError::InvalidJson("empty body".into())),
+            (Some(encoded), Some(true)) => {
+                // The decoded size follows from the encoded length: 3 bytes per 4 characters.
+                let unpadded = encoded.trim_end_matches('=').len();
+                if unpadded / 4 * 3 + unpadded % 4 * 3 / 4 > MAX_BATCH_BYTES {
+                    return Err(too_large);
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|e| SignError::InvalidJson(format!("the body is not base64: {e}")))?;
+                String::from_utf8(bytes).map_err(|_| SignError::InvalidJson("the body is not UTF-8".into()))
+            }
+            (Some(text), _) if text.len() > MAX_BATCH_BYTES => Err(too_large),
+            (Some(text), _) => Ok(text),
+        }
+    }
+}
+
+/// The HTTP status of a refusal.
+pub fn status(error: &SignError) -> u16 {
+    match error {
+        SignError::RequestTooLarge { .. } => 413,
+        e if e.is_client_error() => 400,
+        e if e.is_retryable() => 503,
+        _ => 502,
+    }
+}
+
+/// An API Gateway / function URL response object.
+fn answer(status: u16, body: &Value, extra_headers: &[(&str, &str)]) -> Value {
+    let mut headers = Map::new();
+    headers.insert("content-type".into(), "application/json".into());
+    headers.insert("cache-control".into(), "no-store".into());
+    for (name, value) in extra_headers {
+        headers.insert((*name).into(), (*value).into());
+    }
+    json!({ "statusCode": status, "headers": headers, "body": body.to_string(), "isBase64Encoded": false })
+}
+
+/// Answer `POST /sign` (any stage or base-path prefix). Bad input gets a 4xx with
+/// `{"error": {"code", "message", "retryable"}}`, service faults 502 or, when retrying may
+/// help, 503 with `Retry-After`.
+pub async fn respond<K: KeySigner, S: KeyringStore>(
+    signer: &TokenSigner<K, S>,
+    event: HttpEvent,
+    now: UnixTime,
+) -> Value {
+    let path = event.raw_path.as_deref().or(event.path.as_deref()).unwrap_or_default();
+    if !(path == "/sign" || path.ends_with("/sign")) {
+        return answer(404, &json!({"error": {"code": "NotFound", "message": "not found"}}), &[]);
+    }
+    if !event.method().eq_ignore_ascii_case("POST") {
+        let error = json!({"error": {"code": "MethodNotAllowed", "message": "use POST"}});
+        return answer(405, &error, &[("allow", "POST")]);
+    }
+    let signed = match event.into_body() {
+        Ok(body) => signer.invoke_json(&body, now).await,
+        Err(e) => Err(e),
+    };
+    match signed {
+        Ok(value) => answer(200, &value, &[]),
+        Err(e) => {
+            crate::log_refusal(&e);
+            let status = status(&e);
+            let retry: &[(&str, &str)] = if status == 503 { &[("retry-after", "1")] } else { &[] };
+            answer(status, &json!({"error": e.to_json()}), retry)
+        }
+    }
+}
