@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 "$REPO_ROOT/scripts/python-env.sh"
+"$REPO_ROOT/scripts/node-env.sh"
 
 log "lint: cargo fmt --check, clippy -D warnings"
 cargo fmt --all -- --check

@@ -8,6 +8,7 @@
 pub mod aws_proxy;
 pub mod bench;
 pub mod localstack;
+pub mod node;
 
 use std::str::FromStr;
 

@@ -1,6 +1,7 @@
 //! End to end, the way the functions run locally: LocalStack behind, the three functions under
 //! `cargo lambda watch`, invocations through the Lambda runtime API and `cargo lambda invoke`,
-//! the JWKS and discovery document over real HTTP from the jwks function URL.
+//! the JWKS and discovery document over real HTTP from the jwks function URL, tokens verified
+//! by `jsonwebtoken` and, in Node, by `aws-jwt-verify` and `jose` fetching that URL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
+use kms_jwt_tests::node::{verify_with, with_claim, NodeVerifier, NodeVerifyError};
 use kms_jwt_tests::{verify, VerifyError};
 use serde_json::{json, Value};
 
@@ -59,6 +61,33 @@ fn localstack_endpoint() -> String {
         "this test runs against LocalStack on loopback: use `make test`"
     );
     endpoint
+}
+
+/// The Node verifiers (`aws-jwt-verify`, `jose`) fetch the JWKS from `jwks_url` and accept
+/// `token` as an RS256 token of `issuer` about `sub`.
+async fn node_accepts(jwks_url: &str, token: &str, issuer: &str, sub: &str) {
+    for verifier in NodeVerifier::ALL {
+        let payload = verify_with(verifier, token, jwks_url, issuer, Some("RS256"))
+            .await
+            .unwrap_or_else(|e| panic!("{verifier}: {e}"));
+        assert_eq!(payload["sub"], sub, "{verifier}");
+    }
+}
+
+/// Every Node verifier refuses `token` because its signature does not match (or, for a
+/// changed base64url character, because the payload no longer parses).
+async fn node_refuses_signature(jwks_url: &str, token: &str, issuer: &str) {
+    for verifier in NodeVerifier::ALL {
+        let verdict = verify_with(verifier, token, jwks_url, issuer, Some("RS256")).await;
+        let allowed: &[&str] = match verifier {
+            NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError", "JwtParseError"],
+            NodeVerifier::Jose => &["JWSSignatureVerificationFailed", "JWSInvalid", "JWTInvalid"],
+        };
+        assert!(
+            matches!(&verdict, Err(NodeVerifyError::Rejected { class, .. }) if allowed.contains(&class.as_str())),
+            "{verifier}: {verdict:?}"
+        );
+    }
 }
 
 fn free_port() -> u16 {
@@ -133,7 +162,7 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
         &[
             ("KEYRING_SECRET_ID", secret_id.clone()),
             ("ISSUER", issuer.clone()),
-            ("SIGNING_ALG", "ES384".into()),
+            ("SIGNING_ALG", "RS256".into()),
             ("JWKS_MAX_AGE", "120".into()),
             ("KEYRING_CACHE_TTL", "1".into()),
             ("RUST_LOG", "info".into()),
@@ -190,6 +219,9 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
         }
     }
     assert_eq!(verify(&token_a, &jwks, &issuer).unwrap()["sub"], "carol");
+    // The Node verifiers fetch the JWKS from the function URL themselves.
+    let jwks_url = watch.url("/.well-known/jwks.json");
+    node_accepts(&jwks_url, &token_a, &issuer, "carol").await;
 
     // Conditional GET, HEAD, 404, 405.
     let not_modified = watch
@@ -213,7 +245,7 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
         reqwest::get(watch.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(discovery["issuer"], issuer.as_str());
     assert_eq!(discovery["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
-    assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["ES384"]));
+    assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["RS256"]));
 
     // The same function behind API Gateway: HTTP API (payload 2.0) and REST API (payload 1.0).
     for (event, route) in [("jwks-http-api.json", "jwks"), ("jwks-rest-api.json", "discovery")] {
@@ -249,6 +281,15 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
         verify(&kms_jwt_tests::tamper(&token_a), &jwks, &issuer),
         Err(VerifyError::Rejected(_))
     ));
+    node_accepts(&jwks_url, &token_a, &issuer, "carol").await;
+    node_accepts(&jwks_url, signed_b["token"].as_str().unwrap(), &issuer, "dave").await;
+    node_refuses_signature(&jwks_url, &kms_jwt_tests::tamper(&token_a), &issuer).await;
+    let forged = with_claim(signed_b["token"].as_str().unwrap(), "sub", json!("mallory")).unwrap();
+    for verifier in NodeVerifier::ALL {
+        let verdict = verify_with(verifier, &forged, &jwks_url, &issuer, Some("RS256")).await;
+        let class = verdict.as_ref().err().and_then(NodeVerifyError::rejected_class);
+        assert_eq!(class, Some(verifier.bad_signature_class()), "{verifier}: {verdict:?}");
+    }
 
     let status = watch.invoke("rotate", json!({"action": "status"})).await;
     assert_eq!(status["changed"], false);

@@ -1,6 +1,8 @@
 //! Against LocalStack, for each of the nine algorithms: bootstrap → sign → JWKS from the jwks
-//! service → verify with an ordinary library; rotate; retire. Run through `make test`, which
-//! starts LocalStack and sets `AWS_ENDPOINT_URL`.
+//! service → verify with an ordinary library; rotate; retire. Every token is also verified in
+//! Node, with `aws-jwt-verify` and `jose` fetching that JWKS over HTTP (`tests/node`);
+//! `aws-jwt-verify` implements no PS* algorithm, and refuses those tokens. Run through
+//! `make test`, which starts LocalStack, sets `AWS_ENDPOINT_URL` and installs the Node packages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -12,10 +14,92 @@ use kms_jwt::rotate::{RotationPolicy, Transition};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::localstack::daily_es256_policy;
+use kms_jwt_tests::node::{verify_with, with_claim, JwksServer, NodeVerifier};
 use kms_jwt_tests::{tamper, verify, with_kid, VerifyError};
 use serde_json::json;
 
 const ISSUER: &str = "https://issuer.kms-jwt.test";
+
+/// Every Node verifier that implements `alg` accepts `token` from the JWKS at `jwks` (pinned
+/// to `alg`, `iss` checked) with the claim `sub`; `aws-jwt-verify` refuses the algorithms it
+/// does not implement, whatever the signature. Each fetched the JWKS over HTTP to decide.
+async fn node_accepts(jwks: &JwksServer, token: &str, alg: SigningAlg, sub: &str) {
+    for verifier in NodeVerifier::ALL {
+        let fetched = jwks.jwks_requests();
+        let verdict = verify_with(verifier, token, &jwks.url(), ISSUER, Some(alg.as_str())).await;
+        assert!(jwks.jwks_requests() > fetched, "{alg}, {verifier}: did not fetch the JWKS: {verdict:?}");
+        if verifier.supports(alg.as_str()) {
+            let payload = verdict.unwrap_or_else(|e| panic!("{alg}, {verifier}: {e}"));
+            assert_eq!(payload["sub"], sub, "{alg}, {verifier}");
+            assert_eq!(payload["iss"], ISSUER, "{alg}, {verifier}");
+        } else {
+            refused_as(verdict, "JwtInvalidSignatureAlgorithmError", alg, verifier);
+        }
+    }
+}
+
+/// Every Node verifier refuses `token`, with one of `classes` (its error classes by verifier).
+/// For the algorithms it does not implement, `aws-jwt-verify` refuses with its algorithm
+/// error, unless an earlier step fails first: it parses the token, then looks up the kid,
+/// then checks the algorithm, then the signature, then the claims (`verifyDecomposedJwt` in
+/// `node_modules/aws-jwt-verify/dist/esm/jwt-verifier.js`).
+async fn node_refuses(
+    jwks: &JwksServer,
+    token: &str,
+    alg: SigningAlg,
+    classes: fn(NodeVerifier) -> &'static [&'static str],
+) {
+    for verifier in NodeVerifier::ALL {
+        let verdict = verify_with(verifier, token, &jwks.url(), ISSUER, Some(alg.as_str())).await;
+        let error = verdict.expect_err(&format!("{alg}, {verifier}: accepted"));
+        let class = error.rejected_class().unwrap_or_else(|| panic!("{alg}, {verifier}: {error}"));
+        let expected: Vec<&str> = if verifier.supports(alg.as_str()) {
+            classes(verifier).to_vec()
+        } else {
+            let before_the_algorithm_check = ["JwtParseError", "KidNotFoundInJwksError"];
+            let earlier = classes(verifier).iter().filter(|c| before_the_algorithm_check.contains(c));
+            earlier.copied().chain(["JwtInvalidSignatureAlgorithmError"]).collect()
+        };
+        assert!(
+            expected.contains(&class),
+            "{alg}, {verifier}: refused with {error}, expected one of {expected:?}"
+        );
+    }
+}
+
+fn refused_as(
+    verdict: Result<serde_json::Value, kms_jwt_tests::node::NodeVerifyError>,
+    class: &str,
+    alg: SigningAlg,
+    verifier: NodeVerifier,
+) {
+    let error = verdict.expect_err(&format!("{alg}, {verifier}: accepted"));
+    assert_eq!(error.rejected_class(), Some(class), "{alg}, {verifier}: {error}");
+}
+
+/// A signature that does not match: the token's own signature class, or (when a changed
+/// base64url character leaves the payload unparseable) the library's parse error.
+fn bad_signature(verifier: NodeVerifier) -> &'static [&'static str] {
+    match verifier {
+        NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError", "JwtParseError"],
+        NodeVerifier::Jose => &["JWSSignatureVerificationFailed", "JWSInvalid", "JWTInvalid"],
+    }
+}
+
+/// Well-formed claims under a signature made for others: only the signature check refuses.
+fn forged(verifier: NodeVerifier) -> &'static [&'static str] {
+    match verifier {
+        NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError"],
+        NodeVerifier::Jose => &["JWSSignatureVerificationFailed"],
+    }
+}
+
+fn unknown_kid(verifier: NodeVerifier) -> &'static [&'static str] {
+    match verifier {
+        NodeVerifier::AwsJwtVerify => &["KidNotFoundInJwksError"],
+        NodeVerifier::Jose => &["JWKSNoMatchingKey"],
+    }
+}
 
 async fn full_lifecycle(alg: SigningAlg) {
     let sdk = kms_jwt_tests::localstack::sdk(None).await;
@@ -55,6 +139,9 @@ async fn full_lifecycle(alg: SigningAlg) {
     let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     let claims = verify(&old.token, &jwks, ISSUER).unwrap_or_else(|e| panic!("{alg}: {e}"));
     assert_eq!(claims["sub"], "alice");
+    // The same JWKS over HTTP, for the Node verifiers.
+    let served = JwksServer::start(&jwks).unwrap();
+    node_accepts(&served, &old.token, alg, "alice").await;
     let keys: serde_json::Value = serde_json::from_str(&jwks).unwrap();
     for key in keys["keys"].as_array().unwrap() {
         assert_eq!(key["alg"], alg.as_str());
@@ -83,6 +170,9 @@ async fn full_lifecycle(alg: SigningAlg) {
     let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     assert_eq!(verify(&old.token, &jwks, ISSUER).unwrap()["sub"], "alice", "{alg}: old token after rotation");
     assert_eq!(verify(&new.token, &jwks, ISSUER).unwrap()["sub"], "bob");
+    served.set_jwks(&jwks);
+    node_accepts(&served, &old.token, alg, "alice").await;
+    node_accepts(&served, &new.token, alg, "bob").await;
 
     // Tampering and unknown keys fail.
     assert!(
@@ -94,6 +184,18 @@ async fn full_lifecycle(alg: SigningAlg) {
         Err(VerifyError::UnknownKid("not-a-published-kid".into()))
     );
     assert!(verify(&new.token, &jwks, "https://someone-else.test").is_err(), "{alg}: wrong issuer");
+    node_refuses(&served, &tamper(&new.token), alg, bad_signature).await;
+    node_refuses(&served, &with_claim(&new.token, "sub", json!("mallory")).unwrap(), alg, forged).await;
+    node_refuses(&served, &with_kid(&new.token, "not-a-published-kid"), alg, unknown_kid).await;
+    for verifier in NodeVerifier::ALL.into_iter().filter(|v| v.supports(alg.as_str())) {
+        let verdict =
+            verify_with(verifier, &new.token, &served.url(), "https://someone-else.test", None).await;
+        let expected = match verifier {
+            NodeVerifier::AwsJwtVerify => "JwtInvalidIssuerError",
+            NodeVerifier::Jose => "JWTClaimValidationFailed",
+        };
+        refused_as(verdict, expected, alg, verifier);
+    }
 
     // Retire: once every token of the old key has expired, it leaves the JWKS and KMS.
     let retire_at = t0 + policy.rotation_period + policy.retirement_grace;
@@ -102,6 +204,9 @@ async fn full_lifecycle(alg: SigningAlg) {
     let jwks = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
     assert_eq!(verify(&old.token, &jwks, ISSUER), Err(VerifyError::UnknownKid(old.kid.clone())));
     assert!(verify(&new.token, &jwks, ISSUER).is_ok());
+    served.set_jwks(&jwks);
+    node_refuses(&served, &old.token, alg, unknown_kid).await;
+    node_accepts(&served, &new.token, alg, "bob").await;
 
     let kms = aws_sdk_kms::Client::new(&sdk);
     let old_arn = &boot.keys.iter().find(|k| k.kid == old.kid).unwrap().kms_key_arn;
