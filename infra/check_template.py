@@ -327,6 +327,15 @@ def evaluate(expression, values):
 spec_of = {"ES256": "ECC_NIST_P256", "ES384": "ECC_NIST_P384", "ES512": "ECC_NIST_P521",
            "RS256": "RSA_2048", "PS256": "RSA_2048", "RS384": "RSA_3072", "PS384": "RSA_3072",
            "RS512": "RSA_4096", "PS512": "RSA_4096"}
+rotate_env = template["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"]
+check("rotate gets the published-key cap", rotate_env.get("MAX_PUBLISHED_KEYS") == {"Ref": "MaxPublishedKeys"})
+check("the published-key cap defaults to ALB's 10 and stays in what rotate accepts",
+      parameters["MaxPublishedKeys"]["Default"] == 10 and parameters["MaxPublishedKeys"]["MinValue"] == 3
+      and parameters["MaxPublishedKeys"]["MaxValue"] == 100)
+check("the default algorithm is RS256 (every AWS verifier accepts it)", parameters["SigningAlg"]["Default"] == "RS256")
+check("the default key spec matches the default algorithm", parameters["KeySpec"]["Default"] == "RSA_2048")
+check("SigningAlg's description says which AWS verifiers accept what",
+      all(v in parameters["SigningAlg"].get("Description", "") for v in ("HTTP API", "REST API", "ALB", "aws-jwt-verify")))
 rule = template["Rules"]["SigningAlgMatchesKeySpec"]
 check("the SigningAlg/KeySpec rule always applies", "RuleCondition" not in rule)
 check("every SigningAlg value is known to the check", set(parameters["SigningAlg"]["AllowedValues"]) == set(spec_of))

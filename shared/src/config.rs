@@ -199,6 +199,8 @@ pub struct RotateConfig {
     pub key_access: Option<KeyAccess>,
     pub key_discovery: KeyDiscoveryMode,
     pub aws_timeouts: CallTimeouts,
+    /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`, default 10: ALB's limit).
+    pub max_published_keys: usize,
 }
 
 impl RotateConfig {
@@ -210,7 +212,7 @@ impl RotateConfig {
         let mut env = EnvReader::new(lookup);
         let mut config = RotateConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
-            signing_alg: env.alg("SIGNING_ALG", SigningAlg::ES256),
+            signing_alg: env.alg("SIGNING_ALG", SigningAlg::RS256),
             rotation_period: env.duration("ROTATION_PERIOD", Duration::from_secs(30 * 86_400)),
             max_token_ttl: env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600)),
             jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
@@ -229,6 +231,12 @@ impl RotateConfig {
                 }
             },
             aws_timeouts: env.call_timeouts(),
+            max_published_keys: usize::try_from(env.integer(
+                "MAX_PUBLISHED_KEYS",
+                crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS as i64,
+                3..=100,
+            ))
+            .unwrap_or(crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS),
         };
         let admin = env.required("KEY_ADMIN_ROLE_ARN");
         let users = env.list("KEY_USER_ROLE_ARNS");
@@ -255,7 +263,23 @@ impl RotateConfig {
                 show(config.prepublication())
             ));
         }
+        if config.max_published_keys < config.keys_published_by_schedule() {
+            env.problem(format!(
+                "MAX_PUBLISHED_KEYS ({}) is below the {} keys scheduled rotation publishes (next, current, and the previous keys of the last {} = MAX_TOKEN_TTL + CLOCK_SKEW + KEYRING_CACHE_TTL): scheduled rotations would stall",
+                config.max_published_keys,
+                config.keys_published_by_schedule(),
+                show(config.retirement_grace())
+            ));
+        }
         env.finish(config)
+    }
+
+    /// The most keys routine rotation publishes at once: next, current, and every previous key
+    /// deactivated within the retirement grace (one per rotation period at most).
+    pub fn keys_published_by_schedule(&self) -> usize {
+        let period = self.rotation_period.as_secs().max(1);
+        let previous = self.retirement_grace().as_secs().div_ceil(period).max(1);
+        2 + usize::try_from(previous).unwrap_or(usize::MAX - 2)
     }
 
     /// How long a next key is published before it may sign: long enough for every verifier's
@@ -373,7 +397,9 @@ mod tests {
         let c =
             RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr"), ("ROTATION_PERIOD", "7d")]))
                 .unwrap();
-        assert_eq!(c.signing_alg, SigningAlg::ES256);
+        // RS256 is the one algorithm every AWS verifier accepts (API Gateway HTTP API JWT
+        // authorizers and ALB take RSA only).
+        assert_eq!(c.signing_alg, SigningAlg::RS256);
         assert_eq!(c.rotation_period, Duration::from_secs(7 * 86_400));
         assert_eq!(c.deletion_window_days, 30);
         assert_eq!(
@@ -441,6 +467,35 @@ mod tests {
         for needle in ["not an IAM role ARN", "KEY_DISCOVERY", "AWS_CALL_ATTEMPT_TIMEOUT is longer"] {
             assert!(text.contains(needle), "{needle} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn the_published_key_cap_defaults_to_albs_and_must_leave_room_for_scheduled_rotation() {
+        let c = RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr")])).unwrap();
+        assert_eq!(c.max_published_keys, 10);
+        assert_eq!(c.keys_published_by_schedule(), 3, "next, current, one previous");
+        // Daily rotation with day-long tokens: the grace (1d + 2m) spans two periods, so two
+        // previous keys are published at once.
+        let day =
+            rotate_env(&[("KEYRING_SECRET_ID", "kr"), ("ROTATION_PERIOD", "1d"), ("MAX_TOKEN_TTL", "1d")]);
+        let c = RotateConfig::from_lookup(day).unwrap();
+        assert_eq!(c.keys_published_by_schedule(), 4, "grace = 1d + 2m spans two rotation periods");
+        for (value, problem) in [("2", "from 3 to 100"), ("101", "from 3 to 100"), ("ten", "from 3 to 100")] {
+            let err = RotateConfig::from_lookup(rotate_env(&[
+                ("KEYRING_SECRET_ID", "kr"),
+                ("MAX_PUBLISHED_KEYS", value),
+            ]))
+            .unwrap_err();
+            assert!(err.to_string().contains(problem), "{value}: {err}");
+        }
+        let err = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ROTATION_PERIOD", "1d"),
+            ("MAX_TOKEN_TTL", "1d"),
+            ("MAX_PUBLISHED_KEYS", "3"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("below the 4 keys scheduled rotation publishes"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum RotateError {
     UnknownKid(String),
     #[error("the run's time budget ran out before {0}")]
     OutOfTime(&'static str),
+    /// A rotation would publish more keys (or a larger JWKS) than verifiers accept.
+    #[error("{0}")]
+    TooManyPublishedKeys(RotationHeld),
 }
 
 impl RotateError {
@@ -72,6 +75,7 @@ impl RotateError {
             RotateError::TooManyConflicts => "KeyringConflict",
             RotateError::UnknownKid(_) => "UnknownKid",
             RotateError::OutOfTime(_) => "OutOfTime",
+            RotateError::TooManyPublishedKeys(_) => "TooManyPublishedKeys",
         }
     }
 }
@@ -84,6 +88,49 @@ pub struct RotationPolicy {
     pub prepublication: i64,
     pub retirement_grace: i64,
     pub deletion_window_days: i32,
+    /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`): a rotation that would publish
+    /// more waits until enough previous keys have retired.
+    pub max_published_keys: usize,
+}
+
+/// Most keys ALB's JWT verification accepts in a JWKS, our default cap.
+pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10;
+
+/// Largest JWKS ALB's JWT verification accepts (150 KB; read as the smaller 150,000 bytes).
+/// Rotation keeps the JWKS within it whatever the key size.
+pub const MAX_JWKS_BYTES: usize = 150_000;
+
+/// Why a rotation that was due or asked for did not happen, and when it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotationHeld {
+    /// Keys the JWKS would hold after the rotation.
+    pub published_keys: usize,
+    pub max_published_keys: usize,
+    /// Size of that JWKS, in bytes.
+    pub jwks_bytes: usize,
+    pub max_jwks_bytes: usize,
+    /// When enough previous keys will have retired (their tokens expired) for the rotation to
+    /// fit; `None` if retirement alone never makes room (a cap lowered below the keys held).
+    pub possible_at: Option<UnixTime>,
+}
+
+impl std::fmt::Display for RotationHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rotation refused: the JWKS would hold {} keys ({} bytes); the limits are {} keys (MAX_PUBLISHED_KEYS) and {} bytes, as ALB's JWT verification accepts no more. ",
+            self.published_keys, self.jwks_bytes, self.max_published_keys, self.max_jwks_bytes
+        )?;
+        match self.possible_at.and_then(|at| u64::try_from(at).ok()) {
+            Some(at) => write!(
+                f,
+                "Possible from {} (unix {at}), when the oldest previous key's tokens have expired and it retires.",
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(at))
+            )?,
+            None => write!(f, "Retirement alone will not make room: revoke a previous key or raise MAX_PUBLISHED_KEYS.")?,
+        }
+        write!(f, " Revocation is never refused.")
+    }
 }
 
 impl From<&RotateConfig> for RotationPolicy {
@@ -94,6 +141,7 @@ impl From<&RotateConfig> for RotationPolicy {
             prepublication: secs(c.prepublication()),
             retirement_grace: secs(c.retirement_grace()),
             deletion_window_days: c.deletion_window_days,
+            max_published_keys: c.max_published_keys,
         }
     }
 }
@@ -198,6 +246,9 @@ pub struct RotationReport {
     /// Steps this run could not finish (failed, or out of time); the next run carries on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<String>,
+    /// A scheduled rotation that was due but would have published too many keys: it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_held: Option<RotationHeld>,
 }
 
 /// A key that began signing before verifiers could all have fetched it.
@@ -231,6 +282,7 @@ impl RotationReport {
             keyring_version: version,
             early_activation: None,
             incomplete: Vec::new(),
+            rotation_held: None,
         }
         .describing(ring, now)
     }
@@ -268,6 +320,7 @@ impl RotationReport {
                         {"Name": "RetiringKeys", "Unit": "Count"},
                         {"Name": "KeysCreated", "Unit": "Count"},
                         {"Name": "KeysRetired", "Unit": "Count"},
+                        {"Name": "RotationHeld", "Unit": "Count"},
                     ],
                 }],
             },
@@ -277,6 +330,7 @@ impl RotationReport {
             "RetiringKeys": self.retiring.len(),
             "KeysCreated": self.created.len(),
             "KeysRetired": self.retired.len() + self.orphans_deleted.len(),
+            "RotationHeld": usize::from(self.rotation_held.is_some()),
         })
         .to_string()
     }
@@ -294,6 +348,8 @@ enum Mode {
 enum Need {
     /// This many fresh keys in total.
     Keys(usize),
+    /// Nothing: the rotation asked for does not fit the published-key limits.
+    Refusal(RotationHeld),
 }
 
 /// The keyring a run should write, and how many fresh keys it uses.
@@ -301,6 +357,8 @@ struct Plan {
     transitions: Vec<Transition>,
     keyring: Keyring,
     used_new_keys: usize,
+    /// A due scheduled rotation left for later by the published-key limits.
+    held: Option<RotationHeld>,
 }
 
 /// Pure decision: what the keyring should look like at `now`. `fresh` supplies new keys in
@@ -313,6 +371,7 @@ fn plan(
     fresh: &[NewKey],
 ) -> Result<Plan, Need> {
     let mut transitions = Vec::new();
+    let mut held = None;
     let mut used = 0;
     let mut take = |n: usize| -> Result<Vec<NewKey>, Need> {
         if fresh.len() < used + n {
@@ -341,12 +400,20 @@ fn plan(
                 Mode::RotateNow { force } => prepublished || *force,
                 Mode::Reconcile => current_age >= policy.rotation_period && prepublished,
             };
-            if due {
-                let keys = take(1)?;
-                transitions.push(Transition::Rotate);
-                ring.rotate(keys[0].clone(), now)
-            } else {
-                ring.clone()
+            // Checked before asking for a key: a refused rotation creates nothing.
+            let refusal = if due { rotation_held(ring, policy, now) } else { None };
+            match (due, refusal, mode) {
+                (true, None, _) => {
+                    let keys = take(1)?;
+                    transitions.push(Transition::Rotate);
+                    ring.rotate(keys[0].clone(), now)
+                }
+                (true, Some(refusal), Mode::RotateNow { .. }) => return Err(Need::Refusal(refusal)),
+                (true, Some(refusal), Mode::Reconcile) => {
+                    held = Some(refusal);
+                    ring.clone()
+                }
+                (false, _, _) => ring.clone(),
             }
         }
     };
@@ -355,7 +422,39 @@ fn plan(
         transitions.push(Transition::Retire);
         next_ring = after_retirement;
     }
-    Ok(Plan { transitions, keyring: next_ring, used_new_keys: used })
+    Ok(Plan { transitions, keyring: next_ring, used_new_keys: used, held })
+}
+
+/// Why rotating `ring` at `now` would break the published-key limits, if it would. A
+/// rotation publishes one more key (of the size of the largest published one: new keys
+/// follow the configured algorithm) after retiring the previous keys whose tokens expired.
+fn rotation_held(ring: &Keyring, policy: &RotationPolicy, now: UnixTime) -> Option<RotationHeld> {
+    let largest_key = ring.jwks().keys.iter().map(|k| serde_json::to_string(k).map_or(0, |t| t.len())).max();
+    let published_after_rotation_at = |at: UnixTime| {
+        let (kept, _) = ring.retire_expired(at, policy.retirement_grace);
+        let bytes = serde_json::to_string(&kept.jwks()).map_or(usize::MAX, |t| t.len());
+        // One more member: a comma and the new key.
+        (kept.keys.len() + 1, bytes.saturating_add(1 + largest_key.unwrap_or(0)))
+    };
+    let fits = |(keys, bytes): (usize, usize)| keys <= policy.max_published_keys && bytes <= MAX_JWKS_BYTES;
+    let (published_keys, jwks_bytes) = published_after_rotation_at(now);
+    if fits((published_keys, jwks_bytes)) {
+        return None;
+    }
+    let mut retirements: Vec<UnixTime> = ring
+        .previous()
+        .filter_map(|k| k.deactivated_at.map(|at| at.saturating_add(policy.retirement_grace)))
+        .filter(|&at| at > now)
+        .collect();
+    retirements.sort_unstable();
+    let possible_at = retirements.into_iter().find(|&at| fits(published_after_rotation_at(at)));
+    Some(RotationHeld {
+        published_keys,
+        max_published_keys: policy.max_published_keys,
+        jwks_bytes,
+        max_jwks_bytes: MAX_JWKS_BYTES,
+        possible_at,
+    })
 }
 
 /// Pure decision of a revocation: the keyring without `kid`, or `None` if it was already
@@ -474,6 +573,7 @@ struct Converged {
     transitions: Vec<Transition>,
     created: Vec<String>,
     early_activation: Option<EarlyActivation>,
+    rotation_held: Option<RotationHeld>,
 }
 
 impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
@@ -592,6 +692,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 done.transitions.extend(follow_up.transitions);
                 done.created = follow_up.created;
                 done.early_activation = done.early_activation.or(follow_up.early_activation);
+                done.rotation_held = follow_up.rotation_held;
             }
             Err(e) => {
                 warn!(error = %e, "revocation done; its replacement key is left for the next run");
@@ -605,6 +706,14 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
 
     fn report(&self, converged: Converged, run: RunState, now: UnixTime) -> RotationReport {
         let (ring, version) = run.latest.unwrap_or_default();
+        if let Some(held) = &converged.rotation_held {
+            warn!(
+                published_keys = held.published_keys,
+                max_published_keys = held.max_published_keys,
+                possible_at = held.possible_at,
+                "a due rotation waits: it would publish more keys than verifiers accept"
+            );
+        }
         if let Some(early) = &converged.early_activation {
             warn!(
                 kid = %early.kid,
@@ -625,6 +734,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             keyring_version: version,
             early_activation: converged.early_activation,
             incomplete: run.incomplete,
+            rotation_held: converged.rotation_held,
         }
         .describing(&ring, now)
     }
@@ -668,7 +778,9 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                     }
                     continue;
                 }
+                Err(Need::Refusal(held)) => return Err(RotateError::TooManyPublishedKeys(held)),
             };
+            let held = plan.held;
             let mut target = plan.keyring;
             if plan.used_new_keys == run.fresh.len() && !run.creation_uncertain {
                 // Every key this run created lands in this write: the intent is fulfilled.
@@ -676,7 +788,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 target.pending.retain(|p| p.request_id != run.request_id);
             }
             if target == ring {
-                return Ok(Converged::default());
+                return Ok(Converged { rotation_held: held, ..Converged::default() });
             }
             target.validate()?;
             match self.store.compare_and_swap(version.as_deref(), &target.to_json()).await {
@@ -687,7 +799,12 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                     let created = run.fresh.drain(..plan.used_new_keys).map(|k| k.kid).collect();
                     let early_activation = early_activation(&ring, &target, &self.policy, now);
                     run.record_written(target, new_version);
-                    return Ok(Converged { transitions: plan.transitions, created, early_activation });
+                    return Ok(Converged {
+                        transitions: plan.transitions,
+                        created,
+                        early_activation,
+                        rotation_held: held,
+                    });
                 }
                 Err(StoreError::Conflict) => conflict()?,
                 Err(e) => {
@@ -1009,6 +1126,7 @@ mod tests {
             prepublication: HOUR,
             retirement_grace: 2 * HOUR,
             deletion_window_days: 30,
+            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
         }
     }
 
@@ -1018,6 +1136,41 @@ mod tests {
 
     fn stored(r: &Rotator<MemoryKms, MemoryStore>) -> Keyring {
         Keyring::from_json(&r.store().current_text().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_jwks_byte_limit_holds_back_a_rotation_whatever_the_key_count_cap() {
+        use crate::keyring::tests::new_key;
+        let t0 = 1_700_000_000;
+        // Keys big enough that the byte limit binds before any sensible key-count cap.
+        let big = |seed: u8| {
+            let mut key = new_key(seed, t0);
+            if let crate::jwk::PublicJwk::Ec { x, .. } = &mut key.public_jwk {
+                x.push_str(&"A".repeat(20_000));
+            }
+            key
+        };
+        let mut ring = Keyring::empty().bootstrap(big(0), big(1), t0);
+        let policy = RotationPolicy { max_published_keys: 100, ..policy() };
+        let mut rotations = 0;
+        for seed in 2..=20 {
+            match rotation_held(&ring, &policy, t0 + i64::from(seed)) {
+                None => {
+                    ring = ring.rotate(big(seed), t0 + i64::from(seed));
+                    rotations += 1;
+                }
+                Some(held) => {
+                    assert!(held.published_keys < held.max_published_keys, "the count did not bind");
+                    assert!(held.jwks_bytes > MAX_JWKS_BYTES, "{held:?}");
+                    // The first previous key (deactivated at t0 + 2) retires a grace later.
+                    assert_eq!(held.possible_at, Some(t0 + 2 + policy.retirement_grace));
+                    break;
+                }
+            }
+        }
+        let bytes = serde_json::to_string(&ring.jwks()).unwrap().len();
+        assert!(bytes <= MAX_JWKS_BYTES && rotations >= 3, "{rotations} rotations, {bytes} bytes");
+        assert!(bytes + 20_000 > MAX_JWKS_BYTES, "the limit was reached: {bytes} bytes");
     }
 
     #[tokio::test]

@@ -48,6 +48,8 @@ pub const MAX_BATCH: usize = 100;
 pub const MAX_BATCH_BYTES: usize = MAX_BATCH * MAX_REQUEST_BYTES;
 /// KMS calls in flight per batch.
 const BATCH_CONCURRENCY: usize = 16;
+/// The `tracing` target of the one line logged per issued token (see the README, "Audit").
+pub const AUDIT_TARGET: &str = "kms_jwt::audit";
 /// Longest excerpt of caller input quoted back in an error message.
 const MAX_QUOTE_CHARS: usize = 64;
 
@@ -299,6 +301,34 @@ struct Prepared {
     claims: String,
     ttl: u64,
     typ: TokenType,
+    /// `sub` and `aud` as the audit line shows them.
+    audit: AuditedClaims,
+}
+
+/// Longest `sub` or `aud` the audit line carries; longer values are cut (and marked).
+const MAX_AUDITED_CHARS: usize = 256;
+
+/// The only claim values an audit line carries: who the token is for, and where it goes.
+#[derive(Debug, Default)]
+struct AuditedClaims {
+    sub: Option<String>,
+    aud: Option<String>,
+}
+
+impl AuditedClaims {
+    fn of(claims: &Map<String, Value>) -> Self {
+        let shown = |value: &Value| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match text.char_indices().nth(MAX_AUDITED_CHARS) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        };
+        AuditedClaims { sub: claims.get("sub").map(shown), aud: claims.get("aud").map(shown) }
+    }
 }
 
 fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignError> {
@@ -322,6 +352,7 @@ fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignErro
         }
         claims.insert("sub".into(), Value::String(subject));
     }
+    let audit = AuditedClaims::of(&claims);
     let claims = serde_json::to_string(&claims)?;
     if claims.len() > MAX_CLAIMS_BYTES {
         return Err(SignError::ClaimsTooLarge { size: claims.len() });
@@ -330,7 +361,7 @@ fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignErro
     if ttl == 0 || ttl > bounds.max {
         return Err(SignError::InvalidTtl { max: bounds.max });
     }
-    Ok(Prepared { claims, ttl, typ: typ.unwrap_or_default() })
+    Ok(Prepared { claims, ttl, typ: typ.unwrap_or_default(), audit })
 }
 
 /// The registered claims the service adds to every token.
@@ -823,7 +854,7 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     }
 
     async fn sign_prepared(&self, request: Prepared, now: UnixTime) -> Result<SignedToken, SignError> {
-        let Prepared { claims, ttl, typ } = request;
+        let Prepared { claims, ttl, typ, audit } = request;
         let expires_at = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let registered = Registered {
             iss: &self.issuer,
@@ -837,16 +868,32 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
 
         let key = self.keyring.get().await?;
         let key = key.as_ref().as_ref().ok_or(SignError::NoCurrentKey)?;
-        match self.sign_with(key, typ, &payload).await {
+        let (token, alg) = match self.sign_with(key, typ, &payload).await {
             // The cached key was revoked or retired under us: re-read the keyring once and
             // sign with whatever is current now. Never fall back to a non-current key.
             Err(SignError::Kms(KmsError::InvalidState(_) | KmsError::NotFound(_))) => {
                 let fresh = self.keyring.refresh().await?;
                 let fresh = fresh.as_ref().as_ref().ok_or(SignError::NoCurrentKey)?;
-                self.sign_with(fresh, typ, &payload).await.map(|token| SignedToken { expires_at, ..token })
+                (self.sign_with(fresh, typ, &payload).await?, fresh.alg)
             }
-            other => other.map(|token| SignedToken { expires_at, ..token }),
-        }
+            other => (other?, key.alg),
+        };
+        // The audit line: one per token, the registered claims plus `sub` and `aud`, never the
+        // token or other claim values. The caller (IAM principal, Lambda request id) comes
+        // from the span the function opens around the invocation.
+        tracing::info!(
+            target: AUDIT_TARGET,
+            jti = %registered.jti,
+            sub = audit.sub.as_deref(),
+            aud = audit.aud.as_deref(),
+            kid = %token.kid,
+            alg = %alg,
+            iat = registered.iat,
+            exp = registered.exp,
+            typ,
+            "token issued"
+        );
+        Ok(SignedToken { expires_at, ..token })
     }
 
     async fn sign_with(&self, key: &SigningKey, typ: &str, payload: &[u8]) -> Result<SignedToken, SignError> {
@@ -885,6 +932,7 @@ mod tests {
             prepublication: 600,
             retirement_grace: 7_200,
             deletion_window_days: 7,
+            max_published_keys: crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
         }
     }
 

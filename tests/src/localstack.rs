@@ -40,6 +40,7 @@ pub fn daily_es256_policy() -> RotationPolicy {
         prepublication: 600,
         retirement_grace: 7_200,
         deletion_window_days: 7,
+        max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
     }
 }
 

@@ -110,6 +110,7 @@ async fn full_lifecycle(alg: SigningAlg) {
         prepublication: 600,
         retirement_grace: 7_200,
         deletion_window_days: 7,
+        max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
     };
     let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy.clone());
     let signer = TokenSigner::new(

@@ -26,6 +26,7 @@ fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, 
         prepublication: 600,
         retirement_grace: 30 * 86_400,
         deletion_window_days: 7,
+        max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
     };
     kms_jwt_tests::localstack::rotator(sdk, secret_id, policy)
 }

@@ -45,6 +45,8 @@ fn policy() -> RotationPolicy {
         prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + JWKS_MAX_STALENESS + CLOCK_SKEW,
         retirement_grace: MAX_TOKEN_TTL + CLOCK_SKEW + CACHE_TTL,
         deletion_window_days: 7,
+        // Low, so forced rotations in a row meet it: the cap must hold and break nothing.
+        max_published_keys: 4,
     }
 }
 
@@ -73,6 +75,17 @@ struct Token {
     expires_at: UnixTime,
 }
 
+/// What starts a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tick {
+    /// The hourly schedule, or an extra run at a random time.
+    Scheduled,
+    /// Minutes after an extra run.
+    FollowUp,
+    /// One of a burst of forced rotations.
+    Burst,
+}
+
 #[derive(Default)]
 struct Tally {
     runs: u64,
@@ -80,6 +93,8 @@ struct Tally {
     rotations: u64,
     revocations: u64,
     forced: u64,
+    /// Rotations refused or deferred by the published-key cap.
+    held: u64,
 }
 
 fn stored(store: &MemoryStore) -> Keyring {
@@ -177,30 +192,37 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
     let mut tally = Tally::default();
     let mut bootstrapped = false;
 
-    // (time, follow-up of an extra run)
-    let mut ticks: Vec<(UnixTime, bool)> = (0..365 * 24).map(|h| (T0 + h * HOUR, false)).collect();
+    // (time, what kind of run)
+    let mut ticks: Vec<(UnixTime, Tick)> = (0..365 * 24).map(|h| (T0 + h * HOUR, Tick::Scheduled)).collect();
     {
         let mut rng = rng.lock().unwrap();
         // Random extra runs, each followed minutes later by another: the schedule may fire
         // often, and a second run must not rotate again before the new next is pre-published.
         for _ in 0..900 {
             let at = T0 + rng.below(365 * DAY as u64) as i64;
-            ticks.push((at, false));
-            ticks.push((at + MINUTE * (1 + rng.below(15) as i64), true));
+            ticks.push((at, Tick::Scheduled));
+            ticks.push((at + MINUTE * (1 + rng.below(15) as i64), Tick::FollowUp));
+        }
+        // Bursts of forced rotations a minute apart: the published-key cap must stop them.
+        for _ in 0..20 {
+            let at = T0 + DAY + rng.below(364 * DAY as u64) as i64;
+            for i in 0..6 {
+                ticks.push((at + i * MINUTE, Tick::Burst));
+            }
         }
     }
     ticks.sort_unstable();
 
-    for &(now, follow_up) in &ticks {
+    for &(now, tick) in &ticks {
         let before = stored(&store);
         let command = {
             let mut rng = rng.lock().unwrap();
-            if bootstrapped && rng.chance(0.002) {
+            if bootstrapped && (tick == Tick::Burst || rng.chance(0.002)) {
                 Command::Rotate { force: true }
             } else if bootstrapped && rng.chance(0.002) {
                 let keys: Vec<_> = before.keys.iter().map(|k| k.kid.clone()).collect();
                 Command::Revoke { kid: keys[rng.below(keys.len() as u64) as usize].clone() }
-            } else if rng.chance(if follow_up { 0.5 } else { 0.03 }) {
+            } else if rng.chance(if tick == Tick::FollowUp { 0.5 } else { 0.03 }) {
                 Command::Rotate { force: false }
             } else {
                 Command::Reconcile
@@ -212,6 +234,16 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
         after.validate().unwrap();
         let complete = result.as_ref().is_ok_and(|report| report.incomplete.is_empty());
 
+        assert!(
+            after.keys.len() <= policy.max_published_keys,
+            "t={now}: {} keys published",
+            after.keys.len()
+        );
+        match &result {
+            Err(kms_jwt::rotate::RotateError::TooManyPublishedKeys(_)) => tally.held += 1,
+            Ok(report) if report.rotation_held.is_some() => tally.held += 1,
+            _ => {}
+        }
         if let Err(e) = &result {
             tally.failed_runs += 1;
             assert_ne!(e.kind(), "KeyringInvalid", "t={now}: the keyring must never be corrupted: {e}");
@@ -353,17 +385,19 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
 
     // The simulation exercised what it claims to.
     println!(
-        "runs={} failed={} rotations={} forced={} revocations={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
+        "runs={} failed={} rotations={} forced={} revocations={} held_by_cap={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
         tally.runs,
         tally.failed_runs,
         tally.rotations,
         tally.forced,
         tally.revocations,
+        tally.held,
         kms.key_arns().len()
     );
     assert!(tally.rotations >= 30, "scheduled rotations happened");
     assert!(tally.failed_runs >= 100, "faults were injected and hit");
     assert!(tally.revocations >= 5 && tally.forced >= 5);
+    assert!(tally.held >= 20, "the published-key cap held back rotations in the bursts");
     assert!(checked >= 9_000);
     assert!(signed_by_signer >= 9_000, "the frozen signer signed {signed_by_signer} tokens");
 }

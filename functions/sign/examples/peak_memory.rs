@@ -77,6 +77,7 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
         prepublication: 600,
         retirement_grace: 7_200,
         deletion_window_days: 7,
+        max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
     };
     let store = SecretsManagerStore::new(&sdk, secret_id.clone(), None);
     Rotator::new(KmsAdapter::new(&sdk), store, policy, secret_id.clone())

@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 const ARN: &str = "arn:aws:kms:eu-west-1:123456789012:key/0f7c1d1e-0000-4000-8000-000000000000";
+/// The Lambda request id the runtime hands the handler.
+const REQUEST_ID: &str = "5a1c3a4e-1111-4222-8333-944455566677";
 
 struct Twins {
     kms: Arc<MemoryKms>,
@@ -34,6 +36,7 @@ impl Twins {
             prepublication: 600,
             retirement_grace: 7_200,
             deletion_window_days: 7,
+            max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
         };
         let rotator = Rotator::new(Arc::clone(&twins.kms), Arc::clone(&twins.store), policy, "kr");
         rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
@@ -97,7 +100,9 @@ async fn http_requests_get_http_answers() {
     let twins = Twins::new().await;
     let signer = twins.signer();
     let ok =
-        handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{"sub":"a"}}"#)))).await.unwrap();
+        handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{"sub":"a"}}"#))), REQUEST_ID)
+            .await
+            .unwrap();
     assert_eq!(ok["statusCode"], 200);
     let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
     assert!(body["token"].as_str().unwrap().starts_with("ey"));
@@ -115,14 +120,15 @@ async fn http_requests_get_http_answers() {
         (http_event("POST", "/other", Some("{}")), 404, "NotFound"),
         (rest_event("not base64!"), 400, "InvalidJson"),
     ] {
-        let answer = handle(&signer, &raw(&event)).await.unwrap();
+        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
         let (got_status, got_code, _) = http_outcome(&answer);
         assert_eq!((got_status, got_code.as_deref()), (status, Some(code)), "{event}");
     }
-    let rest = handle(&signer, &raw(&rest_event(&STANDARD.encode(r#"{"claims":{}}"#)))).await.unwrap();
+    let rest =
+        handle(&signer, &raw(&rest_event(&STANDARD.encode(r#"{"claims":{}}"#))), REQUEST_ID).await.unwrap();
     assert_eq!(rest["statusCode"], 200);
     let batch = STANDARD.encode(r#"{"requests":[{"claims":{}},{"claims":{"exp":1}}]}"#);
-    let answer = handle(&signer, &raw(&rest_event(&batch))).await.unwrap();
+    let answer = handle(&signer, &raw(&rest_event(&batch)), REQUEST_ID).await.unwrap();
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["results"][1]["error"]["code"], "ReservedClaim");
     assert_eq!(twins.kms.calls("Sign"), 3);
@@ -147,7 +153,7 @@ async fn oversize_http_bodies_get_413_without_touching_kms_or_the_keyring() {
         http_event("POST", "/sign", Some(&plain_over)),
         rest_event(&STANDARD.encode(&plain_over)),
     ] {
-        let answer = handle(&signer, &raw(&event)).await.unwrap();
+        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
         let (status, code, _) = http_outcome(&answer);
         assert_eq!((status, code.as_deref()), (413, Some("RequestTooLarge")), "{}", &event[..200]);
     }
@@ -156,7 +162,7 @@ async fn oversize_http_bodies_get_413_without_touching_kms_or_the_keyring() {
     let small = r#"{"claims":{"sub":"a"}}"#;
     let at_limit = format!("{small}{}", " ".repeat(MAX_REQUEST_BYTES - small.len()));
     for event in [http_event("POST", "/sign", Some(&at_limit)), rest_event(&STANDARD.encode(&at_limit))] {
-        let answer = handle(&signer, &raw(&event)).await.unwrap();
+        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
         assert_eq!(http_outcome(&answer).0, 200, "{answer}");
     }
 }
@@ -169,13 +175,13 @@ async fn oversize_direct_invocations_are_refused_with_the_error_type() {
     let single = format!(r#"{{"claims":{{"a":[{}0]}}}}"#, "0,".repeat(MAX_REQUEST_BYTES / 2));
     let batch = format!(r#"{{"requests":[{}]}}"#, vec![r#"{"claims":{"n":1}}"#; 200_000].join(","));
     for payload in [single, batch] {
-        let error = handle(&signer, &raw(&payload)).await.unwrap_err();
+        let error = handle(&signer, &raw(&payload), REQUEST_ID).await.unwrap_err();
         assert_eq!(error.error_type, "RequestTooLarge");
     }
     assert_eq!(twins.touched(), before);
-    let signed = handle(&signer, &raw(r#"{"claims":{"sub":"a"}}"#)).await.unwrap();
+    let signed = handle(&signer, &raw(r#"{"claims":{"sub":"a"}}"#), REQUEST_ID).await.unwrap();
     assert!(signed["token"].is_string());
-    let refused = handle(&signer, &raw(r#"{"claims":{"exp":1}}"#)).await.unwrap_err();
+    let refused = handle(&signer, &raw(r#"{"claims":{"exp":1}}"#), REQUEST_ID).await.unwrap_err();
     assert_eq!(refused.error_type, "ReservedClaim");
 }
 
@@ -207,7 +213,9 @@ async fn kms_failures_answer_retryable_or_not_and_name_no_arn() {
     ] {
         let signer = twins.signer_with(FailingKms(error.clone()));
         let answer =
-            handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{}}"#)))).await.unwrap();
+            handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{}}"#))), REQUEST_ID)
+                .await
+                .unwrap();
         let (got_status, got_code, headers) = http_outcome(&answer);
         assert_eq!((got_status, got_code.as_deref()), (status, Some(code)), "{error}");
         assert_eq!(headers.get("retry-after").is_some(), retryable, "{error}");
@@ -215,7 +223,7 @@ async fn kms_failures_answer_retryable_or_not_and_name_no_arn() {
         assert_eq!(body["error"]["retryable"], retryable);
         assert!(!answer.to_string().contains("arn:"), "{answer}");
 
-        let direct = handle(&signer, &raw(r#"{"claims":{}}"#)).await.unwrap_err();
+        let direct = handle(&signer, &raw(r#"{"claims":{}}"#), REQUEST_ID).await.unwrap_err();
         assert_eq!(direct.error_type, code);
         assert!(!direct.error_message.contains("arn:"), "{}", direct.error_message);
     }
