@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// The members of an API Gateway event that `POST /sign` needs. Everything else in the
-/// envelope (headers, identity, ...) is skipped unread.
+/// envelope (headers, ...) is skipped unread.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpEvent {
@@ -24,9 +24,38 @@ pub struct HttpEvent {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(rename_all = "camelCase", default)]
 struct RequestContext {
     http: Option<HttpContext>,
+    /// API Gateway's id of the request (its access logs carry it too).
+    request_id: Option<String>,
+    /// Payload 1.0 (REST API): the SigV4 caller when the method uses IAM authorization.
+    identity: Option<Identity>,
+    /// Payload 2.0 (HTTP API, function URLs): `authorizer.iam` under IAM authorization.
+    authorizer: Option<Authorizer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Identity {
+    user_arn: Option<String>,
+    account_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Authorizer {
+    iam: Option<Identity>,
+}
+
+/// Who called `POST /sign`, as API Gateway saw it: what the audit line names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The IAM principal that signed the request (SigV4), if the route uses IAM authorization.
+    pub principal_arn: Option<String>,
+    pub account_id: Option<String>,
+    /// API Gateway's request id.
+    pub api_request_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +71,17 @@ impl HttpEvent {
         let event: HttpEvent = serde_json::from_str(payload).ok()?;
         let context_method = event.request_context.as_ref()?.http.as_ref().and_then(|h| h.method.as_ref());
         (event.http_method.is_some() || context_method.is_some()).then_some(event)
+    }
+
+    /// The caller as the request context names it.
+    pub fn caller(&self) -> Caller {
+        let Some(context) = &self.request_context else { return Caller::default() };
+        let identity = context.identity.as_ref().or(context.authorizer.as_ref().and_then(|a| a.iam.as_ref()));
+        Caller {
+            principal_arn: identity.and_then(|i| i.user_arn.clone()),
+            account_id: identity.and_then(|i| i.account_id.clone()),
+            api_request_id: context.request_id.clone(),
+        }
     }
 
     fn method(&self) -> &str {

@@ -12,22 +12,49 @@ use kms_jwt::signer::{SignError, TokenSigner};
 use lambda_runtime::Diagnostic;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tracing::Instrument;
 
 /// Answer one invocation: HTTP events get an HTTP answer (errors included), direct
 /// invocations the answer or a Lambda error whose `errorType` is the error code.
+///
+/// Every line logged meanwhile, the audit line of each token among them, carries the Lambda
+/// `request_id` and who called: for `POST /sign` the IAM principal API Gateway authenticated;
+/// for a direct invocation Lambda names no caller, and CloudTrail's `Invoke` data events do
+/// (README, "Audit: who minted a token").
 pub async fn handle<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
     payload: &RawValue,
+    request_id: &str,
 ) -> Result<Value, Diagnostic> {
-    let now = kms_jwt::unix_now();
     let text = payload.get();
     // POST /sign through API Gateway (IAM-authorized) answers HTTP, with 4xx for bad input.
     if let Some(event) = http::HttpEvent::parse(text) {
-        let answer = http::respond(signer, event, now).await;
-        tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
-        return Ok(answer);
+        let caller = event.caller();
+        let span = tracing::info_span!(
+            "sign",
+            request_id,
+            via = "api-gateway",
+            caller = caller.principal_arn.as_deref(),
+            caller_account = caller.account_id.as_deref(),
+            api_request_id = caller.api_request_id.as_deref(),
+        );
+        return Ok(async {
+            let answer = http::respond(signer, event, kms_jwt::unix_now()).await;
+            tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
+            answer
+        }
+        .instrument(span)
+        .await);
     }
-    match signer.invoke_json(text, now).await {
+    let span = tracing::info_span!("sign", request_id, via = "direct-invoke");
+    direct(signer, text).instrument(span).await
+}
+
+async fn direct<K: KeySigner, S: KeyringStore>(
+    signer: &TokenSigner<K, S>,
+    text: &str,
+) -> Result<Value, Diagnostic> {
+    match signer.invoke_json(text, kms_jwt::unix_now()).await {
         Ok(answer) => {
             tracing::info!(kid = %answer["kid"], batch = answer.get("results").is_some(), "signed");
             Ok(answer)

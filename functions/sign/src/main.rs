@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Box::leak(Box::new(TokenSigner::from_config(KmsAdapter::new(&sdk), store, &config)));
     // The payload stays text until the handler has checked its size.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {
-        kms_jwt_sign::handle(signer, &event.payload).await
+        kms_jwt_sign::handle(signer, &event.payload, &event.context.request_id).await
     }))
     .await
 }
