@@ -59,6 +59,26 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         self.get(name)
     }
 
+    /// [`Self::verifier_url`], required.
+    pub fn required_verifier_url(&mut self, name: &str) -> String {
+        if self.get(name).is_none() {
+            return self.required(name);
+        }
+        self.verifier_url(name).unwrap_or_default()
+    }
+
+    /// A URL verifiers will fetch or compare (`ISSUER`, `JWKS_URI`); see [`check_verifier_url`].
+    pub fn verifier_url(&mut self, name: &str) -> Option<String> {
+        let value = self.get(name)?;
+        match check_verifier_url(&value) {
+            Ok(()) => Some(value),
+            Err(why) => {
+                self.problems.push(format!("{name} ({value:?}) {why}"));
+                None
+            }
+        }
+    }
+
     pub fn alg(&mut self, name: &str, default: SigningAlg) -> SigningAlg {
         match self.get(name) {
             None => default,
@@ -153,6 +173,39 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(parsed)
+}
+
+/// What AWS's JWT verifiers accept as an issuer or key set URL: absolute `https` (API Gateway's
+/// REST API JWT authorizer: "an absolute https URL with no query string or fragment"; ALB: the
+/// JWKS endpoint "including the HTTPS protocol"), compared with `iss` character for character,
+/// so no trailing slash either (the discovery path is appended to it). Plain `http` is allowed
+/// on loopback only, for local development.
+pub fn check_verifier_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("is not an absolute URL: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err("has no host".into()),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be https (AWS's JWT verifiers fetch only https; http is for loopback)".into()),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query string or fragment".into());
+    }
+    if text.ends_with('/') {
+        return Err("must not end with a slash: verifiers compare the issuer with `iss` exactly".into());
+    }
+    if text.len() > 256 {
+        return Err("is longer than 256 characters (ALB's limit for the issuer and JWKS endpoint)".into());
+    }
+    Ok(())
 }
 
 pub(crate) fn secs(d: Duration) -> i64 {
@@ -322,7 +375,7 @@ impl SignConfig {
         let max_token_ttl = env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600));
         let config = SignConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
-            issuer: env.required("ISSUER"),
+            issuer: env.required_verifier_url("ISSUER"),
             default_token_ttl: env.duration("DEFAULT_TOKEN_TTL", Duration::from_secs(900).min(max_token_ttl)),
             max_token_ttl,
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
@@ -358,8 +411,8 @@ impl JwksConfig {
         let mut env = EnvReader::new(lookup);
         let config = JwksConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
-            issuer: env.required("ISSUER"),
-            jwks_uri: env.optional("JWKS_URI"),
+            issuer: env.required_verifier_url("ISSUER"),
+            jwks_uri: env.verifier_url("JWKS_URI"),
             jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             max_staleness: env.duration_or_zero("KEYRING_MAX_STALENESS", DEFAULT_MAX_STALENESS),
@@ -467,6 +520,43 @@ mod tests {
         for needle in ["not an IAM role ARN", "KEY_DISCOVERY", "AWS_CALL_ATTEMPT_TIMEOUT is longer"] {
             assert!(text.contains(needle), "{needle} missing from: {text}");
         }
+    }
+
+    #[test]
+    fn issuer_and_jwks_uri_are_urls_aws_verifiers_accept() {
+        for good in [
+            "https://auth.example.com",
+            "https://auth.example.com/tenant-a",
+            "http://127.0.0.1:9000/lambda-url/jwks",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+        ] {
+            assert_eq!(check_verifier_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("auth.example.com", "absolute URL"),
+            ("http://auth.example.com", "must be https"),
+            ("ftp://auth.example.com", "must be https"),
+            ("https://auth.example.com/", "slash"),
+            ("https://auth.example.com/t/", "slash"),
+            ("https://auth.example.com?tenant=a", "query"),
+            ("https://auth.example.com#a", "fragment"),
+            ("https://user:pw@auth.example.com", "credentials"),
+        ] {
+            let err = check_verifier_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let long = format!("https://auth.example.com/{}", "a".repeat(240));
+        assert!(check_verifier_url(&long).unwrap_err().contains("256"));
+        let err = JwksConfig::from_lookup(lookup(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("ISSUER", "https://auth.example.com/"),
+            ("JWKS_URI", "http://keys.example.com/jwks.json"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let err = SignConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr")])).unwrap_err();
+        assert_eq!(err.problems, vec!["ISSUER is required".to_string()]);
     }
 
     #[test]

@@ -211,6 +211,7 @@ impl<S: KeyringStore> JwksService<S> {
 mod tests {
     use super::*;
     use crate::keyring::tests::new_key;
+    use crate::SigningAlg;
 
     fn site() -> Site {
         Site::new("https://auth.example.com/", None, Duration::from_secs(300))
@@ -254,6 +255,44 @@ mod tests {
         assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES256"]));
         assert_eq!(doc["subject_types_supported"], json!(["public"]));
+    }
+
+    /// What API Gateway's JWT authorizers and ALB read: a discovery document whose `issuer` is
+    /// the configured one and whose `jwks_uri` is an absolute https URL; a `kid` (and `kty`,
+    /// `alg`, `use`) on every key; and the largest JWKS rotation allows (10 RSA-4096 keys)
+    /// well under the 150,000 bytes the HTTP API authorizer and ALB accept.
+    #[test]
+    fn discovery_and_jwks_carry_what_aws_jwt_authorizers_read() {
+        use crate::jwk::PublicJwk;
+        let site = Site::new("https://auth.example.com", None, Duration::from_secs(300));
+        let rsa_4096 = |seed: u8| {
+            let mut key = new_key(seed, 0);
+            key.public_jwk = PublicJwk::Rsa {
+                n: URL_SAFE_NO_PAD.encode([seed | 0x80; 512]),
+                e: URL_SAFE_NO_PAD.encode([1, 0, 1]),
+            };
+            key.kid = key.public_jwk.thumbprint();
+            key.alg = SigningAlg::RS512;
+            key
+        };
+        let mut ring = Keyring::empty().bootstrap(rsa_4096(1), rsa_4096(2), 0);
+        for seed in 3..=10 {
+            ring = ring.rotate(rsa_4096(seed), i64::from(seed));
+        }
+        assert_eq!(ring.keys.len(), 10);
+        let keys = PublishedKeys::render(&site, &ring);
+        let doc: serde_json::Value = serde_json::from_str(&keys.discovery.body).unwrap();
+        assert_eq!(doc["issuer"], "https://auth.example.com");
+        let jwks_uri = doc["jwks_uri"].as_str().unwrap();
+        assert_eq!(crate::config::check_verifier_url(jwks_uri), Ok(()), "{jwks_uri}");
+        let jwks: serde_json::Value = serde_json::from_str(&keys.jwks.body).unwrap();
+        for key in jwks["keys"].as_array().unwrap() {
+            for member in ["kid", "kty", "alg", "use"] {
+                assert!(key[member].is_string(), "{member} missing: {key}");
+            }
+        }
+        assert!(keys.jwks.body.len() < 10_000, "{} bytes", keys.jwks.body.len());
+        assert!(keys.jwks.body.len() * 15 < crate::rotate::MAX_JWKS_BYTES);
     }
 
     /// Odd paths, methods and headers: every answer is a deliberate 2xx/3xx/4xx/503.

@@ -1138,6 +1138,30 @@ mod tests {
         Keyring::from_json(&r.store().current_text().unwrap()).unwrap()
     }
 
+    #[tokio::test]
+    async fn a_new_algorithm_is_pre_published_before_it_signs() {
+        let (kms, store) = (std::sync::Arc::new(MemoryKms::new()), std::sync::Arc::new(MemoryStore::new()));
+        let t0 = 1_700_000_000;
+        let es256 = Rotator::new(kms.clone(), store.clone(), policy(), "kr");
+        es256.reconcile(t0).await.unwrap();
+        // The operator switches the algorithm: new keys follow it, published keys keep theirs.
+        let es384 = Rotator::new(
+            kms.clone(),
+            store.clone(),
+            RotationPolicy { alg: SigningAlg::ES384, ..policy() },
+            "kr",
+        );
+        let first = es384.reconcile(t0 + policy().rotation_period).await.unwrap();
+        assert_eq!(first.transitions, vec![Transition::Rotate]);
+        let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+        assert_eq!(ring.current().unwrap().alg, SigningAlg::ES256, "the pre-published key signs first");
+        assert_eq!(ring.next().unwrap().alg, SigningAlg::ES384);
+        es384.reconcile(t0 + 2 * policy().rotation_period).await.unwrap();
+        let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+        assert_eq!(ring.current().unwrap().alg, SigningAlg::ES384, "after its pre-publication");
+        assert!(ring.previous().all(|k| k.alg == SigningAlg::ES256));
+    }
+
     #[test]
     fn the_jwks_byte_limit_holds_back_a_rotation_whatever_the_key_count_cap() {
         use crate::keyring::tests::new_key;
