@@ -19,7 +19,7 @@ pub const ISSUER: &str = "https://issuer.example.com";
 /// The claims the sign function puts in a token for `events/sign.json`.
 pub fn typical_claims() -> Value {
     json!({"sub": "user-123", "aud": "https://api.example.com", "scope": "orders:read",
-        "iss": ISSUER, "iat": 1_795_600_000, "nbf": 1_795_600_000, "exp": 1_795_600_900,
+        "iss": ISSUER, "iat": 1_795_600_000, "exp": 1_795_600_900,
         "jti": "c0ffee00-0000-4000-8000-000000000000"})
 }
 
