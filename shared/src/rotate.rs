@@ -93,6 +93,23 @@ pub struct RotationPolicy {
     pub max_published_keys: usize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
+impl RotationPolicy {
+    /// The policy tests start from (and override with struct update syntax where a test is
+    /// about one of its values): weekly rotation, 10 minutes of pre-publication, two hours of
+    /// retirement grace, the shortest KMS deletion window, ALB's key cap.
+    pub fn for_tests(alg: SigningAlg) -> Self {
+        RotationPolicy {
+            alg,
+            rotation_period: 7 * 86_400,
+            prepublication: 600,
+            retirement_grace: 7_200,
+            deletion_window_days: 7,
+            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
+        }
+    }
+}
+
 /// Most keys ALB's JWT verification accepts in a JWKS, our default cap.
 pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10;
 
