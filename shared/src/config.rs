@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::alg::SigningAlg;
 use crate::aws::CallTimeouts;
 use crate::key_policy::KeyAccess;
+use crate::rotate::RotationPolicy;
 
 /// Everything wrong with the environment, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,7 +209,7 @@ pub fn check_verifier_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn secs(d: Duration) -> i64 {
+fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -325,6 +326,18 @@ impl RotateConfig {
             ));
         }
         env.finish(config)
+    }
+
+    /// The lifecycle timing rotate runs with, in seconds.
+    pub fn rotation_policy(&self) -> RotationPolicy {
+        RotationPolicy {
+            alg: self.signing_alg,
+            rotation_period: secs(self.rotation_period),
+            prepublication: secs(self.prepublication()),
+            retirement_grace: secs(self.retirement_grace()),
+            deletion_window_days: self.deletion_window_days,
+            max_published_keys: self.max_published_keys,
+        }
     }
 
     /// The most keys routine rotation publishes at once: next, current, and every previous key

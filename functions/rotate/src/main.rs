@@ -3,7 +3,7 @@
 use aws_sdk_resourcegroupstagging as tagging;
 use kms_jwt::aws::{load_sdk_config, KeyDiscovery, KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{KeyDiscoveryMode, RotateConfig};
-use kms_jwt::rotate::{RotationPolicy, Rotator};
+use kms_jwt::rotate::Rotator;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), config.keyring_kms_key_id.clone());
     // Lives as long as the process: the runtime's handler closure must be 'static.
     let rotator: &'static Rotator<KmsAdapter, SecretsManagerStore> = Box::leak(Box::new(
-        Rotator::new(kms, store, RotationPolicy::from(&config), config.keyring_secret_id.clone())
+        Rotator::new(kms, store, config.rotation_policy(), config.keyring_secret_id.clone())
             .with_step_reserve(config.aws_timeouts.total),
     ));
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -17,7 +17,6 @@ use futures::stream::{self, StreamExt};
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
 use kms_jwt::jwks::{JwksService, JWKS_PATH};
-use kms_jwt::rotate::RotationPolicy;
 use kms_jwt::signer::TokenSigner;
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
@@ -150,7 +149,7 @@ async fn run(options: Options) -> Result<String, Error> {
     progress("bootstrapping a keyring (rotate, in process)");
     let (admin_sdk, _) = counted_sdk_config().await;
     let rotate_config = RotateConfig::from_lookup(lookup(&env))?;
-    kms_jwt_tests::localstack::rotator(&admin_sdk, &secret_id, RotationPolicy::from(&rotate_config))
+    kms_jwt_tests::localstack::rotator(&admin_sdk, &secret_id, rotate_config.rotation_policy())
         .reconcile(kms_jwt::unix_now())
         .await?;
 

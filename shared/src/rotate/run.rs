@@ -1,36 +1,21 @@
-//! The rotate service: a reconciler that brings the keyring to the state due at `now`.
-//!
-//! One run:
-//! 1. reads the keyring (refusing an invalid one: nothing is ever overwritten);
-//! 2. a revocation first withdraws the key in a compare-and-swap of its own, before any KMS
-//!    call, then carries on as a reconciliation (its replacement key);
-//! 3. plans the transitions due (pure [`plan`]): bootstrap, rotation, a missing next key,
-//!    retirement of expired keys;
-//! 4. if the plan needs new KMS keys, first records an intent in the keyring, then creates
-//!    keys tagged with the run's request id (one `CreateKey` attempt each: see `aws`);
-//! 5. writes the new keyring with compare-and-swap; on a conflict it re-reads and plans again,
-//!    reusing keys it already created;
-//! 6. housekeeping, within the run's time budget: disables and schedules deletion of keys in
-//!    the retirement queue, sweeps creation intents older than a run can live (their keys that
-//!    never made it into the keyring are scheduled for deletion), and records what it finished.
-//!
-//! Any step may fail or the process may die between steps: every valid token stays
-//! verifiable (keys leave KMS only after they left the keyring), and the next run converges.
+//! The reconciler: carries out a plan against KMS and the keyring store (see the module docs
+//! of [`crate::rotate`] for the order of a run).
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::alg::SigningAlg;
-use crate::config::{secs, RotateConfig};
-use crate::jwk::{JwkError, PublicJwk};
-use crate::keyring::{KeyState, Keyring, KeyringError, NewKey, PendingCreation, RetireReason, UnixTime};
+use super::error::RotateError;
+use super::plan::{early_activation, plan, withdraw, Mode, Need};
+use super::policy::RotationPolicy;
+use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
+use crate::jwk::PublicJwk;
+use crate::keyring::{Keyring, NewKey, PendingCreation, UnixTime};
 use crate::ports::{KeyAdmin, KeyTags, KeyringStore, KmsError, StoreError};
 
 /// Compare-and-swap conflicts a run tolerates before giving up (the next run carries on).
-const MAX_CONFLICTS: usize = 16;
+pub(super) const MAX_CONFLICTS: usize = 16;
 /// A creation intent older than this belongs to a dead run: Lambda stops a run after 15
 /// minutes at most.
 pub const STALE_INTENT_SECS: i64 = 15 * 60 + 60;
@@ -41,127 +26,6 @@ pub const DEFAULT_RUN_BUDGET: Duration = Duration::from_secs(25);
 pub const DEFAULT_STEP_RESERVE: Duration = Duration::from_secs(5);
 /// How long a run waits for a key it just created to become usable.
 const NEW_KEY_PATIENCE: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum RotateError {
-    /// The stored keyring is invalid. Nothing was written: a human must look at it.
-    #[error("refusing to touch the stored keyring: {0}")]
-    Keyring(#[from] KeyringError),
-    #[error(transparent)]
-    Kms(#[from] KmsError),
-    #[error(transparent)]
-    Store(StoreError),
-    #[error("KMS returned a public key kms-jwt cannot use: {0}")]
-    PublicKey(#[from] JwkError),
-    #[error("gave up after {MAX_CONFLICTS} compare-and-swap conflicts on the keyring")]
-    TooManyConflicts,
-    #[error("no published key has kid {0:?}")]
-    UnknownKid(String),
-    #[error("the run's time budget ran out before {0}")]
-    OutOfTime(&'static str),
-    /// A rotation would publish more keys (or a larger JWKS) than verifiers accept.
-    #[error("{0}")]
-    TooManyPublishedKeys(RotationHeld),
-}
-
-impl RotateError {
-    /// A stable name for the Lambda `errorType`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RotateError::Keyring(_) => "KeyringInvalid",
-            RotateError::Kms(_) => "KmsError",
-            RotateError::Store(_) => "KeyringStoreError",
-            RotateError::PublicKey(_) => "PublicKeyInvalid",
-            RotateError::TooManyConflicts => "KeyringConflict",
-            RotateError::UnknownKid(_) => "UnknownKid",
-            RotateError::OutOfTime(_) => "OutOfTime",
-            RotateError::TooManyPublishedKeys(_) => "TooManyPublishedKeys",
-        }
-    }
-}
-
-/// Lifecycle timing derived from configuration, in seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationPolicy {
-    pub alg: SigningAlg,
-    pub rotation_period: i64,
-    pub prepublication: i64,
-    pub retirement_grace: i64,
-    pub deletion_window_days: i32,
-    /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`): a rotation that would publish
-    /// more waits until enough previous keys have retired.
-    pub max_published_keys: usize,
-}
-
-#[cfg(any(test, feature = "test-util"))]
-impl RotationPolicy {
-    /// The policy tests start from (and override with struct update syntax where a test is
-    /// about one of its values): weekly rotation, 10 minutes of pre-publication, two hours of
-    /// retirement grace, the shortest KMS deletion window, ALB's key cap.
-    pub fn for_tests(alg: SigningAlg) -> Self {
-        RotationPolicy {
-            alg,
-            rotation_period: 7 * 86_400,
-            prepublication: 600,
-            retirement_grace: 7_200,
-            deletion_window_days: 7,
-            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
-        }
-    }
-}
-
-/// Most keys ALB's JWT verification accepts in a JWKS, our default cap.
-pub const DEFAULT_MAX_PUBLISHED_KEYS: usize = 10;
-
-/// Largest JWKS ALB's JWT verification accepts (150 KB; read as the smaller 150,000 bytes).
-/// Rotation keeps the JWKS within it whatever the key size.
-pub const MAX_JWKS_BYTES: usize = 150_000;
-
-/// Why a rotation that was due or asked for did not happen, and when it can.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RotationHeld {
-    /// Keys the JWKS would hold after the rotation.
-    pub published_keys: usize,
-    pub max_published_keys: usize,
-    /// Size of that JWKS, in bytes.
-    pub jwks_bytes: usize,
-    pub max_jwks_bytes: usize,
-    /// When enough previous keys will have retired (their tokens expired) for the rotation to
-    /// fit; `None` if retirement alone never makes room (a cap lowered below the keys held).
-    pub possible_at: Option<UnixTime>,
-}
-
-impl std::fmt::Display for RotationHeld {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "rotation refused: the JWKS would hold {} keys ({} bytes); the limits are {} keys (MAX_PUBLISHED_KEYS) and {} bytes, as ALB's JWT verification accepts no more. ",
-            self.published_keys, self.jwks_bytes, self.max_published_keys, self.max_jwks_bytes
-        )?;
-        match self.possible_at.and_then(|at| u64::try_from(at).ok()) {
-            Some(at) => write!(
-                f,
-                "Possible from {} (unix {at}), when the oldest previous key's tokens have expired and it retires.",
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(at))
-            )?,
-            None => write!(f, "Retirement alone will not make room: revoke a previous key or raise MAX_PUBLISHED_KEYS.")?,
-        }
-        write!(f, " Revocation is never refused.")
-    }
-}
-
-impl From<&RotateConfig> for RotationPolicy {
-    fn from(c: &RotateConfig) -> Self {
-        RotationPolicy {
-            alg: c.signing_alg,
-            rotation_period: secs(c.rotation_period),
-            prepublication: secs(c.prepublication()),
-            retirement_grace: secs(c.retirement_grace()),
-            deletion_window_days: c.deletion_window_days,
-            max_published_keys: c.max_published_keys,
-        }
-    }
-}
 
 /// What an invocation asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,333 +39,6 @@ pub enum Command {
     Revoke { kid: String },
     /// Report; change nothing.
     Status,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-enum Action {
-    Reconcile,
-    Rotate {
-        #[serde(default)]
-        force: bool,
-    },
-    Revoke {
-        kid: String,
-    },
-    Status,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unrecognized rotate event: {0}. Send an EventBridge scheduled event, {{}}, or {{\"action\": \"reconcile\" | \"rotate\" | \"revoke\" | \"status\"}}")]
-pub struct UnrecognizedEvent(pub String);
-
-impl Command {
-    /// Read an invocation payload: an EventBridge rule or Scheduler event (or `{}`) means
-    /// "reconcile"; an object with `action` is an explicit command.
-    pub fn from_event(event: &serde_json::Value) -> Result<Command, UnrecognizedEvent> {
-        let Some(object) = event.as_object() else {
-            return Err(UnrecognizedEvent("the payload is not a JSON object".into()));
-        };
-        if object.contains_key("action") {
-            return match serde_json::from_value::<Action>(event.clone()) {
-                Ok(Action::Reconcile) => Ok(Command::Reconcile),
-                Ok(Action::Rotate { force }) => Ok(Command::Rotate { force }),
-                Ok(Action::Revoke { kid }) => Ok(Command::Revoke { kid }),
-                Ok(Action::Status) => Ok(Command::Status),
-                Err(e) => Err(UnrecognizedEvent(e.to_string())),
-            };
-        }
-        let scheduled = object.is_empty()
-            || object.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event")
-            || matches!(object.get("source").and_then(|v| v.as_str()), Some("aws.events" | "aws.scheduler"));
-        if scheduled {
-            Ok(Command::Reconcile)
-        } else {
-            Err(UnrecognizedEvent("neither a scheduled event nor an action".into()))
-        }
-    }
-}
-
-/// A lifecycle step a run took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transition {
-    Bootstrap,
-    Rotate,
-    /// A keyring without a next key (hand-repaired) gets one.
-    AddNext,
-    Revoke,
-    /// Previous keys whose tokens have all expired left the JWKS.
-    Retire,
-}
-
-/// The JSON summary a run answers and logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RotationReport {
-    pub changed: bool,
-    pub transitions: Vec<Transition>,
-    /// kids of keys created and added to the keyring.
-    pub created: Vec<String>,
-    /// kids whose KMS keys were disabled and scheduled for deletion by this run.
-    pub retired: Vec<String>,
-    /// KMS keys of crashed runs found and scheduled for deletion.
-    pub orphans_deleted: Vec<String>,
-    pub keys: Vec<KeyStatus>,
-    /// kids waiting for their KMS retirement (it failed; the next run retries).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub retiring: Vec<String>,
-    /// Seconds the current key has been signing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_key_age_seconds: Option<i64>,
-    /// Keyring secret version after the run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyring_version: Option<String>,
-    /// A key this run made current before its pre-publication time was over (a revocation
-    /// or a forced rotation): some verifiers reject its tokens until they refetch the JWKS.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub early_activation: Option<EarlyActivation>,
-    /// Steps this run could not finish (failed, or out of time); the next run carries on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub incomplete: Vec<String>,
-    /// A scheduled rotation that was due but would have published too many keys: it waits.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotation_held: Option<RotationHeld>,
-}
-
-/// A key that began signing before verifiers could all have fetched it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EarlyActivation {
-    pub kid: String,
-    pub published_for_seconds: i64,
-    pub prepublication_seconds: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeyStatus {
-    pub kid: String,
-    pub state: KeyState,
-    pub alg: SigningAlg,
-    pub kms_key_arn: String,
-    pub age_seconds: i64,
-}
-
-impl RotationReport {
-    fn unchanged(ring: &Keyring, version: Option<String>, now: UnixTime) -> Self {
-        RotationReport {
-            changed: false,
-            transitions: Vec::new(),
-            created: Vec::new(),
-            retired: Vec::new(),
-            orphans_deleted: Vec::new(),
-            keys: Vec::new(),
-            retiring: Vec::new(),
-            current_key_age_seconds: None,
-            keyring_version: version,
-            early_activation: None,
-            incomplete: Vec::new(),
-            rotation_held: None,
-        }
-        .describing(ring, now)
-    }
-
-    fn describing(mut self, ring: &Keyring, now: UnixTime) -> Self {
-        self.keys = ring
-            .keys
-            .iter()
-            .map(|k| KeyStatus {
-                kid: k.kid.clone(),
-                state: k.state,
-                alg: k.alg,
-                kms_key_arn: k.kms_key_arn.clone(),
-                age_seconds: now - k.created_at,
-            })
-            .collect();
-        self.retiring = ring.retiring.iter().map(|k| k.kid.clone()).collect();
-        self.current_key_age_seconds = ring.current().and_then(|k| k.activated_at).map(|at| now - at);
-        self
-    }
-
-    /// One CloudWatch Embedded Metric Format record, so an alarm can watch for a stalled
-    /// rotation (current key older than the rotation period plus a margin) or a stuck
-    /// retirement queue.
-    pub fn emf(&self, keyring: &str, timestamp_ms: i64) -> String {
-        serde_json::json!({
-            "_aws": {
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "kms-jwt",
-                    "Dimensions": [["Keyring"]],
-                    "Metrics": [
-                        {"Name": "CurrentKeyAgeSeconds", "Unit": "Seconds"},
-                        {"Name": "PublishedKeys", "Unit": "Count"},
-                        {"Name": "RetiringKeys", "Unit": "Count"},
-                        {"Name": "KeysCreated", "Unit": "Count"},
-                        {"Name": "KeysRetired", "Unit": "Count"},
-                        {"Name": "RotationHeld", "Unit": "Count"},
-                    ],
-                }],
-            },
-            "Keyring": keyring,
-            "CurrentKeyAgeSeconds": self.current_key_age_seconds.unwrap_or(0),
-            "PublishedKeys": self.keys.len(),
-            "RetiringKeys": self.retiring.len(),
-            "KeysCreated": self.created.len(),
-            "KeysRetired": self.retired.len() + self.orphans_deleted.len(),
-            "RotationHeld": usize::from(self.rotation_held.is_some()),
-        })
-        .to_string()
-    }
-}
-
-/// How a run rotates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Mode {
-    Reconcile,
-    RotateNow { force: bool },
-}
-
-/// What a plan could not do without more input.
-#[derive(Debug, PartialEq, Eq)]
-enum Need {
-    /// This many fresh keys in total.
-    Keys(usize),
-    /// Nothing: the rotation asked for does not fit the published-key limits.
-    Refusal(RotationHeld),
-}
-
-/// The keyring a run should write, and how many fresh keys it uses.
-struct Plan {
-    transitions: Vec<Transition>,
-    keyring: Keyring,
-    used_new_keys: usize,
-    /// A due scheduled rotation left for later by the published-key limits.
-    held: Option<RotationHeld>,
-}
-
-/// Pure decision: what the keyring should look like at `now`. `fresh` supplies new keys in
-/// order; `Err(Need::Keys(n))` asks for `n` of them.
-fn plan(
-    ring: &Keyring,
-    policy: &RotationPolicy,
-    mode: &Mode,
-    now: UnixTime,
-    fresh: &[NewKey],
-) -> Result<Plan, Need> {
-    let mut transitions = Vec::new();
-    let mut held = None;
-    let mut used = 0;
-    let mut take = |n: usize| -> Result<Vec<NewKey>, Need> {
-        if fresh.len() < used + n {
-            return Err(Need::Keys(used + n));
-        }
-        used += n;
-        Ok(fresh[used - n..used].to_vec())
-    };
-    let mut next_ring = match (ring.current(), ring.next()) {
-        (None, _) => {
-            let keys = take(2)?;
-            transitions.push(Transition::Bootstrap);
-            ring.bootstrap(keys[0].clone(), keys[1].clone(), now)
-        }
-        (Some(_), None) => {
-            // Without a next key (after a revocation, or hand-repaired): add one and let it wait
-            // its pre-publication time.
-            let keys = take(1)?;
-            transitions.push(Transition::AddNext);
-            ring.with_next(keys[0].clone(), now)
-        }
-        (Some(current), Some(next)) => {
-            let current_age = now - current.activated_at.unwrap_or(current.published_at);
-            let prepublished = now - next.published_at >= policy.prepublication;
-            let due = match mode {
-                Mode::RotateNow { force } => prepublished || *force,
-                Mode::Reconcile => current_age >= policy.rotation_period && prepublished,
-            };
-            // Checked before asking for a key: a refused rotation creates nothing.
-            let refusal = if due { rotation_held(ring, policy, now) } else { None };
-            match (due, refusal, mode) {
-                (true, None, _) => {
-                    let keys = take(1)?;
-                    transitions.push(Transition::Rotate);
-                    ring.rotate(keys[0].clone(), now)
-                }
-                (true, Some(refusal), Mode::RotateNow { .. }) => return Err(Need::Refusal(refusal)),
-                (true, Some(refusal), Mode::Reconcile) => {
-                    held = Some(refusal);
-                    ring.clone()
-                }
-                (false, _, _) => ring.clone(),
-            }
-        }
-    };
-    let (after_retirement, expired) = next_ring.retire_expired(now, policy.retirement_grace);
-    if !expired.is_empty() {
-        transitions.push(Transition::Retire);
-        next_ring = after_retirement;
-    }
-    Ok(Plan { transitions, keyring: next_ring, used_new_keys: used, held })
-}
-
-/// Why rotating `ring` at `now` would break the published-key limits, if it would. A
-/// rotation publishes one more key (of the size of the largest published one: new keys
-/// follow the configured algorithm) after retiring the previous keys whose tokens expired.
-fn rotation_held(ring: &Keyring, policy: &RotationPolicy, now: UnixTime) -> Option<RotationHeld> {
-    let largest_key = ring.jwks().keys.iter().map(|k| serde_json::to_string(k).map_or(0, |t| t.len())).max();
-    let published_after_rotation_at = |at: UnixTime| {
-        let (kept, _) = ring.retire_expired(at, policy.retirement_grace);
-        let bytes = serde_json::to_string(&kept.jwks()).map_or(usize::MAX, |t| t.len());
-        // One more member: a comma and the new key.
-        (kept.keys.len() + 1, bytes.saturating_add(1 + largest_key.unwrap_or(0)))
-    };
-    let fits = |(keys, bytes): (usize, usize)| keys <= policy.max_published_keys && bytes <= MAX_JWKS_BYTES;
-    let (published_keys, jwks_bytes) = published_after_rotation_at(now);
-    if fits((published_keys, jwks_bytes)) {
-        return None;
-    }
-    let mut retirements: Vec<UnixTime> = ring
-        .previous()
-        .filter_map(|k| k.deactivated_at.map(|at| at.saturating_add(policy.retirement_grace)))
-        .filter(|&at| at > now)
-        .collect();
-    retirements.sort_unstable();
-    let possible_at = retirements.into_iter().find(|&at| fits(published_after_rotation_at(at)));
-    Some(RotationHeld {
-        published_keys,
-        max_published_keys: policy.max_published_keys,
-        jwks_bytes,
-        max_jwks_bytes: MAX_JWKS_BYTES,
-        possible_at,
-    })
-}
-
-/// Pure decision of a revocation: the keyring without `kid`, or `None` if it was already
-/// withdrawn (revoking again is harmless).
-fn withdraw(ring: &Keyring, kid: &str, now: UnixTime) -> Result<Option<Keyring>, RotateError> {
-    if ring.retiring.iter().any(|k| k.kid == kid && k.reason == RetireReason::Revoked) {
-        return Ok(None);
-    }
-    ring.revoke(kid, now).map(Some).ok_or_else(|| RotateError::UnknownKid(kid.to_owned()))
-}
-
-/// The key a write made current, if it began signing before its pre-publication time was
-/// over: verifiers holding an older JWKS reject its tokens until they refetch.
-fn early_activation(
-    before: &Keyring,
-    after: &Keyring,
-    policy: &RotationPolicy,
-    now: UnixTime,
-) -> Option<EarlyActivation> {
-    let current = after.current()?;
-    let first_bootstrap = before.keys.is_empty() && before.retiring.is_empty();
-    if first_bootstrap || before.current().is_some_and(|c| c.kid == current.kid) {
-        return None;
-    }
-    let published_for = now - current.published_at;
-    (published_for < policy.prepublication).then(|| EarlyActivation {
-        kid: current.kid.clone(),
-        published_for_seconds: published_for,
-        prepublication_seconds: policy.prepublication,
-    })
 }
 
 /// Runs reconciliations against a KMS and a keyring store.
@@ -1130,22 +667,10 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alg::SigningAlg;
     use crate::memory::{FakeKeyState, MemoryKms, MemoryStore};
     use crate::ports::KeyTags;
-
-    const HOUR: i64 = 3_600;
-    const DAY: i64 = 86_400;
-
-    pub(crate) fn policy() -> RotationPolicy {
-        RotationPolicy {
-            alg: SigningAlg::ES256,
-            rotation_period: 7 * DAY,
-            prepublication: HOUR,
-            retirement_grace: 2 * HOUR,
-            deletion_window_days: 30,
-            max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
-        }
-    }
+    use crate::rotate::tests::{policy, DAY, HOUR};
 
     fn rotator() -> Rotator<MemoryKms, MemoryStore> {
         Rotator::new(MemoryKms::new(), MemoryStore::new(), policy(), "kr")
@@ -1179,41 +704,6 @@ mod tests {
         assert!(ring.previous().all(|k| k.alg == SigningAlg::ES256));
     }
 
-    #[test]
-    fn the_jwks_byte_limit_holds_back_a_rotation_whatever_the_key_count_cap() {
-        use crate::keyring::tests::new_key;
-        let t0 = 1_700_000_000;
-        // Keys big enough that the byte limit binds before any sensible key-count cap.
-        let big = |seed: u8| {
-            let mut key = new_key(seed, t0);
-            if let crate::jwk::PublicJwk::Ec { x, .. } = &mut key.public_jwk {
-                x.push_str(&"A".repeat(20_000));
-            }
-            key
-        };
-        let mut ring = Keyring::empty().bootstrap(big(0), big(1), t0);
-        let policy = RotationPolicy { max_published_keys: 100, ..policy() };
-        let mut rotations = 0;
-        for seed in 2..=20 {
-            match rotation_held(&ring, &policy, t0 + i64::from(seed)) {
-                None => {
-                    ring = ring.rotate(big(seed), t0 + i64::from(seed));
-                    rotations += 1;
-                }
-                Some(held) => {
-                    assert!(held.published_keys < held.max_published_keys, "the count did not bind");
-                    assert!(held.jwks_bytes > MAX_JWKS_BYTES, "{held:?}");
-                    // The first previous key (deactivated at t0 + 2) retires a grace later.
-                    assert_eq!(held.possible_at, Some(t0 + 2 + policy.retirement_grace));
-                    break;
-                }
-            }
-        }
-        let bytes = serde_json::to_string(&ring.jwks()).unwrap().len();
-        assert!(bytes <= MAX_JWKS_BYTES && rotations >= 3, "{rotations} rotations, {bytes} bytes");
-        assert!(bytes + 20_000 > MAX_JWKS_BYTES, "the limit was reached: {bytes} bytes");
-    }
-
     #[tokio::test]
     async fn bootstrap_is_idempotent_then_rotation_waits_for_its_period() {
         let r = rotator();
@@ -1245,35 +735,6 @@ mod tests {
         let tags = r.kms().key_tags(&gone.kms_key_arn);
         assert!(tags.contains(&("kms-jwt:keyring".to_string(), "kr".to_string())), "{tags:?}");
         assert!(tags.iter().any(|(k, _)| k == "kms-jwt:request"), "{tags:?}");
-    }
-
-    #[test]
-    fn events_map_to_commands() {
-        use serde_json::json;
-        let scheduled =
-            json!({"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-        assert_eq!(Command::from_event(&scheduled), Ok(Command::Reconcile));
-        assert_eq!(Command::from_event(&json!({})), Ok(Command::Reconcile));
-        assert_eq!(Command::from_event(&json!({"action":"rotate"})), Ok(Command::Rotate { force: false }));
-        assert_eq!(
-            Command::from_event(&json!({"action":"rotate","force":true})),
-            Ok(Command::Rotate { force: true })
-        );
-        assert_eq!(Command::from_event(&json!({"action":"status"})), Ok(Command::Status));
-        assert_eq!(
-            Command::from_event(&json!({"action":"revoke","kid":"abc"})),
-            Ok(Command::Revoke { kid: "abc".into() })
-        );
-        for bad in [
-            json!({"action":"explode"}),
-            json!({"action":"rotate","force":"yes"}),
-            json!({"action":"revoke"}),
-            json!([1]),
-            json!({"hello":1}),
-            json!(null),
-        ] {
-            assert!(Command::from_event(&bad).is_err(), "{bad} must be refused");
-        }
     }
 
     #[tokio::test]
@@ -1573,23 +1034,6 @@ mod tests {
             assert_eq!(r.store().current_text().as_deref(), Some(text));
             assert_eq!(r.store().version_count(), 1);
             assert_eq!(r.kms().calls("CreateKey"), 0, "no key is created for a keyring we refuse");
-        }
-    }
-
-    #[test]
-    fn emf_record_names_its_metrics() {
-        let report = RotationReport::unchanged(&Keyring::empty(), None, 0);
-        let emf: serde_json::Value = serde_json::from_str(&report.emf("kr", 1_000)).unwrap();
-        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "kms-jwt");
-        assert_eq!(emf["Keyring"], "kr");
-        let names: Vec<&str> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
-        for name in names {
-            assert!(emf.get(name).is_some(), "metric {name} has a value");
         }
     }
 }

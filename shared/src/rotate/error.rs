@@ -1,0 +1,45 @@
+//! Why a run failed.
+
+use super::report::RotationHeld;
+use super::run::MAX_CONFLICTS;
+use crate::jwk::JwkError;
+use crate::keyring::KeyringError;
+use crate::ports::{KmsError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The stored keyring is invalid. Nothing was written: a human must look at it.
+    #[error("refusing to touch the stored keyring: {0}")]
+    Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("KMS returned a public key kms-jwt cannot use: {0}")]
+    PublicKey(#[from] JwkError),
+    #[error("gave up after {MAX_CONFLICTS} compare-and-swap conflicts on the keyring")]
+    TooManyConflicts,
+    #[error("no published key has kid {0:?}")]
+    UnknownKid(String),
+    #[error("the run's time budget ran out before {0}")]
+    OutOfTime(&'static str),
+    /// A rotation would publish more keys (or a larger JWKS) than verifiers accept.
+    #[error("{0}")]
+    TooManyPublishedKeys(RotationHeld),
+}
+
+impl RotateError {
+    /// A stable name for the Lambda `errorType`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RotateError::Keyring(_) => "KeyringInvalid",
+            RotateError::Kms(_) => "KmsError",
+            RotateError::Store(_) => "KeyringStoreError",
+            RotateError::PublicKey(_) => "PublicKeyInvalid",
+            RotateError::TooManyConflicts => "KeyringConflict",
+            RotateError::UnknownKid(_) => "UnknownKid",
+            RotateError::OutOfTime(_) => "OutOfTime",
+            RotateError::TooManyPublishedKeys(_) => "TooManyPublishedKeys",
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The pure planner: what the keyring should look like at `now`, with no I/O.
+
+use super::error::RotateError;
+use super::policy::{RotationPolicy, MAX_JWKS_BYTES};
+use super::report::{EarlyActivation, RotationHeld, Transition};
+use crate::keyring::{Keyring, NewKey, RetireReason, UnixTime};
+
+/// How a run rotates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Mode {
+    Reconcile,
+    RotateNow { force: bool },
+}
+
+/// What a plan could not do without more input.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Need {
+    /// This many fresh keys in total.
+    Keys(usize),
+    /// Nothing: the rotation asked for does not fit the published-key limits.
+    Refusal(RotationHeld),
+}
+
+/// The keyring a run should write, and how many fresh keys it uses.
+pub(super) struct Plan {
+    pub(super) transitions: Vec<Transition>,
+    pub(super) keyring: Keyring,
+    pub(super) used_new_keys: usize,
+    /// A due scheduled rotation left for later by the published-key limits.
+    pub(super) held: Option<RotationHeld>,
+}
+
+/// Pure decision: what the keyring should look like at `now`. `fresh` supplies new keys in
+/// order; `Err(Need::Keys(n))` asks for `n` of them.
+pub(super) fn plan(
+    ring: &Keyring,
+    policy: &RotationPolicy,
+    mode: &Mode,
+    now: UnixTime,
+    fresh: &[NewKey],
+) -> Result<Plan, Need> {
+    let mut transitions = Vec::new();
+    let mut held = None;
+    let mut used = 0;
+    let mut take = |n: usize| -> Result<Vec<NewKey>, Need> {
+        if fresh.len() < used + n {
+            return Err(Need::Keys(used + n));
+        }
+        used += n;
+        Ok(fresh[used - n..used].to_vec())
+    };
+    let mut next_ring = match (ring.current(), ring.next()) {
+        (None, _) => {
+            let keys = take(2)?;
+            transitions.push(Transition::Bootstrap);
+            ring.bootstrap(keys[0].clone(), keys[1].clone(), now)
+        }
+        (Some(_), None) => {
+            // Without a next key (after a revocation, or hand-repaired): add one and let it wait
+            // its pre-publication time.
+            let keys = take(1)?;
+            transitions.push(Transition::AddNext);
+            ring.with_next(keys[0].clone(), now)
+        }
+        (Some(current), Some(next)) => {
+            let current_age = now - current.activated_at.unwrap_or(current.published_at);
+            let prepublished = now - next.published_at >= policy.prepublication;
+            let due = match mode {
+                Mode::RotateNow { force } => prepublished || *force,
+                Mode::Reconcile => current_age >= policy.rotation_period && prepublished,
+            };
+            // Checked before asking for a key: a refused rotation creates nothing.
+            let refusal = if due { rotation_held(ring, policy, now) } else { None };
+            match (due, refusal, mode) {
+                (true, None, _) => {
+                    let keys = take(1)?;
+                    transitions.push(Transition::Rotate);
+                    ring.rotate(keys[0].clone(), now)
+                }
+                (true, Some(refusal), Mode::RotateNow { .. }) => return Err(Need::Refusal(refusal)),
+                (true, Some(refusal), Mode::Reconcile) => {
+                    held = Some(refusal);
+                    ring.clone()
+                }
+                (false, _, _) => ring.clone(),
+            }
+        }
+    };
+    let (after_retirement, expired) = next_ring.retire_expired(now, policy.retirement_grace);
+    if !expired.is_empty() {
+        transitions.push(Transition::Retire);
+        next_ring = after_retirement;
+    }
+    Ok(Plan { transitions, keyring: next_ring, used_new_keys: used, held })
+}
+
+/// Why rotating `ring` at `now` would break the published-key limits, if it would. A
+/// rotation publishes one more key (of the size of the largest published one: new keys
+/// follow the configured algorithm) after retiring the previous keys whose tokens expired.
+pub(super) fn rotation_held(ring: &Keyring, policy: &RotationPolicy, now: UnixTime) -> Option<RotationHeld> {
+    let largest_key = ring.jwks().keys.iter().map(|k| serde_json::to_string(k).map_or(0, |t| t.len())).max();
+    let published_after_rotation_at = |at: UnixTime| {
+        let (kept, _) = ring.retire_expired(at, policy.retirement_grace);
+        let bytes = serde_json::to_string(&kept.jwks()).map_or(usize::MAX, |t| t.len());
+        // One more member: a comma and the new key.
+        (kept.keys.len() + 1, bytes.saturating_add(1 + largest_key.unwrap_or(0)))
+    };
+    let fits = |(keys, bytes): (usize, usize)| keys <= policy.max_published_keys && bytes <= MAX_JWKS_BYTES;
+    let (published_keys, jwks_bytes) = published_after_rotation_at(now);
+    if fits((published_keys, jwks_bytes)) {
+        return None;
+    }
+    let mut retirements: Vec<UnixTime> = ring
+        .previous()
+        .filter_map(|k| k.deactivated_at.map(|at| at.saturating_add(policy.retirement_grace)))
+        .filter(|&at| at > now)
+        .collect();
+    retirements.sort_unstable();
+    let possible_at = retirements.into_iter().find(|&at| fits(published_after_rotation_at(at)));
+    Some(RotationHeld {
+        published_keys,
+        max_published_keys: policy.max_published_keys,
+        jwks_bytes,
+        max_jwks_bytes: MAX_JWKS_BYTES,
+        possible_at,
+    })
+}
+
+/// Pure decision of a revocation: the keyring without `kid`, or `None` if it was already
+/// withdrawn (revoking again is harmless).
+pub(super) fn withdraw(ring: &Keyring, kid: &str, now: UnixTime) -> Result<Option<Keyring>, RotateError> {
+    if ring.retiring.iter().any(|k| k.kid == kid && k.reason == RetireReason::Revoked) {
+        return Ok(None);
+    }
+    ring.revoke(kid, now).map(Some).ok_or_else(|| RotateError::UnknownKid(kid.to_owned()))
+}
+
+/// The key a write made current, if it began signing before its pre-publication time was
+/// over: verifiers holding an older JWKS reject its tokens until they refetch.
+pub(super) fn early_activation(
+    before: &Keyring,
+    after: &Keyring,
+    policy: &RotationPolicy,
+    now: UnixTime,
+) -> Option<EarlyActivation> {
+    let current = after.current()?;
+    let first_bootstrap = before.keys.is_empty() && before.retiring.is_empty();
+    if first_bootstrap || before.current().is_some_and(|c| c.kid == current.kid) {
+        return None;
+    }
+    let published_for = now - current.published_at;
+    (published_for < policy.prepublication).then(|| EarlyActivation {
+        kid: current.kid.clone(),
+        published_for_seconds: published_for,
+        prepublication_seconds: policy.prepublication,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotate::tests::policy;
+
+    #[test]
+    fn the_jwks_byte_limit_holds_back_a_rotation_whatever_the_key_count_cap() {
+        use crate::keyring::tests::new_key;
+        let t0 = 1_700_000_000;
+        // Keys big enough that the byte limit binds before any sensible key-count cap.
+        let big = |seed: u8| {
+            let mut key = new_key(seed, t0);
+            if let crate::jwk::PublicJwk::Ec { x, .. } = &mut key.public_jwk {
+                x.push_str(&"A".repeat(20_000));
+            }
+            key
+        };
+        let mut ring = Keyring::empty().bootstrap(big(0), big(1), t0);
+        let policy = RotationPolicy { max_published_keys: 100, ..policy() };
+        let mut rotations = 0;
+        for seed in 2..=20 {
+            match rotation_held(&ring, &policy, t0 + i64::from(seed)) {
+                None => {
+                    ring = ring.rotate(big(seed), t0 + i64::from(seed));
+                    rotations += 1;
+                }
+                Some(held) => {
+                    assert!(held.published_keys < held.max_published_keys, "the count did not bind");
+                    assert!(held.jwks_bytes > MAX_JWKS_BYTES, "{held:?}");
+                    // The first previous key (deactivated at t0 + 2) retires a grace later.
+                    assert_eq!(held.possible_at, Some(t0 + 2 + policy.retirement_grace));
+                    break;
+                }
+            }
+        }
+        let bytes = serde_json::to_string(&ring.jwks()).unwrap().len();
+        assert!(bytes <= MAX_JWKS_BYTES && rotations >= 3, "{rotations} rotations, {bytes} bytes");
+        assert!(bytes + 20_000 > MAX_JWKS_BYTES, "the limit was reached: {bytes} bytes");
+    }
+}

@@ -1,0 +1,141 @@
+//! What a run did, as the function answers and logs it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::alg::SigningAlg;
+use crate::keyring::{KeyState, Keyring, UnixTime};
+
+/// A lifecycle step a run took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    Bootstrap,
+    Rotate,
+    /// A keyring without a next key (hand-repaired) gets one.
+    AddNext,
+    Revoke,
+    /// Previous keys whose tokens have all expired left the JWKS.
+    Retire,
+}
+
+/// The JSON summary a run answers and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RotationReport {
+    pub changed: bool,
+    pub transitions: Vec<Transition>,
+    /// kids of keys created and added to the keyring.
+    pub created: Vec<String>,
+    /// kids whose KMS keys were disabled and scheduled for deletion by this run.
+    pub retired: Vec<String>,
+    /// KMS keys of crashed runs found and scheduled for deletion.
+    pub orphans_deleted: Vec<String>,
+    pub keys: Vec<KeyStatus>,
+    /// kids waiting for their KMS retirement (it failed; the next run retries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<String>,
+    /// Seconds the current key has been signing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_key_age_seconds: Option<i64>,
+    /// Keyring secret version after the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyring_version: Option<String>,
+    /// A key this run made current before its pre-publication time was over (a revocation
+    /// or a forced rotation): some verifiers reject its tokens until they refetch the JWKS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_activation: Option<EarlyActivation>,
+    /// Steps this run could not finish (failed, or out of time); the next run carries on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
+    /// A scheduled rotation that was due but would have published too many keys: it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_held: Option<RotationHeld>,
+}
+
+/// A key that began signing before verifiers could all have fetched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlyActivation {
+    pub kid: String,
+    pub published_for_seconds: i64,
+    pub prepublication_seconds: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    pub kid: String,
+    pub state: KeyState,
+    pub alg: SigningAlg,
+    pub kms_key_arn: String,
+    pub age_seconds: i64,
+}
+
+impl RotationReport {
+    pub(super) fn unchanged(ring: &Keyring, version: Option<String>, now: UnixTime) -> Self {
+        RotationReport {
+            changed: false,
+            transitions: Vec::new(),
+            created: Vec::new(),
+            retired: Vec::new(),
+            orphans_deleted: Vec::new(),
+            keys: Vec::new(),
+            retiring: Vec::new(),
+            current_key_age_seconds: None,
+            keyring_version: version,
+            early_activation: None,
+            incomplete: Vec::new(),
+            rotation_held: None,
+        }
+        .describing(ring, now)
+    }
+
+    pub(super) fn describing(mut self, ring: &Keyring, now: UnixTime) -> Self {
+        self.keys = ring
+            .keys
+            .iter()
+            .map(|k| KeyStatus {
+                kid: k.kid.clone(),
+                state: k.state,
+                alg: k.alg,
+                kms_key_arn: k.kms_key_arn.clone(),
+                age_seconds: now - k.created_at,
+            })
+            .collect();
+        self.retiring = ring.retiring.iter().map(|k| k.kid.clone()).collect();
+        self.current_key_age_seconds = ring.current().and_then(|k| k.activated_at).map(|at| now - at);
+        self
+    }
+}
+
+/// Why a rotation that was due or asked for did not happen, and when it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotationHeld {
+    /// Keys the JWKS would hold after the rotation.
+    pub published_keys: usize,
+    pub max_published_keys: usize,
+    /// Size of that JWKS, in bytes.
+    pub jwks_bytes: usize,
+    pub max_jwks_bytes: usize,
+    /// When enough previous keys will have retired (their tokens expired) for the rotation to
+    /// fit; `None` if retirement alone never makes room (a cap lowered below the keys held).
+    pub possible_at: Option<UnixTime>,
+}
+
+impl std::fmt::Display for RotationHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rotation refused: the JWKS would hold {} keys ({} bytes); the limits are {} keys (MAX_PUBLISHED_KEYS) and {} bytes, as ALB's JWT verification accepts no more. ",
+            self.published_keys, self.jwks_bytes, self.max_published_keys, self.max_jwks_bytes
+        )?;
+        match self.possible_at.and_then(|at| u64::try_from(at).ok()) {
+            Some(at) => write!(
+                f,
+                "Possible from {} (unix {at}), when the oldest previous key's tokens have expired and it retires.",
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(at))
+            )?,
+            None => write!(f, "Retirement alone will not make room: revoke a previous key or raise MAX_PUBLISHED_KEYS.")?,
+        }
+        write!(f, " Revocation is never refused.")
+    }
+}
