@@ -96,7 +96,7 @@ async fn a_burst_of_forced_rotations_stops_at_the_cap_and_every_token_still_veri
     let message = RotateError::TooManyPublishedKeys(held.clone()).to_string();
     assert!(message.contains("would hold 11 keys") && message.contains("MAX_PUBLISHED_KEYS"), "{message}");
     assert!(message.contains(&format!("(unix {possible_at})")), "{message}");
-    assert_eq!(RotateError::TooManyPublishedKeys(held.clone()).kind(), "TooManyPublishedKeys");
+    assert_eq!(RotateError::TooManyPublishedKeys(held.clone()).code(), "TooManyPublishedKeys");
 
     // Every token issued along the way verifies against the capped JWKS.
     let published = jwks(&store);

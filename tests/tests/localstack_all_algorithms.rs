@@ -257,7 +257,7 @@ async fn a_corrupted_keyring_secret_is_refused_and_left_untouched() {
         secrets.create_secret().name(&secret_id).secret_string(text).send().await.unwrap();
         let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, daily_es256_policy());
         let err = rotator.reconcile(kms_jwt::unix_now()).await.unwrap_err();
-        assert_eq!(err.kind(), "KeyringInvalid", "{err}");
+        assert_eq!(err.code(), "KeyringInvalid", "{err}");
         let stored = secrets.get_secret_value().secret_id(&secret_id).send().await.unwrap();
         assert_eq!(stored.secret_string(), Some(text), "the document is left exactly as it was");
         let versions = secrets.list_secret_version_ids().secret_id(&secret_id).send().await.unwrap();

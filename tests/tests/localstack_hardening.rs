@@ -175,7 +175,7 @@ async fn a_lost_create_key_reply_is_not_retried_and_leaves_no_orphan_after_conve
     let via_proxy = proxied_sdk(&proxy, region, CallTimeouts::default()).await;
     let rotator = rotator_on(&via_proxy, &secret_id);
     let err = rotator.reconcile(T0).await.unwrap_err();
-    assert_eq!(err.kind(), "KmsError", "{err}");
+    assert_eq!(err.code(), "KmsError", "{err}");
     assert_eq!(proxy.forwarded("CreateKey"), 1, "CreateKey is never retried blindly");
     assert_eq!(stored(&direct, &secret_id).await.pending.len(), 1, "the intent covers the unknown key");
 

@@ -152,7 +152,7 @@ async fn fault_at_every_step(region: &'static str, command: Command, prepared: b
                 secret_id.as_str(),
             );
             if let Err(e) = faulty.run(command.clone(), at).await {
-                assert_ne!(e.kind(), "KeyringInvalid", "{context}: {e}");
+                assert_ne!(e.code(), "KeyringInvalid", "{context}: {e}");
             }
             stored(&sdk, &secret_id).await.validate().unwrap();
             if let Some(token) = &token {
@@ -205,7 +205,7 @@ async fn revoking_the_next_key_replaces_it_and_withdraws_it_at_once() {
         "a revoked key leaves the JWKS at once"
     );
     let unknown = rotator(&sdk, &secret_id).run(Command::Revoke { kid }, at + 20).await.unwrap_err();
-    assert_eq!(unknown.kind(), "UnknownKid", "a kid of another keyring is refused");
+    assert_eq!(unknown.code(), "UnknownKid", "a kid of another keyring is refused");
 }
 
 /// Every KMS key of the keyring is published, queued for retirement, covered by a creation
@@ -250,7 +250,7 @@ async fn eight_reconcilers_racing_on_one_keyring_converge() {
             match run.await.unwrap() {
                 Ok(report) => won += usize::from(report.changed),
                 Err(e) => {
-                    assert!(matches!(e.kind(), "KeyringConflict" | "KeyringStoreError"), "{round}: {e}");
+                    assert!(matches!(e.code(), "KeyringConflict" | "KeyringStoreError"), "{round}: {e}");
                     lost += 1;
                 }
             }
@@ -280,7 +280,7 @@ async fn a_keyring_with_two_current_keys_is_refused_and_untouched() {
     secrets.put_secret_value().secret_id(&secret_id).secret_string(&edited).send().await.unwrap();
 
     let err = rotator(&sdk, &secret_id).reconcile(kms_jwt::unix_now() + 30 * DAY).await.unwrap_err();
-    assert_eq!(err.kind(), "KeyringInvalid");
+    assert_eq!(err.code(), "KeyringInvalid");
     assert!(err.to_string().contains("exactly one current key"), "{err}");
     let current = secrets.get_secret_value().secret_id(&secret_id).send().await.unwrap();
     assert_eq!(current.secret_string(), Some(edited.as_str()), "left exactly as the human wrote it");

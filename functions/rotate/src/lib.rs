@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
-use kms_jwt::rotate::{Command, RotationReport, Rotator, DEFAULT_RUN_BUDGET};
+use kms_jwt::rotate::{Command, RotateError, RotationReport, Rotator, DEFAULT_RUN_BUDGET};
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
 
@@ -36,6 +36,23 @@ enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unrecognized rotate event: {0}. Send an EventBridge scheduled event, {{}}, or {{\"action\": \"reconcile\" | \"rotate\" | \"revoke\" | \"status\"}}")]
 pub struct UnrecognizedEvent(pub String);
+
+impl From<UnrecognizedEvent> for Diagnostic {
+    fn from(e: UnrecognizedEvent) -> Self {
+        Diagnostic { error_type: "UnrecognizedEvent".into(), error_message: e.to_string() }
+    }
+}
+
+/// A run that failed, as Lambda reports it: `errorType` is [`RotateError::code`]. A newtype
+/// because neither `RotateError` nor `Diagnostic` belongs to this crate (orphan rule).
+#[derive(Debug)]
+pub struct RunFailed(pub RotateError);
+
+impl From<RunFailed> for Diagnostic {
+    fn from(RunFailed(e): RunFailed) -> Self {
+        Diagnostic { error_type: e.code().into(), error_message: e.to_string() }
+    }
+}
 
 /// Read an invocation payload: an EventBridge rule or Scheduler event (or `{}`) means
 /// "reconcile"; an object with `action` is an explicit command.
@@ -110,8 +127,7 @@ pub async fn handle<K: KeyAdmin, S: KeyringStore>(
     payload: Value,
     lambda_deadline_ms: u64,
 ) -> Result<RotationReport, Diagnostic> {
-    let command = command_from_event(&payload)
-        .map_err(|e| Diagnostic { error_type: "UnrecognizedEvent".into(), error_message: e.to_string() })?;
+    let command = command_from_event(&payload)?;
     let now = kms_jwt::unix_now();
     let deadline = run_deadline(lambda_deadline_ms, SystemTime::now());
     let budget_ms = deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis();
@@ -125,8 +141,8 @@ pub async fn handle<K: KeyAdmin, S: KeyringStore>(
             Ok(report)
         }
         Err(e) => {
-            tracing::error!(command = ?command, error = %e, kind = e.kind(), "rotate failed");
-            Err(Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })
+            tracing::error!(command = ?command, error = %e, code = e.code(), "rotate failed");
+            Err(RunFailed(e).into())
         }
     }
 }
@@ -192,5 +208,47 @@ mod tests {
         for name in names {
             assert!(emf.get(name).is_some(), "metric {name} has a value");
         }
+    }
+
+    #[test]
+    fn errors_become_diagnostics_named_by_their_code() {
+        let refused = Diagnostic::from(UnrecognizedEvent("the payload is not a JSON object".into()));
+        assert_eq!(refused.error_type, "UnrecognizedEvent");
+        assert!(
+            refused.error_message.contains("the payload is not a JSON object"),
+            "{}",
+            refused.error_message
+        );
+        for e in [
+            RotateError::UnknownKid("abc".into()),
+            RotateError::TooManyConflicts,
+            RotateError::OutOfTime("creating a key"),
+        ] {
+            let (code, message) = (e.code(), e.to_string());
+            let diagnostic = Diagnostic::from(RunFailed(e));
+            assert_eq!(diagnostic.error_type, code);
+            assert_eq!(diagnostic.error_message, message);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handler_answers_failures_with_their_code() {
+        use kms_jwt::memory::{MemoryKms, MemoryStore};
+        use kms_jwt::rotate::RotationPolicy;
+        use kms_jwt::SigningAlg;
+        let rotator = Rotator::new(
+            MemoryKms::new(),
+            MemoryStore::new(),
+            RotationPolicy::for_tests(SigningAlg::ES256),
+            "kr",
+        );
+        let refused = handle(&rotator, serde_json::json!({"action": "explode"}), 0).await.unwrap_err();
+        assert_eq!(refused.error_type, "UnrecognizedEvent");
+        let unknown =
+            handle(&rotator, serde_json::json!({"action": "revoke", "kid": "abc"}), 0).await.unwrap_err();
+        assert_eq!(unknown.error_type, "UnknownKid");
+        assert_eq!(unknown.error_message, RotateError::UnknownKid("abc".into()).to_string());
+        let report = handle(&rotator, serde_json::json!({}), 0).await.unwrap();
+        assert!(report.changed, "a scheduled event reconciles: {report:?}");
     }
 }

@@ -30,7 +30,7 @@ pub enum RotateError {
 
 impl RotateError {
     /// A stable name for the Lambda `errorType`.
-    pub fn kind(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             RotateError::Keyring(_) => "KeyringInvalid",
             RotateError::Kms(_) => "KmsError",

@@ -785,7 +785,7 @@ mod tests {
         assert_ne!(r.kms().key_state(&current.kms_key_arn), Some(FakeKeyState::Enabled));
         // Idempotent: the same revocation again is a clear error, changes nothing.
         assert_eq!(
-            r.run(Command::Revoke { kid: current.kid.clone() }, 20).await.unwrap_err().kind(),
+            r.run(Command::Revoke { kid: current.kid.clone() }, 20).await.unwrap_err().code(),
             "UnknownKid"
         );
         assert_eq!(boot.created.len(), 2);
@@ -944,7 +944,7 @@ mod tests {
             }
         }));
         let r = Rotator::new(Arc::clone(&kms), Arc::clone(&faulty_store), policy(), "kr");
-        assert_eq!(r.reconcile(0).await.unwrap_err().kind(), "KeyringStoreError");
+        assert_eq!(r.reconcile(0).await.unwrap_err().code(), "KeyringStoreError");
         let ring = stored_in(&store);
         assert_eq!(ring.keys.len(), 2, "the write landed");
         for key in &ring.keys {
@@ -974,7 +974,7 @@ mod tests {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
         kms.deny_after_create(Duration::from_secs(300));
         let r = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy(), "kr");
-        assert_eq!(r.reconcile(0).await.unwrap_err().kind(), "KmsError");
+        assert_eq!(r.reconcile(0).await.unwrap_err().code(), "KmsError");
         assert_eq!(stored_in(&store).pending.len(), 1, "the intent covers the key KMS would not let us use");
         kms.deny_after_create(Duration::ZERO); // KMS has caught up
         r.reconcile(DAY).await.unwrap();
@@ -1030,7 +1030,7 @@ mod tests {
         for text in ["{not json", r#"{"schema_version":9,"keys":[]}"#] {
             let r = Rotator::new(MemoryKms::new(), MemoryStore::with_document(text), policy(), "kr");
             let err = r.reconcile(0).await.unwrap_err();
-            assert_eq!(err.kind(), "KeyringInvalid");
+            assert_eq!(err.code(), "KeyringInvalid");
             assert_eq!(r.store().current_text().as_deref(), Some(text));
             assert_eq!(r.store().version_count(), 1);
             assert_eq!(r.kms().calls("CreateKey"), 0, "no key is created for a keyring we refuse");
