@@ -21,12 +21,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let kms = KmsAdapter::new(&sdk).with_key_access(key_access).with_discovery(discovery);
     let store =
         SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), config.keyring_kms_key_id.clone());
-    // Lives as long as the process: the runtime's handler closure must be 'static.
-    let rotator: &'static Rotator<KmsAdapter, SecretsManagerStore> = Box::leak(Box::new(
-        Rotator::new(kms, store, config.rotation_policy(), config.keyring_secret_id.clone())
-            .with_step_reserve(config.aws_timeouts.total),
-    ));
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+    let rotator = Rotator::new(kms, store, config.rotation_policy(), config.keyring_secret_id.clone())
+        .with_step_reserve(config.aws_timeouts.total);
+    // A plain borrow: `lambda_runtime::run` handles one invocation at a time inside this
+    // future and asks no 'static of the handler (`run_concurrent` would: Clone + Send + 'static).
+    let rotator = &rotator;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         kms_jwt_rotate::handle(rotator, event.payload, event.context.deadline)
     }))
     .await
