@@ -1,38 +1,19 @@
-//! The sign service: claims in, a compact JWS out, signed by the current key inside KMS.
-//!
-//! Per token: one KMS `Sign` call, no keyring read (the keyring comes from [`KeyringCache`]).
-//! One request contract for direct invocation and for `POST /sign` through API Gateway:
-//! a single request, or `{"requests": [...]}` signed concurrently with bounded concurrency.
-//!
-//! Requests arrive as JSON text and are read strictly, before anything else happens:
-//! - size first: a single request's text over [`MAX_REQUEST_BYTES`], or an invocation's over
-//!   [`MAX_BATCH_BYTES`], is refused before any of it is parsed; a request inside a batch is
-//!   refused as soon as what was read of it exceeds [`MAX_REQUEST_BYTES`], so no request ever
-//!   grows a JSON tree larger than that bound allows, and a batch's requests are turned into
-//!   compact, checked form one at a time;
-//! - one meaning only: a member name given twice in one object (at any depth) and an integer
-//!   that fits neither `i64` nor `u64` are refused, because JSON parsers disagree about them
-//!   (first or last member wins; big integers become floats or errors), so a front end could
-//!   check something other than what gets signed.
+//! The request contract: what a sign request may say, how big it may be, and the strict
+//! streaming parse that turns invocation text into checked, compact requests ([`Prepared`])
+//! before any key or clock is involved.
 
 use std::cell::Cell;
 use std::fmt;
-use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use crate::alg::SigningAlg;
-use crate::cache::{CacheError, CachePolicy, KeyringCache};
-use crate::config::SignConfig;
-use crate::jws::{self, Header, SignatureError};
-use crate::keyring::{Keyring, UnixTime};
-use crate::ports::{KeySigner, KeyringStore, KmsError};
+use super::SignError;
 
-/// Claims only the service sets. `nbf` is never emitted (see [`TokenSigner::sign`]) but stays
-/// reserved: a caller-chosen `nbf` would make tokens that start later than they are issued.
+/// Claims only the service sets. `nbf` is never emitted (see
+/// [`TokenSigner::sign`](super::TokenSigner::sign)) but stays reserved: a caller-chosen `nbf`
+/// would make tokens that start later than they are issued.
 pub const RESERVED_CLAIMS: [&str; 5] = ["iss", "iat", "nbf", "exp", "jti"];
 /// Request members that would set JOSE header fields: the header is ours alone.
 const HEADER_MEMBERS: [&str; 5] = ["header", "headers", "alg", "kid", "jku"];
@@ -46,10 +27,6 @@ pub const MAX_BATCH: usize = 100;
 /// Largest JSON text of one invocation (and of a `POST /sign` body): a full batch of requests
 /// of the largest size. Far below Lambda's 6 MB payload limit once base64-encoded.
 pub const MAX_BATCH_BYTES: usize = MAX_BATCH * MAX_REQUEST_BYTES;
-/// KMS calls in flight per batch.
-const BATCH_CONCURRENCY: usize = 16;
-/// The `tracing` target of the one line logged per issued token (see the README, "Audit").
-pub const AUDIT_TARGET: &str = "kms_jwt::audit";
 /// Longest excerpt of caller input quoted back in an error message.
 const MAX_QUOTE_CHARS: usize = 64;
 
@@ -73,7 +50,7 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             TokenType::Jwt => "JWT",
             TokenType::AccessToken => "at+jwt",
@@ -96,174 +73,12 @@ pub struct SignRequest {
     pub typ: Option<TokenType>,
 }
 
-/// A signed token and what a caller needs to know about it without decoding it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedToken {
-    pub token: String,
-    pub kid: String,
-    pub expires_at: UnixTime,
-}
-
-/// Why a request was not signed. [`SignError::code`] is the stable contract; the `Display`
-/// text is for logs and may name AWS resources, [`SignError::public_message`] is for callers.
-#[derive(Debug, thiserror::Error)]
-pub enum SignError {
-    #[error("the request is not valid JSON: {0}")]
-    InvalidJson(String),
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    #[error("{what} is larger than the {limit} bytes allowed")]
-    RequestTooLarge { what: &'static str, limit: usize },
-    #[error("member {0:?} is given more than once in one object")]
-    DuplicateMember(String),
-    #[error("integer {0} fits in neither a signed nor an unsigned 64-bit integer; send it as a string")]
-    NumberOutOfRange(String),
-    #[error("claims must be a JSON object")]
-    ClaimsNotObject,
-    #[error("claim {0:?} is set by the service and may not be supplied")]
-    ReservedClaim(String),
-    #[error("{0:?} would set a JOSE header field; the header is set by the service")]
-    HeaderNotAllowed(String),
-    #[error("claim {0:?} is given twice (in claims and as a request field)")]
-    AmbiguousClaim(String),
-    #[error("typ must be \"JWT\" or \"at+jwt\"")]
-    InvalidTyp,
-    #[error("claims are {size} bytes, more than the {MAX_CLAIMS_BYTES} allowed")]
-    ClaimsTooLarge { size: usize },
-    #[error("ttl_seconds must be between 1 and {max}")]
-    InvalidTtl { max: u64 },
-    #[error("a batch holds 1 to {MAX_BATCH} requests, not {0}")]
-    InvalidBatchSize(usize),
-    #[error("the keyring has no current key yet; run rotate first")]
-    NoCurrentKey,
-    #[error("keyring unavailable: {0}")]
-    Keyring(#[from] CacheError),
-    #[error(transparent)]
-    Kms(#[from] KmsError),
-    #[error("KMS returned an unusable signature: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("could not encode the token: {0}")]
-    Encoding(#[from] serde_json::Error),
-}
-
-impl SignError {
-    /// A stable, machine-readable code (and Lambda `errorType`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            SignError::InvalidJson(_) => "InvalidJson",
-            SignError::InvalidRequest(_) => "InvalidRequest",
-            SignError::RequestTooLarge { .. } => "RequestTooLarge",
-            SignError::DuplicateMember(_) => "DuplicateMember",
-            SignError::NumberOutOfRange(_) => "NumberOutOfRange",
-            SignError::ClaimsNotObject => "ClaimsNotObject",
-            SignError::ReservedClaim(_) => "ReservedClaim",
-            SignError::HeaderNotAllowed(_) => "HeaderNotAllowed",
-            SignError::AmbiguousClaim(_) => "AmbiguousClaim",
-            SignError::InvalidTyp => "InvalidTyp",
-            SignError::ClaimsTooLarge { .. } => "ClaimsTooLarge",
-            SignError::InvalidTtl { .. } => "InvalidTtl",
-            SignError::InvalidBatchSize(_) => "InvalidBatchSize",
-            SignError::NoCurrentKey => "NoCurrentKey",
-            SignError::Keyring(_) => "KeyringUnavailable",
-            SignError::Kms(KmsError::Throttled) => "KmsThrottled",
-            SignError::Kms(KmsError::Timeout { .. }) => "KmsTimeout",
-            SignError::Kms(KmsError::Transport { .. }) => "KmsUnavailable",
-            SignError::Kms(KmsError::AccessDenied { .. }) => "KmsAccessDenied",
-            SignError::Kms(_) => "KmsError",
-            SignError::Signature(_) => "SignatureInvalid",
-            SignError::Encoding(_) => "EncodingError",
-        }
-    }
-
-    /// True when the caller did something wrong (HTTP 4xx), false for service faults.
-    pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            SignError::InvalidJson(_)
-                | SignError::InvalidRequest(_)
-                | SignError::RequestTooLarge { .. }
-                | SignError::DuplicateMember(_)
-                | SignError::NumberOutOfRange(_)
-                | SignError::ClaimsNotObject
-                | SignError::ReservedClaim(_)
-                | SignError::HeaderNotAllowed(_)
-                | SignError::AmbiguousClaim(_)
-                | SignError::InvalidTyp
-                | SignError::ClaimsTooLarge { .. }
-                | SignError::InvalidTtl { .. }
-                | SignError::InvalidBatchSize(_)
-        )
-    }
-
-    /// True when the same request may succeed if retried later. Signing has no side effect,
-    /// so a KMS call whose outcome is unknown (timeout, lost connection) is safe to repeat.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            SignError::Kms(KmsError::Throttled | KmsError::Timeout { .. } | KmsError::Transport { .. })
-                | SignError::Keyring(_)
-                | SignError::NoCurrentKey
-        )
-    }
-
-    /// The message a caller gets. Client errors describe the caller's own input; service
-    /// errors are generic, because AWS error texts name key and role ARNs, which belong in
-    /// our logs (the `Display` text), not in answers.
-    pub fn public_message(&self) -> String {
-        let generic = match self {
-            SignError::Kms(KmsError::NotFound(_) | KmsError::InvalidState(_)) => {
-                "the signing key is disabled, pending deletion or gone; retry after the next rotation"
-            }
-            SignError::Kms(KmsError::Throttled) => "KMS throttled the request; retry with backoff",
-            SignError::Kms(KmsError::Timeout { .. }) => "KMS did not answer in time; retry",
-            SignError::Kms(KmsError::Transport { .. }) => "KMS could not be reached; retry",
-            SignError::Kms(KmsError::AccessDenied { .. }) => "the sign function may not use the signing key",
-            SignError::Kms(KmsError::Other { .. }) => "KMS could not sign the token",
-            SignError::Keyring(_) => "the keyring could not be read; retry",
-            SignError::Signature(_) => "KMS returned an unusable signature",
-            SignError::Encoding(_) => "the token could not be encoded",
-            _ => return self.to_string(),
-        };
-        generic.to_owned()
-    }
-
-    /// The JSON error object of an answer: `{"code", "message", "retryable"}`.
-    pub fn to_json(&self) -> Value {
-        json!({ "code": self.code(), "message": self.public_message(), "retryable": self.is_retryable() })
-    }
-
-    /// A JSON error of our parse that no seed claimed: bad syntax, or the wrong shape.
-    fn from_json_error(error: serde_json::Error) -> SignError {
-        match error.classify() {
-            serde_json::error::Category::Data => SignError::InvalidRequest(error.to_string()),
-            // serde_json's own refusal of a literal beyond f64 (`1e400`, 400 digits).
-            _ if error.to_string().starts_with("number out of range") => {
-                SignError::NumberOutOfRange("beyond the range of a 64-bit float".into())
-            }
-            _ => SignError::InvalidJson(error.to_string()),
-        }
-    }
-}
-
 /// At most [`MAX_QUOTE_CHARS`] characters of caller input, for an error message.
 fn quote(text: &str) -> String {
     match text.char_indices().nth(MAX_QUOTE_CHARS) {
         Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
         None => text.to_owned(),
     }
-}
-
-/// What the signer needs from the keyring: the current key, resolved once per version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningKey {
-    pub kid: String,
-    pub kms_key_arn: String,
-    pub alg: SigningAlg,
-}
-
-/// The keyring's current key as the signer uses it, `None` before the first rotation.
-pub fn current_signing_key(ring: &Keyring) -> Option<SigningKey> {
-    ring.current().map(|k| SigningKey { kid: k.kid.clone(), kms_key_arn: k.kms_key_arn.clone(), alg: k.alg })
 }
 
 /// Check one parsed request, with specific codes for the mistakes callers actually make.
@@ -287,22 +102,22 @@ pub fn parse_request(value: Value) -> Result<SignRequest, SignError> {
 
 /// Token lifetimes: what a request gets without `ttl_seconds`, and the most it may ask for.
 #[derive(Debug, Clone, Copy)]
-struct TtlBounds {
-    default: u64,
-    max: u64,
+pub(super) struct TtlBounds {
+    pub(super) default: u64,
+    pub(super) max: u64,
 }
 
 /// A request that passed every check that needs neither a key nor the clock. The caller's
 /// claims are kept serialized: a batch holds up to [`MAX_BATCH`] of these at once, and a JSON
 /// tree can take twenty times the memory of its text.
 #[derive(Debug)]
-struct Prepared {
+pub(super) struct Prepared {
     /// The caller's claims with `aud` and `sub` from the request fields: a JSON object.
-    claims: String,
-    ttl: u64,
-    typ: TokenType,
+    pub(super) claims: String,
+    pub(super) ttl: u64,
+    pub(super) typ: TokenType,
     /// `sub` and `aud` as the audit line shows them.
-    audit: AuditedClaims,
+    pub(super) audit: AuditedClaims,
 }
 
 /// Longest `sub` or `aud` the audit line carries; longer values are cut (and marked).
@@ -310,9 +125,9 @@ const MAX_AUDITED_CHARS: usize = 256;
 
 /// The only claim values an audit line carries: who the token is for, and where it goes.
 #[derive(Debug, Default)]
-struct AuditedClaims {
-    sub: Option<String>,
-    aud: Option<String>,
+pub(super) struct AuditedClaims {
+    pub(super) sub: Option<String>,
+    pub(super) aud: Option<String>,
 }
 
 impl AuditedClaims {
@@ -331,7 +146,7 @@ impl AuditedClaims {
     }
 }
 
-fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignError> {
+pub(super) fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignError> {
     let SignRequest { mut claims, ttl_seconds, audience, subject, typ } = request;
     if let Some(reserved) = RESERVED_CLAIMS.iter().find(|c| claims.contains_key(**c)) {
         return Err(SignError::ReservedClaim((*reserved).to_owned()));
@@ -364,37 +179,34 @@ fn prepare(request: SignRequest, bounds: TtlBounds) -> Result<Prepared, SignErro
     Ok(Prepared { claims, ttl, typ: typ.unwrap_or_default(), audit })
 }
 
-/// The registered claims the service adds to every token.
-#[derive(Serialize)]
-struct Registered<'a> {
-    iss: &'a str,
-    iat: UnixTime,
-    exp: UnixTime,
-    jti: String,
-}
-
-/// The JWT payload: the caller's claims object joined with ours. Both are serde_json output
-/// of an object (`{...}`, no whitespace) and share no member (reserved claims are refused).
-fn token_payload(claims: &str, registered: &Registered<'_>) -> Result<Vec<u8>, SignError> {
-    let ours = serde_json::to_string(registered)?;
-    let (Some(theirs), Some(ours)) = (claims.strip_suffix('}'), ours.strip_prefix('{')) else {
-        let error = <serde_json::Error as serde::ser::Error>::custom("claims are not a JSON object");
-        return Err(SignError::Encoding(error));
-    };
-    let mut payload = String::with_capacity(theirs.len() + 1 + ours.len());
-    payload.push_str(theirs);
-    if theirs != "{" {
-        payload.push(',');
-    }
-    payload.push_str(ours);
-    Ok(payload.into_bytes())
-}
-
 /// A parsed invocation: one request, or a batch with a verdict per request.
 #[derive(Debug)]
-enum Parsed {
+pub(super) enum Parsed {
     Single(Prepared),
     Batch(Vec<Result<Prepared, SignError>>),
+}
+
+/// Read one request (a batch is refused) from its JSON text: refused unread over
+/// [`MAX_REQUEST_BYTES`], then read strictly and prepared.
+pub(super) fn parse_single(text: &str, bounds: TtlBounds) -> Result<Prepared, SignError> {
+    if text.len() > MAX_REQUEST_BYTES {
+        return Err(SignError::RequestTooLarge { what: "a single request", limit: MAX_REQUEST_BYTES });
+    }
+    let state = ParseState::new();
+    let request = parse_request(state.run(text, Strict { state: &state })?)?;
+    prepare(request, bounds)
+}
+
+/// Read an invocation, one request or a batch, from its JSON text: refused unread over
+/// [`MAX_BATCH_BYTES`]. Size, duplicate members and out-of-range integers refuse all of it;
+/// a batch keeps a verdict per request.
+pub(super) fn parse_invocation(text: &str, bounds: TtlBounds) -> Result<Parsed, SignError> {
+    if text.len() > MAX_BATCH_BYTES {
+        return Err(SignError::RequestTooLarge { what: "the invocation", limit: MAX_BATCH_BYTES });
+    }
+    let state = ParseState::new();
+    let seed = InvocationSeed { state: &state, text_len: text.len(), bounds };
+    state.run(text, seed)?
 }
 
 /// State shared by the seeds of one parse.
@@ -739,279 +551,15 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 }
 
-/// Signs tokens with the keyring's current key, through a [`KeySigner`].
-pub struct TokenSigner<K, S> {
-    kms: K,
-    keyring: KeyringCache<S, Option<SigningKey>>,
-    issuer: String,
-    bounds: TtlBounds,
-}
-
-impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
-    /// A signer issuing tokens as `issuer`, `default_ttl` long unless a request asks for up to
-    /// `max_ttl`.
-    pub fn new(
-        kms: K,
-        keyring: KeyringCache<S, Option<SigningKey>>,
-        issuer: String,
-        default_ttl: Duration,
-        max_ttl: Duration,
-    ) -> Self {
-        TokenSigner {
-            kms,
-            keyring,
-            issuer,
-            bounds: TtlBounds { default: default_ttl.as_secs(), max: max_ttl.as_secs() },
-        }
-    }
-
-    /// The signer the sign function runs: keyring cached for `KEYRING_CACHE_TTL` and never
-    /// served stale, because signing with a retired key would mint unverifiable tokens.
-    pub fn from_config(kms: K, store: S, config: &SignConfig) -> Self {
-        let keyring = KeyringCache::new(
-            store,
-            CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: Duration::ZERO },
-            current_signing_key,
-        );
-        TokenSigner::new(kms, keyring, config.issuer.clone(), config.default_token_ttl, config.max_token_ttl)
-    }
-
-    /// The KMS port the signer signs through.
-    pub fn kms(&self) -> &K {
-        &self.kms
-    }
-
-    /// The signer's keyring cache.
-    pub fn keyring(&self) -> &KeyringCache<S, Option<SigningKey>> {
-        &self.keyring
-    }
-
-    /// Sign one request given as JSON text (`{"claims": {...}, "ttl_seconds": 900}`); a batch
-    /// is refused. Text over [`MAX_REQUEST_BYTES`] is refused unread.
-    pub async fn sign_json(&self, text: &str, now: UnixTime) -> Result<SignedToken, SignError> {
-        if text.len() > MAX_REQUEST_BYTES {
-            return Err(SignError::RequestTooLarge { what: "a single request", limit: MAX_REQUEST_BYTES });
-        }
-        let state = ParseState::new();
-        let request = parse_request(state.run(text, Strict { state: &state })?)?;
-        self.sign_prepared(prepare(request, self.bounds)?, now).await
-    }
-
-    /// [`Self::sign_json`] for a request already in memory (Rust callers and tests): it is
-    /// serialized and read like text, so it meets the same limits.
-    pub async fn sign_event(&self, event: Value, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_json(&event.to_string(), now).await
-    }
-
-    /// Answer an invocation given as JSON text: a single request gives
-    /// `{"token", "kid", "expires_at"}`; a batch gives `{"results": [...]}` in request order,
-    /// each a token or `{"error": {...}}`. Size, duplicate members and out-of-range integers
-    /// refuse the whole invocation, before any KMS call or keyring read.
-    pub async fn invoke_json(&self, text: &str, now: UnixTime) -> Result<Value, SignError> {
-        if text.len() > MAX_BATCH_BYTES {
-            return Err(SignError::RequestTooLarge { what: "the invocation", limit: MAX_BATCH_BYTES });
-        }
-        let state = ParseState::new();
-        let seed = InvocationSeed { state: &state, text_len: text.len(), bounds: self.bounds };
-        match state.run(text, seed)?? {
-            Parsed::Single(request) => Ok(serde_json::to_value(self.sign_prepared(request, now).await?)?),
-            Parsed::Batch(requests) => {
-                let results: Vec<Value> = stream::iter(requests)
-                    .map(|request| async move {
-                        let signed = match request {
-                            Ok(request) => self.sign_prepared(request, now).await,
-                            Err(e) => Err(e),
-                        };
-                        match signed.and_then(|token| serde_json::to_value(token).map_err(SignError::from)) {
-                            Ok(token) => token,
-                            Err(e) => {
-                                if !e.is_client_error() {
-                                    tracing::error!(code = e.code(), error = %e, "batch item failed");
-                                }
-                                json!({ "error": e.to_json() })
-                            }
-                        }
-                    })
-                    .buffered(BATCH_CONCURRENCY)
-                    .collect()
-                    .await;
-                Ok(json!({ "results": results }))
-            }
-        }
-    }
-
-    /// [`Self::invoke_json`] for a payload already in memory: serialized and read like text.
-    pub async fn invoke(&self, payload: Value, now: UnixTime) -> Result<Value, SignError> {
-        self.invoke_json(&payload.to_string(), now).await
-    }
-
-    /// Sign a request: the caller's claims plus `iss`, `iat` = `now`, `exp` and a random `jti`.
-    ///
-    /// No `nbf`: it would equal `iat`, and a verifier that checks `nbf` with no leeway on a
-    /// clock running behind ours would refuse a fresh token. RFC 7519 makes it optional.
-    pub async fn sign(&self, request: SignRequest, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_prepared(prepare(request, self.bounds)?, now).await
-    }
-
-    async fn sign_prepared(&self, request: Prepared, now: UnixTime) -> Result<SignedToken, SignError> {
-        let Prepared { claims, ttl, typ, audit } = request;
-        let expires_at = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
-        let registered = Registered {
-            iss: &self.issuer,
-            iat: now,
-            exp: expires_at,
-            jti: uuid::Uuid::new_v4().to_string(),
-        };
-        let payload = token_payload(&claims, &registered)?;
-        drop(claims);
-        let typ = typ.as_str();
-
-        let key = self.keyring.get().await?;
-        let key = key.as_ref().as_ref().ok_or(SignError::NoCurrentKey)?;
-        let (token, alg) = match self.sign_with(key, typ, &payload).await {
-            // The cached key was revoked or retired under us: re-read the keyring once and
-            // sign with whatever is current now. Never fall back to a non-current key.
-            Err(SignError::Kms(KmsError::InvalidState(_) | KmsError::NotFound(_))) => {
-                let fresh = self.keyring.refresh().await?;
-                let fresh = fresh.as_ref().as_ref().ok_or(SignError::NoCurrentKey)?;
-                (self.sign_with(fresh, typ, &payload).await?, fresh.alg)
-            }
-            other => (other?, key.alg),
-        };
-        // The audit line: one per token, the registered claims plus `sub` and `aud`, never the
-        // token or other claim values. The caller (IAM principal, Lambda request id) comes
-        // from the span the function opens around the invocation.
-        tracing::info!(
-            target: AUDIT_TARGET,
-            jti = %registered.jti,
-            sub = audit.sub.as_deref(),
-            aud = audit.aud.as_deref(),
-            kid = %token.kid,
-            alg = %alg,
-            iat = registered.iat,
-            exp = registered.exp,
-            typ,
-            "token issued"
-        );
-        Ok(SignedToken { expires_at, ..token })
-    }
-
-    async fn sign_with(&self, key: &SigningKey, typ: &str, payload: &[u8]) -> Result<SignedToken, SignError> {
-        let header = Header { alg: key.alg, kid: &key.kid, typ };
-        let input = jws::signing_input(&header, payload)?;
-        let digest = key.alg.hash().digest(input.as_bytes());
-        let raw = self.kms.sign_digest(&key.kms_key_arn, key.alg, &digest).await?;
-        let signature = jws::jose_signature(key.alg, &raw)?;
-        Ok(SignedToken { token: jws::compact(input, &signature), kid: key.kid.clone(), expires_at: 0 })
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::memory::{MemoryKms, MemoryStore};
-    use crate::ports::{KeyAdmin, StoreError};
-    use crate::rotate::{RotationPolicy, Rotator};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use p256::ecdsa::signature::Verifier;
     use proptest::prelude::*;
     use serde_json::json;
-    use std::sync::Arc;
 
-    /// A KMS and a store shared between a rotator and a signer, like two Lambda functions.
-    #[derive(Clone)]
-    struct Shared(Arc<MemoryKms>, Arc<MemoryStore>);
-
-    type MemorySigner = TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>>;
-
-    fn policy() -> RotationPolicy {
-        RotationPolicy {
-            alg: SigningAlg::ES256,
-            rotation_period: 86_400,
-            prepublication: 600,
-            retirement_grace: 7_200,
-            deletion_window_days: 7,
-            max_published_keys: crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
-        }
-    }
-
-    fn signer_on<K: KeySigner>(kms: K, store: Arc<MemoryStore>) -> TokenSigner<K, Arc<MemoryStore>> {
-        let cache = KeyringCache::new(
-            store,
-            CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::from_secs(600) },
-            current_signing_key,
-        );
-        TokenSigner::new(
-            kms,
-            cache,
-            "https://issuer.test".into(),
-            Duration::from_secs(900),
-            Duration::from_secs(3_600),
-        )
-    }
-
-    async fn setup() -> (Shared, MemorySigner) {
-        let shared = Shared(Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-        Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy(), "kr")
-            .reconcile(0)
-            .await
-            .unwrap();
-        let signer = signer_on(Arc::clone(&shared.0), Arc::clone(&shared.1));
-        (shared, signer)
-    }
-
-    fn payload_of(token: &str) -> Value {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
-    }
-
-    /// The code of a refused invocation, and proof that it cost neither KMS nor the keyring.
-    async fn refused(shared: &Shared, signer: &MemorySigner, text: &str) -> &'static str {
-        let (signs, reads) = (shared.0.calls("Sign"), shared.1.reads());
-        let code = signer.invoke_json(text, 0).await.unwrap_err().code();
-        assert_eq!((shared.0.calls("Sign"), shared.1.reads()), (signs, reads), "{code}: nothing touched");
-        code
-    }
-
-    #[tokio::test]
-    async fn signs_a_verifiable_token_with_one_kms_call_and_no_store_read_when_warm() {
-        let (shared, signer) = setup().await;
-        let first = signer
-            .sign_event(json!({"claims": {"sub": "alice", "scope": "read"}, "ttl_seconds": 300}), 1_000)
-            .await
-            .unwrap();
-        let reads = shared.1.reads();
-        let second = signer.sign_event(json!({"claims": {"sub": "bob"}}), 1_001).await.unwrap();
-        assert_eq!(shared.1.reads(), reads, "a warm signer does not read the keyring");
-        assert_eq!(shared.0.calls("Sign"), 2, "one KMS call per token");
-        assert_eq!(first.expires_at, 1_300);
-        assert_eq!(second.expires_at, 1_001 + 900);
-
-        let parts: Vec<&str> = first.token.split('.').collect();
-        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        assert_eq!(header, json!({"alg": "ES256", "kid": first.kid, "typ": "JWT"}));
-        let claims = payload_of(&first.token);
-        assert_eq!(claims["iss"], "https://issuer.test");
-        assert_eq!((claims["iat"].as_i64(), claims["exp"].as_i64()), (Some(1_000), Some(1_300)));
-        assert_eq!(claims.get("nbf"), None, "no nbf: a verifier whose clock lags must accept a fresh token");
-        assert_eq!(claims["sub"], "alice");
-        assert_eq!(claims["jti"].as_str().map(str::len), Some(36));
-        assert_eq!(claims.as_object().unwrap().len(), 6, "{claims}");
-
-        // Verify R||S against the public key in the keyring, as a consumer would.
-        let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
-        let crate::jwk::PublicJwk::Ec { x, y, .. } = &ring.find(&first.kid).unwrap().public_jwk else {
-            panic!("EC key")
-        };
-        let jwk = format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#);
-        let key = p256::ecdsa::VerifyingKey::from(p256::PublicKey::from_jwk_str(&jwk).unwrap());
-        let sig = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
-        key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).unwrap();
-
-        // Empty claims join the registered ones without a stray comma.
-        let empty = signer.sign_event(json!({"claims": {}}), 5).await.unwrap();
-        assert_eq!(payload_of(&empty.token).as_object().unwrap().len(), 4);
-    }
+    use super::*;
+    use crate::signer::fixtures::*;
 
     #[tokio::test]
     async fn bad_requests_get_typed_errors() {
@@ -1061,54 +609,6 @@ mod tests {
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(payload_of(&token)["aud"], json!(["x", "y"]));
         assert_eq!(payload_of(&token)["sub"], "u1");
-    }
-
-    #[tokio::test]
-    async fn a_batch_answers_in_order_with_an_error_per_bad_item() {
-        let (shared, signer) = setup().await;
-        let mut requests: Vec<Value> = (0..40).map(|i| json!({"claims": {"n": i}})).collect();
-        requests[7] = json!({"claims": {"exp": 1}});
-        requests[30] = json!({"claims": []});
-        requests[31] = json!({"claims": {}, "alg": "none"});
-        let answer = signer.invoke(json!({ "requests": requests }), 100).await.unwrap();
-        let results = answer["results"].as_array().unwrap();
-        assert_eq!(results.len(), 40);
-        for (i, result) in results.iter().enumerate() {
-            match i {
-                7 => assert_eq!(result["error"]["code"], "ReservedClaim"),
-                30 => assert_eq!(result["error"]["code"], "ClaimsNotObject"),
-                31 => assert_eq!(result["error"]["code"], "HeaderNotAllowed"),
-                _ => assert_eq!(payload_of(result["token"].as_str().unwrap())["n"], i, "request order"),
-            }
-        }
-        assert_eq!(shared.0.calls("Sign"), 37, "exactly one KMS call per token, none for refused items");
-        for (payload, code) in [
-            (json!({"requests": []}), "InvalidBatchSize"),
-            (json!({"requests": vec![json!({"claims": {}}); MAX_BATCH + 1]}), "InvalidBatchSize"),
-            (json!({"requests": {}}), "InvalidRequest"),
-            (json!({"requests": [], "claims": {}}), "InvalidRequest"),
-        ] {
-            assert_eq!(signer.invoke(payload, 0).await.unwrap_err().code(), code);
-        }
-        let extra = r#"{"requests": [{"claims": {}}], "ttl_seconds": 5}"#;
-        assert_eq!(refused(&shared, &signer, extra).await, "InvalidRequest");
-        let err = signer.invoke(json!({"requests": vec![json!({"claims": {}}); 250]}), 0).await.unwrap_err();
-        assert_eq!(err.to_string(), "a batch holds 1 to 100 requests, not 250");
-    }
-
-    #[tokio::test]
-    async fn a_disabled_cached_key_triggers_one_refresh_and_the_new_current_key() {
-        let (shared, signer) = setup().await;
-        let before = signer.sign_event(json!({"claims": {}}), 10).await.unwrap();
-        // Rotate behind the signer's back, then disable the key it has cached.
-        let rotator = Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy(), "kr");
-        rotator.run(crate::rotate::Command::Rotate { force: true }, 20).await.unwrap();
-        let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
-        shared.0.disable_key(&ring.find(&before.kid).unwrap().kms_key_arn).await.unwrap();
-
-        let after = signer.sign_event(json!({"claims": {}}), 30).await.unwrap();
-        assert_eq!(after.kid, ring.current().unwrap().kid);
-        assert_ne!(after.kid, before.kid);
     }
 
     /// `{"claims":{"a":[0,0,...]}}` of exactly `len` bytes: about `len / 2` JSON values.
@@ -1227,64 +727,6 @@ mod tests {
         assert_eq!(claims["umax"].as_u64(), Some(u64::MAX));
         assert_eq!((claims["big"].as_f64(), claims["big2"].as_f64()), (Some(1.5e300), Some(2e19)));
         assert_eq!(claims["neg"].as_f64(), Some(-1.5e300));
-    }
-
-    /// A KMS that fails every call the same way.
-    struct FailingKms(KmsError);
-
-    #[async_trait::async_trait]
-    impl KeySigner for FailingKms {
-        async fn sign_digest(&self, _: &str, _: SigningAlg, _: &[u8]) -> Result<Vec<u8>, KmsError> {
-            Err(self.0.clone())
-        }
-    }
-
-    #[tokio::test]
-    async fn kms_failures_get_stable_codes_and_callers_never_see_an_arn() {
-        let (shared, _) = setup().await;
-        let arn = "arn:aws:kms:eu-west-1:123456789012:key/0f7c1d1e-0000-4000-8000-000000000000";
-        let role = "arn:aws:sts::123456789012:assumed-role/kms-jwt-sign/fn";
-        for (error, code, retryable) in [
-            (KmsError::Timeout { operation: "Sign" }, "KmsTimeout", true),
-            (
-                KmsError::Transport { operation: "Sign", message: format!("connection reset ({arn})") },
-                "KmsUnavailable",
-                true,
-            ),
-            (KmsError::Throttled, "KmsThrottled", true),
-            (KmsError::AccessDenied { operation: "Sign" }, "KmsAccessDenied", false),
-            (KmsError::NotFound(arn.into()), "KmsError", false),
-            (KmsError::InvalidState(arn.into()), "KmsError", false),
-            (
-                KmsError::Other { operation: "Sign", message: format!("{role} is not authorized on {arn}") },
-                "KmsError",
-                false,
-            ),
-        ] {
-            let signer = signer_on(FailingKms(error.clone()), Arc::clone(&shared.1));
-            let err = signer.sign_event(json!({"claims": {}}), 0).await.unwrap_err();
-            assert_eq!(
-                (err.code(), err.is_retryable(), err.is_client_error()),
-                (code, retryable, false),
-                "{error}"
-            );
-            let answer = signer.invoke(json!({"requests": [{"claims": {}}]}), 0).await.unwrap();
-            let item = &answer["results"][0]["error"];
-            assert_eq!((item["code"].as_str(), item["retryable"].as_bool()), (Some(code), Some(retryable)));
-            for message in
-                [err.public_message(), err.to_json()["message"].to_string(), item["message"].to_string()]
-            {
-                assert!(!message.contains("arn:"), "{code}: {message}");
-            }
-            if matches!(error, KmsError::NotFound(_) | KmsError::InvalidState(_)) {
-                assert!(err.to_string().contains(arn), "the log text keeps the detail: {err}");
-            }
-        }
-        let store_error = SignError::Keyring(CacheError::Store(StoreError::Unavailable(format!(
-            "AccessDeniedException: {role} may not read arn:aws:secretsmanager:eu-west-1:123456789012:secret:kr"
-        ))));
-        assert!(!store_error.public_message().contains("arn:"));
-        assert!(store_error.is_retryable());
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
