@@ -6,9 +6,10 @@
 //! before building anything from it.
 
 pub mod http;
+pub mod wire;
 
 use kms_jwt::ports::{KeySigner, KeyringStore};
-use kms_jwt::signer::{SignError, TokenSigner};
+use kms_jwt::signer::{SignAnswer, SignError, TokenSigner};
 use lambda_runtime::Diagnostic;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -56,8 +57,12 @@ async fn direct<K: KeySigner, S: KeyringStore>(
 ) -> Result<Value, Diagnostic> {
     match signer.invoke_json(text, kms_jwt::unix_now()).await {
         Ok(answer) => {
-            tracing::info!(kid = %answer["kid"], batch = answer.get("results").is_some(), "signed");
-            Ok(answer)
+            let kid = match &answer {
+                SignAnswer::Single(token) => Some(token.kid.as_str()),
+                SignAnswer::Batch(_) => None,
+            };
+            tracing::info!(kid, batch = kid.is_none(), "signed");
+            Ok(wire::answer_json(answer))
         }
         Err(e) => {
             log_refusal(&e);

@@ -1,8 +1,6 @@
 //! Why a request was not signed: the error, its stable code, whether retrying may help, and
 //! the message a caller may see.
 
-use serde_json::{json, Value};
-
 use super::{MAX_BATCH, MAX_CLAIMS_BYTES};
 use crate::cache::CacheError;
 use crate::jws::SignatureError;
@@ -131,11 +129,6 @@ impl SignError {
         generic.to_owned()
     }
 
-    /// The JSON error object of an answer: `{"code", "message", "retryable"}`.
-    pub fn to_json(&self) -> Value {
-        json!({ "code": self.code(), "message": self.public_message(), "retryable": self.is_retryable() })
-    }
-
     /// A JSON error of our parse that no seed claimed: bad syntax, or the wrong shape.
     pub(super) fn from_json_error(error: serde_json::Error) -> SignError {
         match error.classify() {
@@ -200,11 +193,9 @@ mod tests {
                 "{error}"
             );
             let answer = signer.invoke(json!({"requests": [{"claims": {}}]}), 0).await.unwrap();
-            let item = &answer["results"][0]["error"];
-            assert_eq!((item["code"].as_str(), item["retryable"].as_bool()), (Some(code), Some(retryable)));
-            for message in
-                [err.public_message(), err.to_json()["message"].to_string(), item["message"].to_string()]
-            {
+            let item = verdicts(answer).remove(0).unwrap_err();
+            assert_eq!((item.code(), item.is_retryable()), (code, retryable));
+            for message in [err.public_message(), item.public_message()] {
                 assert!(!message.contains("arn:"), "{code}: {message}");
             }
             if matches!(error, KmsError::NotFound(_) | KmsError::InvalidState(_)) {

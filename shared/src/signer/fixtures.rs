@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-use super::{current_signing_key, TokenSigner};
+use super::{current_signing_key, SignAnswer, SignError, SignedToken, TokenSigner};
 use crate::alg::SigningAlg;
 use crate::cache::{CachePolicy, KeyringCache};
 use crate::memory::{MemoryKms, MemoryStore};
@@ -64,4 +64,12 @@ pub(super) async fn refused(shared: &Shared, signer: &MemorySigner, text: &str) 
     let code = signer.invoke_json(text, 0).await.unwrap_err().code();
     assert_eq!((shared.0.calls("Sign"), shared.1.reads()), (signs, reads), "{code}: nothing touched");
     code
+}
+
+/// The verdicts of a batch answer.
+pub(super) fn verdicts(answer: SignAnswer) -> Vec<Result<SignedToken, SignError>> {
+    match answer {
+        SignAnswer::Batch(results) => results,
+        single => panic!("a batch answer, not {single:?}"),
+    }
 }

@@ -3,7 +3,8 @@
 //! Per token: one KMS `Sign` call, no keyring read (the keyring comes from a
 //! [`KeyringCache`](crate::cache::KeyringCache)). One request contract for direct invocation
 //! and for `POST /sign` through API Gateway: a single request, or `{"requests": [...]}` signed
-//! concurrently with bounded concurrency.
+//! concurrently with bounded concurrency. The answer is typed ([`SignAnswer`]): its JSON is
+//! the sign function's to write.
 //!
 //! Requests arrive as JSON text and are read strictly, before anything else happens:
 //! - size first: a single request's text over [`MAX_REQUEST_BYTES`], or an invocation's over
@@ -30,4 +31,4 @@ pub use request::{
     parse_request, Audience, SignRequest, TokenType, MAX_BATCH, MAX_BATCH_BYTES, MAX_CLAIMS_BYTES,
     MAX_REQUEST_BYTES, RESERVED_CLAIMS,
 };
-pub use service::{current_signing_key, SignedToken, SigningKey, TokenSigner, AUDIT_TARGET};
+pub use service::{current_signing_key, SignAnswer, SignedToken, SigningKey, TokenSigner, AUDIT_TARGET};

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::request::{parse_invocation, parse_single, prepare, Parsed, Prepared, TtlBounds};
 use super::{SignError, SignRequest};
@@ -22,11 +22,19 @@ const BATCH_CONCURRENCY: usize = 16;
 pub const AUDIT_TARGET: &str = "kms_jwt::audit";
 
 /// A signed token and what a caller needs to know about it without decoding it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedToken {
     pub token: String,
     pub kid: String,
     pub expires_at: UnixTime,
+}
+
+/// The outcome of an invocation that was read: the token of a single request, or a batch's
+/// verdicts in request order. How it goes on the wire is the function's business.
+#[derive(Debug)]
+pub enum SignAnswer {
+    Single(SignedToken),
+    Batch(Vec<Result<SignedToken, SignError>>),
 }
 
 /// What the signer needs from the keyring: the current key, resolved once per version.
@@ -128,40 +136,38 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         self.sign_json(&event.to_string(), now).await
     }
 
-    /// Answer an invocation given as JSON text: a single request gives
-    /// `{"token", "kid", "expires_at"}`; a batch gives `{"results": [...]}` in request order,
-    /// each a token or `{"error": {...}}`. Size, duplicate members and out-of-range integers
-    /// refuse the whole invocation, before any KMS call or keyring read.
-    pub async fn invoke_json(&self, text: &str, now: UnixTime) -> Result<Value, SignError> {
+    /// Answer an invocation given as JSON text: a single request gives its token; a batch
+    /// gives a token or an error per request, in request order. Size, duplicate members and
+    /// out-of-range integers refuse the whole invocation, before any KMS call or keyring read.
+    pub async fn invoke_json(&self, text: &str, now: UnixTime) -> Result<SignAnswer, SignError> {
         match parse_invocation(text, self.bounds)? {
-            Parsed::Single(request) => Ok(serde_json::to_value(self.sign_prepared(request, now).await?)?),
+            Parsed::Single(request) => Ok(SignAnswer::Single(self.sign_prepared(request, now).await?)),
             Parsed::Batch(requests) => {
-                let results: Vec<Value> = stream::iter(requests)
+                let results = stream::iter(requests)
                     .map(|request| async move {
                         let signed = match request {
                             Ok(request) => self.sign_prepared(request, now).await,
                             Err(e) => Err(e),
                         };
-                        match signed.and_then(|token| serde_json::to_value(token).map_err(SignError::from)) {
-                            Ok(token) => token,
-                            Err(e) => {
-                                if !e.is_client_error() {
-                                    tracing::error!(code = e.code(), error = %e, "batch item failed");
-                                }
-                                json!({ "error": e.to_json() })
+                        // A refused item is the caller's to read in the answer; a service
+                        // fault is ours to see in the logs too.
+                        if let Err(e) = &signed {
+                            if !e.is_client_error() {
+                                tracing::error!(code = e.code(), error = %e, "batch item failed");
                             }
                         }
+                        signed
                     })
                     .buffered(BATCH_CONCURRENCY)
                     .collect()
                     .await;
-                Ok(json!({ "results": results }))
+                Ok(SignAnswer::Batch(results))
             }
         }
     }
 
     /// [`Self::invoke_json`] for a payload already in memory: serialized and read like text.
-    pub async fn invoke(&self, payload: Value, now: UnixTime) -> Result<Value, SignError> {
+    pub async fn invoke(&self, payload: Value, now: UnixTime) -> Result<SignAnswer, SignError> {
         self.invoke_json(&payload.to_string(), now).await
     }
 
@@ -289,14 +295,14 @@ mod tests {
         requests[30] = json!({"claims": []});
         requests[31] = json!({"claims": {}, "alg": "none"});
         let answer = signer.invoke(json!({ "requests": requests }), 100).await.unwrap();
-        let results = answer["results"].as_array().unwrap();
+        let results = verdicts(answer);
         assert_eq!(results.len(), 40);
         for (i, result) in results.iter().enumerate() {
             match i {
-                7 => assert_eq!(result["error"]["code"], "ReservedClaim"),
-                30 => assert_eq!(result["error"]["code"], "ClaimsNotObject"),
-                31 => assert_eq!(result["error"]["code"], "HeaderNotAllowed"),
-                _ => assert_eq!(payload_of(result["token"].as_str().unwrap())["n"], i, "request order"),
+                7 => assert_eq!(result.as_ref().unwrap_err().code(), "ReservedClaim"),
+                30 => assert_eq!(result.as_ref().unwrap_err().code(), "ClaimsNotObject"),
+                31 => assert_eq!(result.as_ref().unwrap_err().code(), "HeaderNotAllowed"),
+                _ => assert_eq!(payload_of(&result.as_ref().unwrap().token)["n"], i, "request order"),
             }
         }
         assert_eq!(shared.0.calls("Sign"), 37, "exactly one KMS call per token, none for refused items");
