@@ -10,8 +10,7 @@ use serde_json::Value;
 use super::request::{parse_invocation, parse_single, prepare, Parsed, Prepared, TtlBounds};
 use super::{SignError, SignRequest};
 use crate::alg::SigningAlg;
-use crate::cache::{CachePolicy, KeyringCache};
-use crate::config::SignConfig;
+use crate::cache::KeyringCache;
 use crate::jws::{self, Header};
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
@@ -100,17 +99,6 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
             issuer,
             bounds: TtlBounds { default: default_ttl.as_secs(), max: max_ttl.as_secs() },
         }
-    }
-
-    /// The signer the sign function runs: keyring cached for `KEYRING_CACHE_TTL` and never
-    /// served stale, because signing with a retired key would mint unverifiable tokens.
-    pub fn from_config(kms: K, store: S, config: &SignConfig) -> Self {
-        let keyring = KeyringCache::new(
-            store,
-            CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: Duration::ZERO },
-            current_signing_key,
-        );
-        TokenSigner::new(kms, keyring, config.issuer.clone(), config.default_token_ttl, config.max_token_ttl)
     }
 
     /// The KMS port the signer signs through.

@@ -18,7 +18,7 @@ use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
 use kms_jwt::jwks::{JwksService, JWKS_PATH};
 use kms_jwt::rotate::RotationPolicy;
-use kms_jwt::signer::{SignAnswer, TokenSigner};
+use kms_jwt::signer::SignAnswer;
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
 use kms_jwt_tests::bench::runtime_api::{cold_start, Outcome};
@@ -173,10 +173,9 @@ async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut St
     // The sign function as its main builds it, with its own (counted) SDK configuration, and
     // the baseline with another: each has its own warm connection pool, neither counts the other.
     let (sign_sdk, sign_calls) = counted_sdk_config().await;
-    let signer = TokenSigner::from_config(
+    let signer = config.token_signer(
         KmsAdapter::new(&sign_sdk),
         SecretsManagerStore::new(&sign_sdk, config.keyring_secret_id.clone(), None),
-        &config,
     );
     let (raw_sdk, _) = counted_sdk_config().await;
     let raw_kms = aws_sdk_kms::Client::new(&raw_sdk);
