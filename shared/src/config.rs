@@ -399,6 +399,24 @@ impl SignConfig {
         }
         env.finish(config)
     }
+
+    /// The signer the sign function runs: tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless
+    /// a request asks for up to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
+    /// never served stale, because signing with a retired key would mint unverifiable tokens.
+    pub fn token_signer<K, S>(&self, kms: K, store: S) -> crate::signer::TokenSigner<K, S>
+    where
+        K: crate::ports::KeySigner,
+        S: crate::ports::KeyringStore,
+    {
+        use crate::cache::{CachePolicy, KeyringCache};
+        use crate::signer::{current_signing_key, TokenSigner};
+        let keyring = KeyringCache::new(
+            store,
+            CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: Duration::ZERO },
+            current_signing_key,
+        );
+        TokenSigner::new(kms, keyring, self.issuer.clone(), self.default_token_ttl, self.max_token_ttl)
+    }
 }
 
 /// Settings of the jwks function.

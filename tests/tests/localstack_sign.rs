@@ -10,7 +10,7 @@ use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
+use kms_jwt::signer::{current_signing_key, SignAnswer, TokenSigner};
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -77,11 +77,12 @@ async fn steady_state_costs_one_kms_call_per_token_and_no_keyring_read() {
     let kms_before = kms.calls();
     let answer = signer.invoke(json!({ "requests": batch }), kms_jwt::unix_now()).await.unwrap();
     let keys = kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await;
-    for (i, result) in answer["results"].as_array().unwrap().iter().enumerate() {
+    let SignAnswer::Batch(results) = answer else { panic!("a batch answer") };
+    for (i, result) in results.iter().enumerate() {
         if i == 13 {
-            assert_eq!(result["error"]["code"], "ReservedClaim");
+            assert_eq!(result.as_ref().unwrap_err().code(), "ReservedClaim");
         } else {
-            assert_eq!(verify(result["token"].as_str().unwrap(), &keys, ISSUER).unwrap()["n"], i);
+            assert_eq!(verify(&result.as_ref().unwrap().token, &keys, ISSUER).unwrap()["n"], i);
         }
     }
     assert_eq!(kms.calls() - kms_before, 49, "a batch of 50 with one refused item costs 49 KMS calls");

@@ -155,12 +155,12 @@ pub async fn respond<K: KeySigner, S: KeyringStore>(
         Err(e) => Err(e),
     };
     match signed {
-        Ok(value) => answer(200, &value, &[]),
+        Ok(signed) => answer(200, &crate::wire::answer_json(signed), &[]),
         Err(e) => {
             crate::log_refusal(&e);
             let status = status(&e);
             let retry: &[(&str, &str)] = if status == 503 { &[("retry-after", "1")] } else { &[] };
-            answer(status, &json!({"error": e.to_json()}), retry)
+            answer(status, &json!({"error": crate::wire::error_json(&e)}), retry)
         }
     }
 }

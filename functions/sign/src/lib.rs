@@ -6,9 +6,10 @@
 //! before building anything from it.
 
 pub mod http;
+pub mod wire;
 
 use kms_jwt::ports::{KeySigner, KeyringStore};
-use kms_jwt::signer::{SignError, TokenSigner};
+use kms_jwt::signer::{SignAnswer, SignError, TokenSigner};
 use lambda_runtime::Diagnostic;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -47,22 +48,37 @@ pub async fn handle<K: KeySigner, S: KeyringStore>(
         .await);
     }
     let span = tracing::info_span!("sign", request_id, via = "direct-invoke");
-    direct(signer, text).instrument(span).await
+    Ok(direct(signer, text).instrument(span).await?)
 }
 
 async fn direct<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
     text: &str,
-) -> Result<Value, Diagnostic> {
-    match signer.invoke_json(text, kms_jwt::unix_now()).await {
-        Ok(answer) => {
-            tracing::info!(kid = %answer["kid"], batch = answer.get("results").is_some(), "signed");
-            Ok(answer)
-        }
-        Err(e) => {
-            log_refusal(&e);
-            Err(Diagnostic { error_type: e.code().into(), error_message: e.public_message() })
-        }
+) -> Result<Value, Refusal> {
+    let answer = signer.invoke_json(text, kms_jwt::unix_now()).await.inspect_err(log_refusal)?;
+    let kid = match &answer {
+        SignAnswer::Single(token) => Some(token.kid.as_str()),
+        SignAnswer::Batch(_) => None,
+    };
+    tracing::info!(kid, batch = kid.is_none(), "signed");
+    Ok(wire::answer_json(answer))
+}
+
+/// A direct invocation the signer refused, as Lambda reports it: `errorType` is the stable
+/// code, `errorMessage` the public message (the `Display` text can name ARNs). A newtype
+/// because neither [`SignError`] nor [`Diagnostic`] is this crate's to convert.
+#[derive(Debug)]
+pub struct Refusal(pub SignError);
+
+impl From<SignError> for Refusal {
+    fn from(error: SignError) -> Self {
+        Refusal(error)
+    }
+}
+
+impl From<Refusal> for Diagnostic {
+    fn from(Refusal(error): Refusal) -> Self {
+        Diagnostic { error_type: error.code().into(), error_message: error.public_message() }
     }
 }
 
@@ -73,5 +89,29 @@ fn log_refusal(e: &SignError) {
         tracing::warn!(code = e.code(), error = %e, "sign request refused");
     } else {
         tracing::error!(code = e.code(), retryable = e.is_retryable(), error = %e, "sign failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kms_jwt::ports::KmsError;
+
+    use super::*;
+
+    #[test]
+    fn a_refusal_becomes_a_lambda_error_named_by_its_code() {
+        let client = Diagnostic::from(Refusal(SignError::InvalidTtl { max: 3_600 }));
+        assert_eq!(client.error_type, "InvalidTtl");
+        assert_eq!(client.error_message, "ttl_seconds must be between 1 and 3600");
+
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/0f7c1d1e-0000-4000-8000-000000000000";
+        let error = SignError::Kms(KmsError::InvalidState(arn.into()));
+        let public = error.public_message();
+        let service = Diagnostic::from(Refusal::from(error));
+        assert_eq!(
+            (service.error_type.as_str(), service.error_message.as_str()),
+            ("KmsError", public.as_str())
+        );
+        assert!(!service.error_message.contains("arn:"));
     }
 }

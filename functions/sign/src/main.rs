@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
     let signer: &'static TokenSigner<KmsAdapter, SecretsManagerStore> =
-        Box::leak(Box::new(TokenSigner::from_config(KmsAdapter::new(&sdk), store, &config)));
+        Box::leak(Box::new(config.token_signer(KmsAdapter::new(&sdk), store)));
     // The payload stays text until the handler has checked its size.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {
         kms_jwt_sign::handle(signer, &event.payload, &event.context.request_id).await

@@ -17,7 +17,7 @@ use futures::stream::{self, StreamExt};
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
 use kms_jwt::jwks::{JwksService, JWKS_PATH};
-use kms_jwt::signer::TokenSigner;
+use kms_jwt::signer::SignAnswer;
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
 use kms_jwt_tests::bench::runtime_api::{cold_start, Outcome};
@@ -172,10 +172,9 @@ async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut St
     // The sign function as its main builds it, with its own (counted) SDK configuration, and
     // the baseline with another: each has its own warm connection pool, neither counts the other.
     let (sign_sdk, sign_calls) = counted_sdk_config().await;
-    let signer = TokenSigner::from_config(
+    let signer = config.token_signer(
         KmsAdapter::new(&sign_sdk),
         SecretsManagerStore::new(&sign_sdk, config.keyring_secret_id.clone(), None),
-        &config,
     );
     let (raw_sdk, _) = counted_sdk_config().await;
     let raw_kms = aws_sdk_kms::Client::new(&raw_sdk);
@@ -272,9 +271,11 @@ async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut St
             if (b + round) % 2 == 1 {
                 raw.push(raw_batch().await?);
             }
-            let results = answer["results"].as_array().ok_or("a batch answer without results")?;
-            for result in results {
-                let token = result["token"].as_str().ok_or_else(|| format!("batch item failed: {result}"))?;
+            let SignAnswer::Batch(results) = answer else {
+                return Err("a batch answered as one token".into());
+            };
+            for result in &results {
+                let token = &result.as_ref().map_err(|e| format!("batch item failed: {e}"))?.token;
                 kms_jwt_tests::verify(token, &jwks, &config.issuer)?;
             }
             batch_signed += results.len();
