@@ -12,7 +12,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = JwksConfig::from_env()?;
     let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
-    let service: &'static JwksService<SecretsManagerStore> =
-        Box::leak(Box::new(JwksService::from_config(store, &config)));
+    let service: &'static JwksService<SecretsManagerStore> = Box::leak(Box::new(config.jwks_service(store)));
     lambda_http::run(service_fn(|request: Request| kms_jwt_jwks::handle(service, request))).await
 }
