@@ -30,6 +30,15 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    /// Octets in a digest: what KMS expects as a `DIGEST` message for the algorithm.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
     pub fn digest(self, message: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha256 => Sha256::digest(message).to_vec(),
@@ -194,5 +203,8 @@ mod tests {
         assert_eq!(SigningAlg::RS256.kms_signing_algorithm(), "RSASSA_PKCS1_V1_5_SHA_256");
         assert_eq!(SigningAlg::PS512.kms_signing_algorithm(), "RSASSA_PSS_SHA_512");
         assert_eq!(SigningAlg::ES384.hash().digest(b"").len(), 48);
+        for alg in SigningAlg::ALL {
+            assert_eq!(alg.hash().digest(b"jwt").len(), alg.hash().output_len(), "{alg}");
+        }
     }
 }

@@ -451,6 +451,14 @@ impl JwksConfig {
         };
         env.finish(config)
     }
+
+    /// The jwks function's service over `store`: this configuration's site and cache policy.
+    pub fn jwks_service<S: crate::ports::KeyringStore>(&self, store: S) -> crate::jwks::JwksService<S> {
+        let site = crate::jwks::Site::new(&self.issuer, self.jwks_uri.as_deref(), self.jwks_max_age);
+        let policy =
+            crate::cache::CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: self.max_staleness };
+        crate::jwks::JwksService::new(store, site, policy)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{CachePolicy, KeyringCache};
-use crate::config::JwksConfig;
 use crate::keyring::Keyring;
 use crate::ports::KeyringStore;
 
@@ -184,10 +183,9 @@ pub struct JwksService<S> {
 }
 
 impl<S: KeyringStore> JwksService<S> {
-    pub fn from_config(store: S, config: &JwksConfig) -> Self {
-        let site = Site::new(&config.issuer, config.jwks_uri.as_deref(), config.jwks_max_age);
+    /// Serve `site` from the keyring in `store`, cached as `policy` says.
+    pub fn new(store: S, site: Site, policy: CachePolicy) -> Self {
         let render_site = site.clone();
-        let policy = CachePolicy { ttl: config.keyring_cache_ttl, max_staleness: config.max_staleness };
         // Rendered once per keyring version: warm requests serialize nothing.
         let keys = KeyringCache::new(store, policy, move |ring| PublishedKeys::render(&render_site, ring));
         JwksService { site, keys }

@@ -92,7 +92,7 @@ impl KeyAccess {
     }
 
     /// The account root principal, `arn:<partition>:iam::<account>:root`.
-    pub fn account_root(&self) -> String {
+    fn account_root(&self) -> String {
         format!("arn:{}:iam::{}:root", self.admin.partition, self.admin.account)
     }
 

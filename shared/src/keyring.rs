@@ -51,7 +51,7 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    pub fn published(&self) -> PublishedJwk {
+    fn published(&self) -> PublishedJwk {
         PublishedJwk::signing_key(self.public_jwk.clone(), self.kid.clone(), self.alg)
     }
 }

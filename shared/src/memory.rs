@@ -1,18 +1,22 @@
 //! In-memory twins of the AWS ports, for fast tests and long simulations.
 //!
-//! They follow the AWS semantics that matter to kms-jwt: KMS keys sign real ECDSA signatures
-//! (DER, as KMS returns them), disabled or deleted keys refuse to sign, and the store's
-//! compare-and-swap fails when the current version moved.
+//! They follow the AWS semantics that matter to kms-jwt: KMS keys of every key spec kms-jwt
+//! uses sign real signatures over the digest they are sent (ECDSA as DER, RSASSA as the plain
+//! octet string, as KMS returns them), `GetPublicKey` answers DER `SubjectPublicKeyInfo`,
+//! disabled or deleted keys refuse to sign, and the store's compare-and-swap fails when the
+//! current version moved.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::elliptic_curve::rand_core::OsRng;
 use p256::pkcs8::EncodePublicKey;
+use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
+use sha2::{Sha256, Sha384, Sha512};
 
-use crate::alg::SigningAlg;
+use crate::alg::{KeyFamily, SigningAlg};
 use crate::ports::{
     KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
 };
@@ -25,6 +29,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 enum PrivateKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+    Rsa(Arc<RsaPrivateKey>),
+}
+
+/// RSA keys generated in this process, by modulus size: the twin's one slow operation (seconds
+/// for RSA-4096 even optimized), so each size's keys are made once and shared.
+/// One [`MemoryKms`] never hands out the same key twice; two twins in one process may hold the
+/// same RSA key material (under different ARNs).
+static RSA_KEYS: OnceLock<Mutex<HashMap<usize, Vec<Arc<RsaPrivateKey>>>>> = OnceLock::new();
+
+/// The `index`th shared RSA key of `bits` bits, generated if no twin has needed it yet.
+fn shared_rsa_key(bits: usize, index: usize) -> Result<Arc<RsaPrivateKey>, rsa::Error> {
+    // Generated under the lock: twins racing for the same key wait instead of both paying.
+    let mut pool = lock(RSA_KEYS.get_or_init(Mutex::default));
+    let keys = pool.entry(bits).or_default();
+    while keys.len() <= index {
+        keys.push(Arc::new(RsaPrivateKey::new(&mut OsRng, bits)?));
+    }
+    Ok(Arc::clone(&keys[index]))
+}
+
+/// Whether KMS signs with `alg` under a key of `key_spec`: an RSA key takes each of the six
+/// RSASSA algorithms whatever its size, an ECC key only ECDSA with its own curve's hash.
+fn key_spec_signs(key_spec: &str, alg: SigningAlg) -> bool {
+    match alg.family() {
+        KeyFamily::Rsa { .. } => key_spec.starts_with("RSA_"),
+        KeyFamily::Ec { .. } => key_spec == alg.kms_key_spec(),
+    }
 }
 
 /// Lifecycle of a fake KMS key.
@@ -36,19 +68,24 @@ pub enum FakeKeyState {
 }
 
 struct FakeKey {
-    alg: SigningAlg,
+    /// KMS `KeySpec`, e.g. `ECC_NIST_P256` or `RSA_3072`.
+    key_spec: &'static str,
     private: PrivateKey,
     state: FakeKeyState,
     tags: Vec<(String, String)>,
     created: tokio::time::Instant,
 }
 
-/// KMS twin. Supports ES256 and ES384 (enough for lifecycle tests; the AWS path is tested for
-/// all nine algorithms against LocalStack).
+/// KMS twin, for every algorithm kms-jwt supports: ECC_NIST_P256/P384/P521 and
+/// RSA_2048/3072/4096 keys, signing ECDSA, RSASSA-PKCS1-v1_5 and RSASSA-PSS (salt as long as
+/// the hash, as KMS does) over a digest (`MessageType=DIGEST`).
 ///
-/// Like KMS, it may deny access to a key for a while after creating it (eventual consistency,
-/// see [`MemoryKms::deny_after_create`]); keys retired longer than their deletion window ago can
-/// be made to vanish ([`MemoryKms::delete_pending`]).
+/// Like KMS, it refuses a signing algorithm the key spec does not support
+/// (`InvalidKeyUsageException`) and a digest whose length is not the algorithm's hash length
+/// (`ValidationException`); both surface as [`KmsError::Other`], as the AWS adapter reports
+/// them. It may deny access to a key for a while after creating it (eventual consistency,
+/// see [`MemoryKms::deny_after_create`]); keys retired longer than their deletion window ago
+/// can be made to vanish ([`MemoryKms::delete_pending`]).
 #[derive(Default)]
 pub struct MemoryKms {
     keys: Mutex<HashMap<String, FakeKey>>,
@@ -58,6 +95,10 @@ pub struct MemoryKms {
     foreign_keys: Mutex<u64>,
     deny_after_create: Mutex<Option<std::time::Duration>>,
     page_size: Mutex<Option<usize>>,
+    /// Shared RSA keys this twin has taken, by size (see [`shared_rsa_key`]).
+    rsa_keys_taken: Mutex<HashMap<usize, usize>>,
+    /// Length of the message of every `Sign` call, in order.
+    sign_message_sizes: Mutex<Vec<usize>>,
 }
 
 impl MemoryKms {
@@ -97,6 +138,12 @@ impl MemoryKms {
         *lock(&self.calls).entry(op).or_default() += 1;
     }
 
+    /// Length of the message each `Sign` call was sent, in call order: what a caller really
+    /// sends KMS (a digest, or a raw message KMS would cap at 4096 bytes).
+    pub fn sign_message_sizes(&self) -> Vec<usize> {
+        lock(&self.sign_message_sizes).clone()
+    }
+
     /// How many times an operation (`"Sign"`, `"CreateKey"`, ...) was called.
     pub fn calls(&self, op: &str) -> u64 {
         lock(&self.calls).get(op).copied().unwrap_or(0)
@@ -120,25 +167,55 @@ impl MemoryKms {
 impl KeySigner for MemoryKms {
     async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
+        lock(&self.sign_message_sizes).push(digest.len());
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if key.state != FakeKeyState::Enabled {
             return Err(KmsError::InvalidState(key_arn.to_owned()));
         }
-        let invalid = |message: String| KmsError::Other { operation: "Sign", message };
-        if key.alg != alg {
-            return Err(invalid(format!("key is {} but {alg} was requested", key.alg)));
+        let refused = |message: String| KmsError::other("Sign", message);
+        let kms_alg = alg.kms_signing_algorithm();
+        if !key_spec_signs(key.key_spec, alg) {
+            return Err(refused(format!(
+                "InvalidKeyUsageException: {kms_alg} is not a signing algorithm of a {} key",
+                key.key_spec
+            )));
         }
+        // Only a digest is ever sent (MessageType=DIGEST), so KMS's 4096-byte limit on raw
+        // messages never applies; the digest must be exactly as long as the hash.
+        let hash_len = alg.hash().output_len();
+        if digest.len() != hash_len {
+            return Err(refused(format!(
+                "ValidationException: a {kms_alg} digest is {hash_len} bytes, not {}",
+                digest.len()
+            )));
+        }
+        let failed = |e: &dyn std::fmt::Display| refused(format!("{kms_alg}: {e}"));
         match &key.private {
             PrivateKey::P256(k) => {
-                let sig: p256::ecdsa::Signature =
-                    k.sign_prehash(digest).map_err(|e| invalid(e.to_string()))?;
+                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
             PrivateKey::P384(k) => {
-                let sig: p384::ecdsa::Signature =
-                    k.sign_prehash(digest).map_err(|e| invalid(e.to_string()))?;
+                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
                 Ok(sig.to_der().as_bytes().to_vec())
+            }
+            PrivateKey::P521(k) => {
+                let sig: p521::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            PrivateKey::Rsa(k) => {
+                use SigningAlg::*;
+                let signed = match alg {
+                    RS256 => k.sign(Pkcs1v15Sign::new::<Sha256>(), digest),
+                    RS384 => k.sign(Pkcs1v15Sign::new::<Sha384>(), digest),
+                    RS512 => k.sign(Pkcs1v15Sign::new::<Sha512>(), digest),
+                    PS256 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(hash_len), digest),
+                    PS384 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha384>(hash_len), digest),
+                    PS512 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha512>(hash_len), digest),
+                    ES256 | ES384 | ES512 => return Err(failed(&"not an RSA algorithm")),
+                };
+                signed.map_err(|e| failed(&e))
             }
         }
     }
@@ -148,14 +225,23 @@ impl KeySigner for MemoryKms {
 impl KeyAdmin for MemoryKms {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
         self.count("CreateKey");
-        let private = match alg {
-            SigningAlg::ES256 => PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
-            SigningAlg::ES384 => PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
-            other => {
-                return Err(KmsError::Other {
-                    operation: "CreateKey",
-                    message: format!("the in-memory KMS does not implement {other}"),
-                })
+        let private = match alg.family() {
+            KeyFamily::Ec { .. } => match alg {
+                SigningAlg::ES256 => PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+                SigningAlg::ES384 => PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+                _ => PrivateKey::P521(p521::ecdsa::SigningKey::random(&mut OsRng)),
+            },
+            KeyFamily::Rsa { min_bits } => {
+                let index = {
+                    let mut taken = lock(&self.rsa_keys_taken);
+                    let taken = taken.entry(min_bits).or_default();
+                    *taken += 1;
+                    *taken - 1
+                };
+                let key = shared_rsa_key(min_bits, index).map_err(|e| {
+                    KmsError::other("CreateKey", format!("RSA-{min_bits} key generation: {e}"))
+                })?;
+                PrivateKey::Rsa(key)
             }
         };
         let arn = {
@@ -165,8 +251,9 @@ impl KeyAdmin for MemoryKms {
         };
         let tags = tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let created = tokio::time::Instant::now();
+        let key_spec = alg.kms_key_spec();
         lock(&self.keys)
-            .insert(arn.clone(), FakeKey { alg, private, state: FakeKeyState::Enabled, tags, created });
+            .insert(arn.clone(), FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags, created });
         Ok(arn)
     }
 
@@ -175,12 +262,18 @@ impl KeyAdmin for MemoryKms {
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         self.denied(key, "GetPublicKey")?;
+        // SubjectPublicKeyInfo, as KMS answers: id-ecPublicKey with the named curve and an
+        // uncompressed point, or rsaEncryption with a PKCS #1 RSAPublicKey.
         let der = match &key.private {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
+            // p521 0.13's `SigningKey::verifying_key` sits behind a feature it does not define.
+            PrivateKey::P521(k) => {
+                p521::PublicKey::from_secret_scalar(k.as_nonzero_scalar()).to_public_key_der()
+            }
+            PrivateKey::Rsa(k) => k.to_public_key().to_public_key_der(),
         };
-        der.map(|d| d.as_bytes().to_vec())
-            .map_err(|e| KmsError::Other { operation: "GetPublicKey", message: e.to_string() })
+        der.map(|d| d.as_bytes().to_vec()).map_err(|e| KmsError::other("GetPublicKey", e.to_string()))
     }
 
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
@@ -214,9 +307,7 @@ impl KeyAdmin for MemoryKms {
         let total = foreign.saturating_add(ours.len());
         let start: usize = match cursor {
             None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| KmsError::Other { operation: "FindKeys", message: format!("bad cursor {c}") })?,
+            Some(c) => c.parse().map_err(|_| KmsError::other("FindKeys", format!("bad cursor {c}")))?,
         };
         let end = lock(&self.page_size).map_or(total, |size| start.saturating_add(size).min(total));
         let arns = (start..end)
@@ -519,5 +610,70 @@ impl<T: KeyringStore> KeyringStore for Faulty<T> {
     }
     async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         faulty!(self, "CompareAndSwap", injected_store, self.inner.compare_and_swap(expected, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwk::PublicJwk;
+
+    fn tags() -> KeyTags {
+        KeyTags { keyring: "kr".into(), request_id: "r1".into() }
+    }
+
+    /// KMS's rule: an ECC key signs with its own curve's ECDSA only, an RSA key with any of the
+    /// six RSASSA algorithms; anything else is `InvalidKeyUsageException`, not a signature.
+    #[tokio::test]
+    async fn sign_refuses_algorithms_the_key_spec_does_not_support() {
+        let kms = MemoryKms::new();
+        for key_alg in [SigningAlg::ES256, SigningAlg::ES384, SigningAlg::ES512, SigningAlg::RS256] {
+            let arn = kms.create_key(key_alg, &tags()).await.unwrap();
+            let jwk = PublicJwk::from_spki_der(&kms.public_key_der(&arn).await.unwrap()).unwrap();
+            assert_eq!(jwk.check_alg(key_alg), Ok(()), "{key_alg}");
+            for alg in SigningAlg::ALL {
+                let digest = alg.hash().digest(b"message");
+                let signed = kms.sign_digest(&arn, alg, &digest).await;
+                let rsa = |a: SigningAlg| matches!(a.family(), KeyFamily::Rsa { .. });
+                let allowed = alg == key_alg || (rsa(key_alg) && rsa(alg));
+                match signed {
+                    Ok(signature) => assert!(allowed && !signature.is_empty(), "{key_alg} key signed {alg}"),
+                    Err(e) => {
+                        assert!(!allowed, "{key_alg} key refused {alg}: {e}");
+                        assert!(matches!(e, KmsError::Other { operation: "Sign", .. }), "{e:?}");
+                        assert!(e.to_string().contains("InvalidKeyUsageException"), "{e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The message is a digest (`MessageType=DIGEST`) of exactly the hash's length, so a token
+    /// of any size costs one 32–64-byte `Sign` request; a raw message is refused.
+    #[tokio::test]
+    async fn sign_takes_a_digest_of_the_hash_length_only() {
+        let kms = MemoryKms::new();
+        let arn = kms.create_key(SigningAlg::ES384, &tags()).await.unwrap();
+        for len in [0, 32, 47, 49, 64, 4_096, 4_097] {
+            let err = kms.sign_digest(&arn, SigningAlg::ES384, &vec![7; len]).await.unwrap_err();
+            assert!(err.to_string().contains("ValidationException"), "{len}: {err}");
+        }
+        assert!(kms.sign_digest(&arn, SigningAlg::ES384, &[7; 48]).await.is_ok());
+        assert_eq!(kms.calls("Sign"), 8);
+    }
+
+    /// Each twin's RSA keys are distinct; twins share the process's generated keys.
+    #[tokio::test]
+    async fn rsa_keys_are_distinct_within_a_twin_and_shared_across_twins() {
+        async fn kid(kms: &MemoryKms, alg: SigningAlg) -> String {
+            let arn = kms.create_key(alg, &tags()).await.unwrap();
+            let der = kms.public_key_der(&arn).await.unwrap();
+            PublicJwk::from_spki_der(&der).unwrap().thumbprint()
+        }
+        let (a, b) = (MemoryKms::new(), MemoryKms::new());
+        let (a1, a2) = (kid(&a, SigningAlg::PS256).await, kid(&a, SigningAlg::RS256).await);
+        let b1 = kid(&b, SigningAlg::RS256).await;
+        assert_ne!(a1, a2);
+        assert_eq!(a1, b1);
     }
 }

@@ -33,6 +33,11 @@ pub enum KmsError {
 }
 
 impl KmsError {
+    /// [`KmsError::Other`] with no underlying error to keep.
+    pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
+        KmsError::Other { operation, message: message.into() }
+    }
+
     /// True when the call may have taken effect although it reported failure: a retry could
     /// repeat it, and a created key may exist that nobody learned about.
     pub fn outcome_unknown(&self) -> bool {

@@ -13,7 +13,7 @@ use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kms_jwt::config::JwksConfig;
 use kms_jwt::jwk::PublicJwk;
-use kms_jwt::jwks::{respond, JwksService, PublishedKeys, Site, JWKS_PATH};
+use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
 use kms_jwt::jws::{self, Header};
 use kms_jwt::keyring::{Keyring, NewKey};
 use kms_jwt::memory::MemoryStore;
@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
         _ => None,
     })
     .unwrap();
-    let service = JwksService::from_config(MemoryStore::with_document(&ring.to_json()), &config);
+    let service = config.jwks_service(MemoryStore::with_document(&ring.to_json()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let event: serde_json::Value =
         serde_json::from_str(include_str!("../../events/jwks-http-api.json")).unwrap();

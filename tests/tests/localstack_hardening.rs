@@ -291,10 +291,7 @@ async fn a_hanging_secrets_manager_costs_jwks_seconds_stale_when_warm_and_503_wh
     let proxy = AwsProxy::start_for_localstack().await.unwrap();
     let via_proxy = proxied_sdk(&proxy, region, TIGHT).await;
     let config = jwks_config(&secret_id);
-    let service = kms_jwt::jwks::JwksService::from_config(
-        SecretsManagerStore::new(&via_proxy, &secret_id, None),
-        &config,
-    );
+    let service = config.jwks_service(SecretsManagerStore::new(&via_proxy, &secret_id, None));
     let warm = service.answer("GET", kms_jwt::jwks::JWKS_PATH, None).await;
     assert_eq!(warm.status, 200);
 
@@ -305,10 +302,7 @@ async fn a_hanging_secrets_manager_costs_jwks_seconds_stale_when_warm_and_503_wh
     assert!(started.elapsed() < Duration::from_secs(4), "warm answer took {:?}", started.elapsed());
     assert_eq!((stale.status, &stale.body), (200, &warm.body), "the last good key set");
 
-    let cold = kms_jwt::jwks::JwksService::from_config(
-        SecretsManagerStore::new(&via_proxy, &secret_id, None),
-        &config,
-    );
+    let cold = config.jwks_service(SecretsManagerStore::new(&via_proxy, &secret_id, None));
     let started = Instant::now();
     let unavailable = cold.answer("GET", kms_jwt::jwks::JWKS_PATH, None).await;
     assert!(started.elapsed() < Duration::from_secs(4), "cold answer took {:?}", started.elapsed());

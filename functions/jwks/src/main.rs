@@ -3,7 +3,6 @@
 
 use kms_jwt::aws::{load_sdk_config, SecretsManagerStore};
 use kms_jwt::config::JwksConfig;
-use kms_jwt::jwks::JwksService;
 use lambda_http::{service_fn, Request};
 
 #[tokio::main]
@@ -11,8 +10,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = JwksConfig::from_env()?;
     let sdk = load_sdk_config(config.aws_timeouts).await;
-    let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
-    let service: &'static JwksService<SecretsManagerStore> =
-        Box::leak(Box::new(JwksService::from_config(store, &config)));
-    lambda_http::run(service_fn(|request: Request| kms_jwt_jwks::handle(service, request))).await
+    let service = config.jwks_service(SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None));
+    // `lambda_http::run` polls invocations one at a time inside this future and asks no
+    // `'static` of the handler, so it can borrow the service for the container's lifetime.
+    lambda_http::run(service_fn(|request: Request| kms_jwt_jwks::handle(&service, request))).await
 }

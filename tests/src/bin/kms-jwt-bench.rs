@@ -16,7 +16,7 @@ use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use futures::stream::{self, StreamExt};
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
-use kms_jwt::jwks::{JwksService, JWKS_PATH};
+use kms_jwt::jwks::JWKS_PATH;
 use kms_jwt::signer::SignAnswer;
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
@@ -358,10 +358,7 @@ async fn jwks_bench(options: &Options, env: &[(String, String)], report: &mut St
 
     // A container at the default TTL, answering as fast as it can, half of them conditional.
     let (sdk, calls) = counted_sdk_config().await;
-    let service = JwksService::from_config(
-        SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None),
-        &config,
-    );
+    let service = config.jwks_service(SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None));
     let etag = service.answer("GET", JWKS_PATH, None).await.header("etag").map(str::to_owned);
     let before = calls.snapshot();
     let started = Instant::now();
@@ -382,10 +379,8 @@ async fn jwks_bench(options: &Options, env: &[(String, String)], report: &mut St
     // requests are in flight; single-flight keeps it to one read per lapse.
     let short = JwksConfig { keyring_cache_ttl: Duration::from_secs(1), ..config.clone() };
     let (sdk, calls) = counted_sdk_config().await;
-    let service = Arc::new(JwksService::from_config(
-        SecretsManagerStore::new(&sdk, short.keyring_secret_id.clone(), None),
-        &short,
-    ));
+    let service =
+        Arc::new(short.jwks_service(SecretsManagerStore::new(&sdk, short.keyring_secret_id.clone(), None)));
     let callers = 8;
     let per_caller = options.jwks_requests / callers;
     let pause = Duration::from_secs(5).div_f64(per_caller.max(1) as f64);
