@@ -71,14 +71,7 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let secret_id = format!("kms-jwt-bench/peak-memory/{}", kms_jwt::unix_now());
     eprintln!("==> bootstrapping keyring {secret_id}");
-    let policy = RotationPolicy {
-        alg: SigningAlg::ES256,
-        rotation_period: 86_400,
-        prepublication: 600,
-        retirement_grace: 7_200,
-        deletion_window_days: 7,
-        max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
-    };
+    let policy = RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
     let store = SecretsManagerStore::new(&sdk, secret_id.clone(), None);
     Rotator::new(KmsAdapter::new(&sdk), store, policy, secret_id.clone())
         .reconcile(kms_jwt::unix_now())

@@ -3,7 +3,6 @@
 
 use kms_jwt::aws::{load_sdk_config, KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::SignConfig;
-use kms_jwt::signer::TokenSigner;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
 
@@ -13,8 +12,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = SignConfig::from_env()?;
     let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
-    let signer: &'static TokenSigner<KmsAdapter, SecretsManagerStore> =
-        Box::leak(Box::new(config.token_signer(KmsAdapter::new(&sdk), store)));
+    // Lives as long as `run`, which borrows it: the runtime asks nothing to be `'static`.
+    let signer = config.token_signer(KmsAdapter::new(&sdk), store);
+    let signer = &signer;
     // The payload stays text until the handler has checked its size.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {
         kms_jwt_sign::handle(signer, &event.payload, &event.context.request_id).await

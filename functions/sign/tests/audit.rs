@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
-use kms_jwt::rotate::{RotationPolicy, Rotator, DEFAULT_MAX_PUBLISHED_KEYS};
+use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 use kms_jwt_sign::handle;
@@ -25,14 +25,7 @@ fn raw(text: &str) -> Box<RawValue> {
 
 async fn signer() -> TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>> {
     let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-    let policy = RotationPolicy {
-        alg: SigningAlg::ES256,
-        rotation_period: 86_400,
-        prepublication: 600,
-        retirement_grace: 7_200,
-        deletion_window_days: 7,
-        max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
-    };
+    let policy = RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
     Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy, "kr")
         .reconcile(kms_jwt::unix_now())
         .await

@@ -30,14 +30,8 @@ struct Twins {
 impl Twins {
     async fn new() -> Twins {
         let twins = Twins { kms: Arc::new(MemoryKms::new()), store: Arc::new(MemoryStore::new()) };
-        let policy = RotationPolicy {
-            alg: SigningAlg::ES256,
-            rotation_period: 86_400,
-            prepublication: 600,
-            retirement_grace: 7_200,
-            deletion_window_days: 7,
-            max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
-        };
+        let policy =
+            RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
         let rotator = Rotator::new(Arc::clone(&twins.kms), Arc::clone(&twins.store), policy, "kr");
         rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
         twins

@@ -22,14 +22,7 @@ pub(super) struct Shared(pub(super) Arc<MemoryKms>, pub(super) Arc<MemoryStore>)
 pub(super) type MemorySigner = TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>>;
 
 pub(super) fn policy() -> RotationPolicy {
-    RotationPolicy {
-        alg: SigningAlg::ES256,
-        rotation_period: 86_400,
-        prepublication: 600,
-        retirement_grace: 7_200,
-        deletion_window_days: 7,
-        max_published_keys: crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
-    }
+    RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) }
 }
 
 pub(super) fn signer_on<K: KeySigner>(kms: K, store: Arc<MemoryStore>) -> TokenSigner<K, Arc<MemoryStore>> {

@@ -101,16 +101,6 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         }
     }
 
-    /// The KMS port the signer signs through.
-    pub fn kms(&self) -> &K {
-        &self.kms
-    }
-
-    /// The signer's keyring cache.
-    pub fn keyring(&self) -> &KeyringCache<S, Option<SigningKey>> {
-        &self.keyring
-    }
-
     /// Sign one request given as JSON text (`{"claims": {...}, "ttl_seconds": 900}`); a batch
     /// is refused. Text over [`MAX_REQUEST_BYTES`](super::MAX_REQUEST_BYTES) is refused
     /// unread.
