@@ -159,11 +159,106 @@ pub(super) fn early_activation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rotate::tests::policy;
+    use crate::keyring::tests::new_key;
+    use crate::rotate::tests::{policy, DAY, HOUR};
+
+    const T0: UnixTime = 1_700_000_000;
+    /// The first scheduled rotation of a keyring bootstrapped at `T0`.
+    const T1: UnixTime = T0 + 7 * DAY;
+
+    /// What `plan` should answer.
+    #[derive(Debug)]
+    enum Expect {
+        /// A plan: its transitions, how many fresh keys it uses, and the held rotation's
+        /// `(published_keys, possible_at)` if one was held.
+        Plan(Vec<Transition>, usize, Option<(usize, Option<UnixTime>)>),
+        /// This many fresh keys in total, first.
+        Keys(usize),
+        /// A refused rotation: `(published_keys, possible_at)`.
+        Refused(usize, Option<UnixTime>),
+    }
+
+    /// Next and current, both published at `T0`.
+    fn bootstrapped() -> Keyring {
+        Keyring::empty().bootstrap(new_key(0, T0), new_key(1, T0), T0)
+    }
+
+    /// Rotated once at `T1`: next, current and one previous key.
+    fn rotated() -> Keyring {
+        bootstrapped().rotate(new_key(2, T1), T1)
+    }
+
+    /// A current key whose next key was revoked at `T0 + 10`.
+    fn without_next() -> Keyring {
+        let ring = bootstrapped();
+        let next = ring.next().map(|k| k.kid.clone()).unwrap();
+        ring.revoke(&next, T0 + 10).unwrap()
+    }
+
+    #[test]
+    fn plan_table() {
+        let reconcile = Mode::Reconcile;
+        let rotate = Mode::RotateNow { force: false };
+        let force = Mode::RotateNow { force: true };
+        // Three keys at most, and a grace long enough that the previous key of `rotated` is
+        // still published at `T1 + 7 days`: a rotation then would publish a fourth.
+        let capped = RotationPolicy { max_published_keys: 3, retirement_grace: 30 * DAY, ..policy() };
+        use Expect::{Keys, Plan, Refused};
+        use Transition::{AddNext, Bootstrap, Retire, Rotate};
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Keyring, RotationPolicy, &Mode, UnixTime, usize, Expect)> = vec![
+            ("an empty keyring asks for two keys", Keyring::empty(), policy(), &reconcile, T0, 0, Keys(2)),
+            ("and bootstraps with them", Keyring::empty(), policy(), &reconcile, T0, 2, Plan(vec![Bootstrap], 2, None)),
+            ("nothing is due within the period", bootstrapped(), policy(), &reconcile, T0 + HOUR, 2, Plan(vec![], 0, None)),
+            ("a due rotation asks for one key", bootstrapped(), policy(), &reconcile, T1, 0, Keys(1)),
+            ("and rotates with it", bootstrapped(), policy(), &reconcile, T1, 1, Plan(vec![Rotate], 1, None)),
+            ("rotate now waits for pre-publication", bootstrapped(), policy(), &rotate, T0 + 60, 1, Plan(vec![], 0, None)),
+            ("rotate now once pre-published", bootstrapped(), policy(), &rotate, T0 + HOUR, 1, Plan(vec![Rotate], 1, None)),
+            ("a forced rotation does not wait", bootstrapped(), policy(), &force, T0 + 60, 1, Plan(vec![Rotate], 1, None)),
+            ("a missing next key is added", without_next(), policy(), &reconcile, T0 + 20, 1, Plan(vec![AddNext], 1, None)),
+            ("and asked for first", without_next(), policy(), &reconcile, T0 + 20, 0, Keys(1)),
+            ("a previous key retires after the grace", rotated(), policy(), &reconcile, T1 + 2 * HOUR, 0, Plan(vec![Retire], 0, None)),
+            ("not before", rotated(), policy(), &reconcile, T1 + 2 * HOUR - 1, 0, Plan(vec![], 0, None)),
+            ("rotation and retirement in one run", rotated(), policy(), &reconcile, T1 + 7 * DAY, 1, Plan(vec![Rotate, Retire], 1, None)),
+            ("a scheduled rotation over the cap is held, asking for no key", rotated(), capped.clone(), &reconcile, T1 + 7 * DAY, 0, Plan(vec![], 0, Some((4, Some(T1 + 30 * DAY))))),
+            ("an asked-for rotation over the cap is refused", rotated(), capped.clone(), &force, T1 + 7 * DAY, 1, Refused(4, Some(T1 + 30 * DAY))),
+            ("once the previous key retires, it fits", rotated(), capped, &reconcile, T1 + 30 * DAY, 1, Plan(vec![Rotate, Retire], 1, None)),
+        ];
+        for (name, ring, policy, mode, now, fresh, expect) in cases {
+            let fresh: Vec<NewKey> = (0..fresh).map(|i| new_key(100 + i as u8, now)).collect();
+            match (plan(&ring, &policy, mode, now, &fresh), &expect) {
+                (Ok(got), Plan(transitions, used, held)) => {
+                    assert_eq!(&got.transitions, transitions, "{name}");
+                    assert_eq!(got.used_new_keys, *used, "{name}");
+                    let got_held = got.held.as_ref().map(|h| (h.published_keys, h.possible_at));
+                    assert_eq!(got_held, *held, "{name}");
+                    assert!(got.keyring.validate().is_ok(), "{name}: the planned keyring is valid");
+                    if transitions.is_empty() {
+                        assert_eq!(got.keyring, ring, "{name}: nothing to write");
+                    }
+                }
+                (Err(Need::Keys(n)), Keys(expected)) => assert_eq!(n, *expected, "{name}"),
+                (Err(Need::Refusal(held)), Refused(keys, at)) => {
+                    assert_eq!((held.published_keys, held.possible_at), (*keys, *at), "{name}")
+                }
+                (Ok(got), _) => panic!("{name}: expected {expect:?}, got a plan {:?}", got.transitions),
+                (Err(need), _) => panic!("{name}: expected {expect:?}, got {need:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn withdrawing_twice_is_harmless_and_an_unknown_kid_is_refused() {
+        let ring = bootstrapped();
+        let current = ring.current().map(|k| k.kid.clone()).unwrap();
+        let withdrawn = withdraw(&ring, &current, T0 + 10).unwrap().unwrap();
+        assert!(withdrawn.find(&current).is_none());
+        assert!(withdraw(&withdrawn, &current, T0 + 20).unwrap().is_none(), "already withdrawn");
+        assert!(matches!(withdraw(&ring, "nope", T0), Err(RotateError::UnknownKid(kid)) if kid == "nope"));
+    }
 
     #[test]
     fn the_jwks_byte_limit_holds_back_a_rotation_whatever_the_key_count_cap() {
-        use crate::keyring::tests::new_key;
         let t0 = 1_700_000_000;
         // Keys big enough that the byte limit binds before any sensible key-count cap.
         let big = |seed: u8| {

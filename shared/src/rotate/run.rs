@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::error::RotateError;
-use super::plan::{early_activation, plan, withdraw, Mode, Need};
+use super::plan::{early_activation, plan, withdraw, Mode, Need, Plan};
 use super::policy::RotationPolicy;
 use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
 use crate::jwk::PublicJwk;
@@ -130,6 +130,40 @@ struct Converged {
     rotation_held: Option<RotationHeld>,
 }
 
+/// Compare-and-swap conflicts met while writing one change, counted against
+/// [`MAX_CONFLICTS`].
+#[derive(Default)]
+struct Conflicts(usize);
+
+impl Conflicts {
+    /// Count one more conflict; at the limit, give up (the next run carries on).
+    fn count(&mut self) -> Result<(), RotateError> {
+        self.0 += 1;
+        info!(conflicts = self.0, "keyring changed while planning; re-reading");
+        if self.0 >= MAX_CONFLICTS {
+            Err(RotateError::TooManyConflicts)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How dropping settled entries from the keyring ended.
+enum Dropped {
+    /// Nothing was left to drop.
+    Unchanged,
+    /// Written: the keyring and its new version.
+    Written(Keyring, String),
+    /// Every attempt met a conflict: a later run drops them (dropping is idempotent).
+    GaveUp,
+}
+
+/// Why dropping settled entries from the keyring failed.
+enum DropFailed {
+    Read(RotateError),
+    Write(StoreError),
+}
+
 impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
@@ -217,30 +251,8 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         now: UnixTime,
         mut run: RunState,
     ) -> Result<RotationReport, RotateError> {
-        let mut done = Converged::default();
-        let mut conflicts = 0;
-        loop {
-            let (ring, version) = self.read().await?;
-            run.latest = Some((ring.clone(), version.clone()));
-            let Some(withdrawn) = withdraw(&ring, kid, now)? else { break };
-            withdrawn.validate()?;
-            match self.store.compare_and_swap(version.as_deref(), &withdrawn.to_json()).await {
-                Ok(new_version) => {
-                    done.transitions.push(Transition::Revoke);
-                    done.early_activation = early_activation(&ring, &withdrawn, &self.policy, now);
-                    run.record_written(withdrawn, new_version);
-                    warn!(kid, "key revoked: withdrawn from the keyring");
-                    break;
-                }
-                Err(StoreError::Conflict) => {
-                    conflicts += 1;
-                    if conflicts >= MAX_CONFLICTS {
-                        return Err(RotateError::TooManyConflicts);
-                    }
-                }
-                Err(e) => return Err(RotateError::Store(e)),
-            }
-        }
+        // Already withdrawn (revoking again is harmless): only the follow-up is left.
+        let mut done = self.withdraw_key(kid, now, &mut run).await?.unwrap_or_default();
         match self.converge(&Mode::Reconcile, now, &mut run).await {
             Ok(follow_up) => {
                 done.transitions.extend(follow_up.transitions);
@@ -256,6 +268,37 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         self.finish(&mut run).await;
         self.housekeeping(now, &mut run).await;
         Ok(self.report(done, run, now))
+    }
+
+    /// The withdrawal itself: `kid` leaves the keyring in a compare-and-swap of its own.
+    /// `None` if it was already withdrawn.
+    async fn withdraw_key(
+        &self,
+        kid: &str,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<Option<Converged>, RotateError> {
+        let mut conflicts = Conflicts::default();
+        loop {
+            let (ring, version) = self.read().await?;
+            run.latest = Some((ring.clone(), version.clone()));
+            let Some(withdrawn) = withdraw(&ring, kid, now)? else { return Ok(None) };
+            withdrawn.validate()?;
+            match self.store.compare_and_swap(version.as_deref(), &withdrawn.to_json()).await {
+                Ok(new_version) => {
+                    let early_activation = early_activation(&ring, &withdrawn, &self.policy, now);
+                    run.record_written(withdrawn, new_version);
+                    warn!(kid, "key revoked: withdrawn from the keyring");
+                    return Ok(Some(Converged {
+                        transitions: vec![Transition::Revoke],
+                        early_activation,
+                        ..Converged::default()
+                    }));
+                }
+                Err(StoreError::Conflict) => conflicts.count()?,
+                Err(e) => return Err(RotateError::Store(e)),
+            }
+        }
     }
 
     fn report(&self, converged: Converged, run: RunState, now: UnixTime) -> RotationReport {
@@ -293,78 +336,91 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         .describing(&ring, now)
     }
 
-    /// Plan, create the keys the plan needs (after recording the intent), and write.
+    /// Plan, create the keys the plan needs (after recording the intent), and write; on a
+    /// conflict, read and plan again, reusing the keys already created.
     async fn converge(
         &self,
         mode: &Mode,
         now: UnixTime,
         run: &mut RunState,
     ) -> Result<Converged, RotateError> {
-        let mut conflicts = 0;
-        let mut conflict = || {
-            conflicts += 1;
-            info!(conflicts, "keyring changed while planning; re-reading");
-            if conflicts >= MAX_CONFLICTS {
-                Err(RotateError::TooManyConflicts)
-            } else {
-                Ok(())
-            }
-        };
+        let mut conflicts = Conflicts::default();
         loop {
             let (ring, version) = self.read().await?;
             run.latest = Some((ring.clone(), version.clone()));
-            let plan = match plan(&ring, &self.policy, mode, now, &run.fresh) {
+            let mut plan = match plan(&ring, &self.policy, mode, now, &run.fresh) {
                 Ok(plan) => plan,
                 Err(Need::Keys(needed)) => {
-                    if !ring.pending.iter().any(|p| p.request_id == run.request_id) {
-                        match self.declare_intent(&ring, version.as_deref(), now, run).await {
-                            Ok(()) => {}
-                            Err(RotateError::Store(StoreError::Conflict)) => {
-                                conflict()?;
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    while run.fresh.len() < needed {
-                        let key = self.create_key(now, run).await?;
-                        run.fresh.push(key);
+                    match self.provide_keys(&ring, version.as_deref(), needed, now, run).await {
+                        // Only recording the intent writes: plan again on the new keyring.
+                        Err(RotateError::Store(StoreError::Conflict)) => conflicts.count()?,
+                        other => other?,
                     }
                     continue;
                 }
                 Err(Need::Refusal(held)) => return Err(RotateError::TooManyPublishedKeys(held)),
             };
-            let held = plan.held;
-            let mut target = plan.keyring;
-            if plan.used_new_keys == run.fresh.len() && !run.creation_uncertain {
-                // Every key this run created lands in this write: the intent is fulfilled.
-                // Otherwise it stays until `finish` (or a sweep) has dealt with the others.
-                target.pending.retain(|p| p.request_id != run.request_id);
+            drop_fulfilled_intent(&mut plan, run);
+            if plan.keyring == ring {
+                return Ok(Converged { rotation_held: plan.held, ..Converged::default() });
             }
-            if target == ring {
-                return Ok(Converged { rotation_held: held, ..Converged::default() });
+            match self.write_plan(&ring, version.as_deref(), plan, now, run).await? {
+                Some(converged) => return Ok(converged),
+                None => conflicts.count()?,
             }
-            target.validate()?;
-            match self.store.compare_and_swap(version.as_deref(), &target.to_json()).await {
-                Ok(new_version) => {
-                    if !target.pending.iter().any(|p| p.request_id == run.request_id) {
-                        run.intent_outstanding = false;
-                    }
-                    let created = run.fresh.drain(..plan.used_new_keys).map(|k| k.kid).collect();
-                    let early_activation = early_activation(&ring, &target, &self.policy, now);
-                    run.record_written(target, new_version);
-                    return Ok(Converged {
-                        transitions: plan.transitions,
-                        created,
-                        early_activation,
-                        rotation_held: held,
-                    });
+        }
+    }
+
+    /// Make `needed` fresh keys available to the plan: record this run's creation intent in
+    /// the keyring first (unless it is there), then create the keys missing.
+    async fn provide_keys(
+        &self,
+        ring: &Keyring,
+        version: Option<&str>,
+        needed: usize,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<(), RotateError> {
+        if !ring.pending.iter().any(|p| p.request_id == run.request_id) {
+            self.declare_intent(ring, version, now, run).await?;
+        }
+        while run.fresh.len() < needed {
+            let key = self.create_key(now, run).await?;
+            run.fresh.push(key);
+        }
+        Ok(())
+    }
+
+    /// Write the planned keyring over `ring` (read at `version`). `None` on a conflict.
+    async fn write_plan(
+        &self,
+        ring: &Keyring,
+        version: Option<&str>,
+        plan: Plan,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<Option<Converged>, RotateError> {
+        let target = plan.keyring;
+        target.validate()?;
+        match self.store.compare_and_swap(version, &target.to_json()).await {
+            Ok(new_version) => {
+                if !target.pending.iter().any(|p| p.request_id == run.request_id) {
+                    run.intent_outstanding = false;
                 }
-                Err(StoreError::Conflict) => conflict()?,
-                Err(e) => {
-                    run.write_uncertain = true;
-                    return Err(RotateError::Store(e));
-                }
+                let created = run.fresh.drain(..plan.used_new_keys).map(|k| k.kid).collect();
+                let early_activation = early_activation(ring, &target, &self.policy, now);
+                run.record_written(target, new_version);
+                Ok(Some(Converged {
+                    transitions: plan.transitions,
+                    created,
+                    early_activation,
+                    rotation_held: plan.held,
+                }))
+            }
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => {
+                run.write_uncertain = true;
+                Err(RotateError::Store(e))
             }
         }
     }
@@ -412,43 +468,45 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             run.incomplete.push("new keys of an unconfirmed write: left to the stale-intent sweep".into());
             return;
         }
-        for _ in 0..MAX_CONFLICTS {
-            let (ring, version) = match self.read().await {
-                Ok(read) => read,
-                Err(e) => {
-                    warn!(error = %e, "cannot re-read the keyring to clean up; a later run will sweep");
-                    return;
-                }
-            };
-            // Every write that carried these keys conflicted: they are in no keyring.
-            let mut all_retired = true;
-            for key in run.fresh.iter().filter(|k| !ring.holds_arn(&k.kms_key_arn)) {
-                if let Err(e) = self.retire_kms_key(&key.kms_key_arn).await {
-                    warn!(kms_key_arn = %key.kms_key_arn, error = %e, "could not schedule deletion of an unused new key");
-                    all_retired = false;
-                }
-            }
-            if !all_retired || run.creation_uncertain {
+        let (ring, version) = match self.read().await {
+            Ok(read) => read,
+            Err(e) => {
+                warn!(error = %e, "cannot re-read the keyring to clean up; a later run will sweep");
                 return;
             }
-            run.fresh.clear();
-            if !ring.pending.iter().any(|p| p.request_id == run.request_id) {
+        };
+        // Every write that carried these keys conflicted: they are in no keyring.
+        let mut all_retired = true;
+        for key in run.fresh.iter().filter(|k| !ring.holds_arn(&k.kms_key_arn)) {
+            if let Err(e) = self.retire_kms_key(&key.kms_key_arn).await {
+                warn!(kms_key_arn = %key.kms_key_arn, error = %e, "could not schedule deletion of an unused new key");
+                all_retired = false;
+            }
+        }
+        if !all_retired || run.creation_uncertain {
+            return;
+        }
+        run.fresh.clear();
+        let own = run.request_id.clone();
+        let dropped = self
+            .drop_settled(Some((ring, version)), |ring| {
+                let mut without_intent = ring.clone();
+                without_intent.pending.retain(|p| p.request_id != own);
+                without_intent
+            })
+            .await;
+        match dropped {
+            Ok(Dropped::Unchanged) => run.intent_outstanding = false,
+            Ok(Dropped::Written(ring, version)) => {
                 run.intent_outstanding = false;
-                return;
+                run.record_written(ring, version);
             }
-            let mut without_intent = ring.clone();
-            without_intent.pending.retain(|p| p.request_id != run.request_id);
-            match self.store.compare_and_swap(version.as_deref(), &without_intent.to_json()).await {
-                Ok(new_version) => {
-                    run.intent_outstanding = false;
-                    run.record_written(without_intent, new_version);
-                    return;
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => {
-                    warn!(error = %e, "could not clear this run's creation intent; a later run will");
-                    return;
-                }
+            Ok(Dropped::GaveUp) => {}
+            Err(DropFailed::Read(e)) => {
+                warn!(error = %e, "cannot re-read the keyring to clean up; a later run will sweep")
+            }
+            Err(DropFailed::Write(e)) => {
+                warn!(error = %e, "could not clear this run's creation intent; a later run will")
             }
         }
     }
@@ -554,42 +612,57 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         if run.retired.is_empty() && run.swept.is_empty() && run.sweep_cursors.is_empty() {
             return;
         }
-        let mut known = run.latest.clone().filter(|_| !run.write_uncertain);
+        let known = run.latest.clone().filter(|_| !run.write_uncertain);
+        let dropped = self
+            .drop_settled(known, |ring| {
+                let mut tidy = ring.clone();
+                tidy.retiring.retain(|k| !run.retired.contains(&k.kid));
+                tidy.pending.retain(|p| !run.swept.contains(&p.request_id));
+                for (request_id, cursor) in &run.sweep_cursors {
+                    if let Some(intent) = tidy.pending.iter_mut().find(|p| &p.request_id == request_id) {
+                        intent.sweep_cursor.clone_from(cursor);
+                    }
+                }
+                tidy
+            })
+            .await;
+        match dropped {
+            Ok(Dropped::Written(ring, version)) => run.record_written(ring, version),
+            Ok(Dropped::Unchanged | Dropped::GaveUp) => {}
+            Err(DropFailed::Read(e)) => run.incomplete.push(format!("recording housekeeping: {e}")),
+            Err(DropFailed::Write(e)) => {
+                warn!(error = %e, "could not record finished housekeeping; the next run repeats it (idempotent)");
+                run.incomplete.push(format!("recording housekeeping: {e}"));
+            }
+        }
+    }
+
+    /// The second half of "retire in KMS, then drop from the queue", for the retirement queue
+    /// and for creation intents: write the keyring without what this run settled (`settle`
+    /// takes it out), starting from `known` if given, with compare-and-swap, again on a
+    /// conflict. Callers retire in KMS first, so nothing leaves the keyring's records before
+    /// it left KMS.
+    async fn drop_settled(
+        &self,
+        mut known: Option<(Keyring, Option<String>)>,
+        settle: impl Fn(&Keyring) -> Keyring,
+    ) -> Result<Dropped, DropFailed> {
         for _ in 0..MAX_CONFLICTS {
             let (ring, version) = match known.take() {
                 Some(latest) => latest,
-                None => match self.read().await {
-                    Ok(read) => read,
-                    Err(e) => {
-                        run.incomplete.push(format!("recording housekeeping: {e}"));
-                        return;
-                    }
-                },
+                None => self.read().await.map_err(DropFailed::Read)?,
             };
-            let mut tidy = ring.clone();
-            tidy.retiring.retain(|k| !run.retired.contains(&k.kid));
-            tidy.pending.retain(|p| !run.swept.contains(&p.request_id));
-            for (request_id, cursor) in &run.sweep_cursors {
-                if let Some(intent) = tidy.pending.iter_mut().find(|p| &p.request_id == request_id) {
-                    intent.sweep_cursor.clone_from(cursor);
-                }
+            let settled = settle(&ring);
+            if settled == ring {
+                return Ok(Dropped::Unchanged);
             }
-            if tidy == ring {
-                return;
-            }
-            match self.store.compare_and_swap(version.as_deref(), &tidy.to_json()).await {
-                Ok(new_version) => {
-                    run.record_written(tidy, new_version);
-                    return;
-                }
+            match self.store.compare_and_swap(version.as_deref(), &settled.to_json()).await {
+                Ok(new_version) => return Ok(Dropped::Written(settled, new_version)),
                 Err(StoreError::Conflict) => continue,
-                Err(e) => {
-                    warn!(error = %e, "could not record finished housekeeping; the next run repeats it (idempotent)");
-                    run.incomplete.push(format!("recording housekeeping: {e}"));
-                    return;
-                }
+                Err(e) => return Err(DropFailed::Write(e)),
             }
         }
+        Ok(Dropped::GaveUp)
     }
 
     async fn create_key(&self, now: UnixTime, run: &mut RunState) -> Result<NewKey, RotateError> {
@@ -661,6 +734,15 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     async fn retire_kms_key(&self, arn: &str) -> Result<(), KmsError> {
         self.kms.disable_key(arn).await?;
         self.kms.schedule_deletion(arn, self.policy.deletion_window_days).await
+    }
+}
+
+/// Drop this run's creation intent from the planned keyring if every key the run created
+/// lands in this write. Otherwise it stays until `finish` (or a sweep) has dealt with the
+/// others.
+fn drop_fulfilled_intent(plan: &mut Plan, run: &RunState) {
+    if plan.used_new_keys == run.fresh.len() && !run.creation_uncertain {
+        plan.keyring.pending.retain(|p| p.request_id != run.request_id);
     }
 }
 
