@@ -21,7 +21,7 @@ use tracing::warn;
 use crate::alg::SigningAlg;
 use crate::key_policy::KeyAccess;
 use crate::ports::{
-    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+    ErrorSource, KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
 };
 
 /// Time limits of every AWS call.
@@ -69,6 +69,12 @@ where
     R: std::fmt::Debug,
 {
     DisplayErrorContext(err).to_string()
+}
+
+/// Keep `err` as the source of the port error made from it: the message already holds its
+/// text, the chain then holds the error itself (SDK error kind, service error, HTTP cause).
+fn kept(err: impl std::error::Error + Send + Sync + 'static) -> Option<ErrorSource> {
+    Some(std::sync::Arc::new(err))
 }
 
 /// Did the request reach the service without a usable answer coming back? Then it may have
@@ -135,7 +141,7 @@ impl KmsAdapter {
         err: SdkError<E, aws_smithy_runtime_api::http::Response>,
     ) -> KmsError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         if matches!(err, SdkError::TimeoutError(_)) {
             return KmsError::Timeout { operation };
@@ -147,8 +153,10 @@ impl KmsAdapter {
             }
             Some("ThrottlingException" | "LimitExceededException") => KmsError::Throttled,
             Some("AccessDeniedException") => KmsError::AccessDenied { operation },
-            _ if outcome_unknown(&err) => KmsError::Transport { operation, message: describe(&err) },
-            _ => KmsError::Other { operation, message: describe(&err) },
+            _ if outcome_unknown(&err) => {
+                KmsError::Transport { operation, message: describe(&err), source: kept(err) }
+            }
+            _ => KmsError::Other { operation, message: describe(&err), source: kept(err) },
         }
     }
 }
@@ -168,7 +176,7 @@ impl KeySigner for KmsAdapter {
             .map_err(|e| Self::classify("Sign", key_arn, e))?;
         out.signature
             .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Other { operation: "Sign", message: "response had no signature".into() })
+            .ok_or_else(|| KmsError::other("Sign", "response had no signature"))
     }
 }
 
@@ -183,11 +191,11 @@ impl KeyAdmin for KmsAdapter {
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
             .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring));
         for (key, value) in tags.pairs() {
-            let tag = Tag::builder()
-                .tag_key(key)
-                .tag_value(value)
-                .build()
-                .map_err(|e| KmsError::Other { operation: "CreateKey", message: e.to_string() })?;
+            let tag = Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
+                operation: "CreateKey",
+                message: e.to_string(),
+                source: kept(e),
+            })?;
             request = request.tags(tag);
         }
         // CreateKey is not idempotent: had the SDK retried after a lost reply, KMS would hold
@@ -199,10 +207,9 @@ impl KeyAdmin for KmsAdapter {
             .send()
             .await
             .map_err(|e| Self::classify("CreateKey", "(new)", e))?;
-        out.key_metadata.and_then(|m| m.arn).ok_or_else(|| KmsError::Other {
-            operation: "CreateKey",
-            message: "response had no key ARN".into(),
-        })
+        out.key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| KmsError::other("CreateKey", "response had no key ARN"))
     }
 
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
@@ -213,10 +220,9 @@ impl KeyAdmin for KmsAdapter {
             .send()
             .await
             .map_err(|e| Self::classify("GetPublicKey", key_arn, e))?;
-        out.public_key.map(Blob::into_inner).ok_or_else(|| KmsError::Other {
-            operation: "GetPublicKey",
-            message: "response had no public key".into(),
-        })
+        out.public_key
+            .map(Blob::into_inner)
+            .ok_or_else(|| KmsError::other("GetPublicKey", "response had no public key"))
     }
 
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
@@ -368,7 +374,7 @@ impl SecretsManagerStore {
             .map_err(|e| match error_code(&e) {
                 // AWSCURRENT is no longer on `expected`: somebody else won the race.
                 Some("InvalidParameterException" | "InvalidRequestException") => StoreError::Conflict,
-                _ => StoreError::Unavailable(describe(&e)),
+                _ => StoreError::Unavailable(describe(&e), kept(e)),
             })
     }
 }
@@ -380,14 +386,14 @@ impl KeyringStore for SecretsManagerStore {
             Ok(out) => {
                 let version_id = out
                     .version_id
-                    .ok_or_else(|| StoreError::Unavailable("GetSecretValue returned no version id".into()))?;
+                    .ok_or_else(|| StoreError::unavailable("GetSecretValue returned no version id"))?;
                 let text = out.secret_string.ok_or_else(|| {
-                    StoreError::Unavailable("keyring secret holds binary data, expected a JSON string".into())
+                    StoreError::unavailable("keyring secret holds binary data, expected a JSON string")
                 })?;
                 Ok(Some(StoredDocument { version_id, text }))
             }
             Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(StoreError::Unavailable(describe(&e))),
+            Err(e) => Err(StoreError::Unavailable(describe(&e), kept(e))),
         }
     }
 
@@ -410,7 +416,7 @@ impl KeyringStore for SecretsManagerStore {
                 // The secret exists (created empty by infrastructure, or by a racing run):
                 // fall through to the staged write, whose promotion fails if AWSCURRENT is taken.
                 Err(e) if error_code(&e) == Some("ResourceExistsException") => {}
-                Err(e) => return Err(StoreError::Unavailable(describe(&e))),
+                Err(e) => return Err(StoreError::Unavailable(describe(&e), kept(e))),
             }
         }
         let stage = format!("{STAGE_PREFIX}{token}");
@@ -432,7 +438,7 @@ impl KeyringStore for SecretsManagerStore {
             Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
                 return Err(StoreError::Conflict);
             }
-            Err(e) => return Err(StoreError::Unavailable(describe(&e))),
+            Err(e) => return Err(StoreError::Unavailable(describe(&e), kept(e))),
         };
         let outcome = match self.promote(&version_id, expected).await {
             // A retry of a write that already landed (the first reply was lost): AWSCURRENT
@@ -481,5 +487,88 @@ impl SecretsManagerStore {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use aws_sdk_kms::error::ErrorMetadata;
+    use aws_sdk_kms::operation::get_public_key::GetPublicKeyError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    type KmsSdkError = SdkError<GetPublicKeyError, Response>;
+
+    fn service_error(status: u16, code: &str, message: &str) -> KmsSdkError {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(GetPublicKeyError::generic(meta), raw)
+    }
+
+    /// Every error in `err`'s source chain, outermost first, as text.
+    fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut texts = Vec::new();
+        let mut next = err.source();
+        while let Some(e) = next {
+            texts.push(e.to_string());
+            next = e.source();
+        }
+        texts
+    }
+
+    /// The port error keeps the SDK error as its source: a log of the chain reaches AWS's
+    /// own words, and the classification and `Display` text are as before.
+    #[test]
+    fn classified_kms_errors_keep_the_sdk_error_as_source() {
+        let lost = KmsSdkError::dispatch_failure(ConnectorError::io("connection reset by peer".into()));
+        let err = KmsAdapter::classify("GetPublicKey", "arn", lost);
+        assert!(matches!(err, KmsError::Transport { operation: "GetPublicKey", .. }), "{err:?}");
+        assert!(err.to_string().starts_with("KMS GetPublicKey failed in transit: dispatch failure"), "{err}");
+        assert!(chain(&err).iter().any(|e| e.contains("connection reset by peer")), "{:?}", chain(&err));
+
+        let refused = service_error(400, "ValidationException", "Digest is invalid length");
+        let err = KmsAdapter::classify("Sign", "arn", refused);
+        assert!(matches!(err, KmsError::Other { operation: "Sign", .. }), "{err:?}");
+        assert!(err.to_string().contains("Digest is invalid length"), "{err}");
+        assert_eq!(
+            chain(&err),
+            [
+                "service error",
+                "unhandled error (ValidationException)",
+                r#"Error { code: "ValidationException", message: "Digest is invalid length" }"#
+            ]
+        );
+        // The source is the shared handle; the SDK error itself is one downcast further.
+        let source = err.source().and_then(|s| s.downcast_ref::<ErrorSource>());
+        assert!(source.and_then(|s| s.downcast_ref::<KmsSdkError>()).is_some(), "{source:?}");
+
+        let internal = service_error(500, "KMSInternalException", "try again");
+        let err = KmsAdapter::classify("Sign", "arn", internal);
+        assert!(matches!(err, KmsError::Transport { source: Some(_), .. }), "{err:?}");
+
+        // Classified kinds carry no text of the SDK's, so nothing to keep: unchanged.
+        let err = KmsAdapter::classify("Sign", "arn", service_error(400, "NotFoundException", "gone"));
+        assert_eq!(err, KmsError::NotFound("arn".into()));
+        assert!(err.source().is_none());
+    }
+
+    /// Equality and clones ignore the kept source, so errors compare by what they say.
+    #[test]
+    fn port_errors_compare_without_their_source() {
+        let lost = KmsSdkError::dispatch_failure(ConnectorError::io("reset".into()));
+        let err = KmsAdapter::classify("Sign", "arn", lost);
+        let KmsError::Transport { message, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(err, KmsError::transport("Sign", message.clone()));
+        assert_ne!(err, KmsError::other("Sign", message.clone()));
+        assert!(err.clone().source().is_some());
+        let store = StoreError::Unavailable("down".into(), kept(std::io::Error::other("timed out")));
+        assert_eq!(store, StoreError::unavailable("down"));
+        assert_eq!(store.to_string(), "keyring store unavailable: down");
+        assert_eq!(store.source().map(ToString::to_string).as_deref(), Some("timed out"));
     }
 }

@@ -308,7 +308,7 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
             // The keyring vanished after we had one: an operator error or an outage, not a
             // reason to stop publishing keys. Serve what we have (stale-if-error).
             Ok(None) if slot.as_ref().is_some_and(|e| e.version_id.is_some()) => {
-                CacheError::Store(StoreError::Unavailable("the keyring secret has no current version".into()))
+                CacheError::Store(StoreError::unavailable("the keyring secret has no current version"))
             }
             Ok(doc) => {
                 let version_id = doc.as_ref().map(|d| d.version_id.clone());

@@ -405,7 +405,7 @@ impl KeyringStore for MemoryStore {
         *lock(&self.reads) += 1;
         let mut state = lock(&self.state);
         if state.unavailable {
-            return Err(StoreError::Unavailable("simulated outage".into()));
+            return Err(StoreError::unavailable("simulated outage"));
         }
         if state.lagging_reads > 0 {
             state.lagging_reads -= 1;
@@ -424,7 +424,7 @@ impl KeyringStore for MemoryStore {
     async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         let mut state = lock(&self.state);
         if state.unavailable {
-            return Err(StoreError::Unavailable("simulated outage".into()));
+            return Err(StoreError::unavailable("simulated outage"));
         }
         let current_id = state.current.map(|i| state.versions[i].0.clone());
         if let Some((last_expected, last_text, last_id)) = &state.last_write {
@@ -515,13 +515,13 @@ impl<T> Faulty<T> {
 /// after it (whose outcome the caller cannot know).
 fn injected_kms(operation: &'static str, fault: Fault) -> KmsError {
     match fault {
-        Fault::FailAfter => KmsError::Transport { operation, message: "injected: reply lost".into() },
-        _ => KmsError::Other { operation, message: "injected fault".into() },
+        Fault::FailAfter => KmsError::transport(operation, "injected: reply lost"),
+        _ => KmsError::other(operation, "injected fault"),
     }
 }
 
 fn injected_store(_fault: Fault) -> StoreError {
-    StoreError::Unavailable("injected fault".into())
+    StoreError::unavailable("injected fault")
 }
 
 /// Run `call` under the fault chosen for `op`.

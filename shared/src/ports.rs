@@ -4,12 +4,20 @@
 //! Ports are split by who needs them: the sign function only gets [`KeySigner`], so it cannot
 //! create or disable keys even by mistake.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::alg::SigningAlg;
 
+/// The error a port error was made from (the AWS SDK's), kept as its
+/// [`source`](std::error::Error::source) so that logging the error chain shows AWS's cause.
+/// Shared, so that port errors stay `Clone`; never compared (see their `PartialEq`). The
+/// `source()` is this handle: downcast it to `ErrorSource`, then to the SDK's error type.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Failure of a KMS operation, classified by what the caller can do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KmsError {
     #[error("KMS key {0} was not found")]
     NotFound(String),
@@ -27,15 +35,51 @@ pub enum KmsError {
     /// The request was sent but no usable answer came back (connection lost, 5xx after
     /// retries): the call may have taken effect.
     #[error("KMS {operation} failed in transit: {message}")]
-    Transport { operation: &'static str, message: String },
+    Transport {
+        operation: &'static str,
+        message: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     #[error("KMS {operation} failed: {message}")]
-    Other { operation: &'static str, message: String },
+    Other {
+        operation: &'static str,
+        message: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
 }
+
+/// Equal when they say the same thing: the kept source is left out (SDK errors have no
+/// equality, and tests compare errors made without one).
+impl PartialEq for KmsError {
+    fn eq(&self, other: &Self) -> bool {
+        use KmsError::*;
+        match (self, other) {
+            (NotFound(a), NotFound(b)) | (InvalidState(a), InvalidState(b)) => a == b,
+            (Throttled, Throttled) => true,
+            (AccessDenied { operation: a }, AccessDenied { operation: b })
+            | (Timeout { operation: a }, Timeout { operation: b }) => a == b,
+            (Transport { operation: a, message: m, .. }, Transport { operation: b, message: n, .. })
+            | (Other { operation: a, message: m, .. }, Other { operation: b, message: n, .. }) => {
+                a == b && m == n
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KmsError {}
 
 impl KmsError {
     /// [`KmsError::Other`] with no underlying error to keep.
     pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
-        KmsError::Other { operation, message: message.into() }
+        KmsError::Other { operation, message: message.into(), source: None }
+    }
+
+    /// [`KmsError::Transport`] with no underlying error to keep.
+    pub fn transport(operation: &'static str, message: impl Into<String>) -> Self {
+        KmsError::Transport { operation, message: message.into(), source: None }
     }
 
     /// True when the call may have taken effect although it reported failure: a retry could
@@ -103,13 +147,35 @@ pub trait KeyAdmin: Send + Sync {
 }
 
 /// Failure of a keyring store operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Somebody else changed the keyring since we read it: re-read and plan again.
     #[error("the keyring changed since it was read")]
     Conflict,
+    /// The store could not be read or written; the text says why, the source (if any) is the
+    /// SDK's error.
     #[error("keyring store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(String, #[source] Option<ErrorSource>),
+}
+
+/// Equal when they say the same thing; the kept source is left out, as for [`KmsError`].
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StoreError::Conflict, StoreError::Conflict) => true,
+            (StoreError::Unavailable(a, _), StoreError::Unavailable(b, _)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] with no underlying error to keep.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(message.into(), None)
+    }
 }
 
 /// A stored keyring document and the version it was read at.
