@@ -194,12 +194,7 @@ async fn kms_failures_answer_retryable_or_not_and_name_no_arn() {
     let twins = Twins::new().await;
     for (error, status, code, retryable) in [
         (KmsError::Timeout { operation: "Sign" }, 503, "KmsTimeout", true),
-        (
-            KmsError::Transport { operation: "Sign", message: format!("dispatch failure ({ARN})") },
-            503,
-            "KmsUnavailable",
-            true,
-        ),
+        (KmsError::transport("Sign", format!("dispatch failure ({ARN})")), 503, "KmsUnavailable", true),
         (KmsError::Throttled, 503, "KmsThrottled", true),
         (KmsError::AccessDenied { operation: "Sign" }, 502, "KmsAccessDenied", false),
         (KmsError::NotFound(ARN.into()), 502, "KmsError", false),

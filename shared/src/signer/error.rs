@@ -170,20 +170,12 @@ mod tests {
         let role = "arn:aws:sts::123456789012:assumed-role/kms-jwt-sign/fn";
         for (error, code, retryable) in [
             (KmsError::Timeout { operation: "Sign" }, "KmsTimeout", true),
-            (
-                KmsError::Transport { operation: "Sign", message: format!("connection reset ({arn})") },
-                "KmsUnavailable",
-                true,
-            ),
+            (KmsError::transport("Sign", format!("connection reset ({arn})")), "KmsUnavailable", true),
             (KmsError::Throttled, "KmsThrottled", true),
             (KmsError::AccessDenied { operation: "Sign" }, "KmsAccessDenied", false),
             (KmsError::NotFound(arn.into()), "KmsError", false),
             (KmsError::InvalidState(arn.into()), "KmsError", false),
-            (
-                KmsError::Other { operation: "Sign", message: format!("{role} is not authorized on {arn}") },
-                "KmsError",
-                false,
-            ),
+            (KmsError::other("Sign", format!("{role} is not authorized on {arn}")), "KmsError", false),
         ] {
             let signer = signer_on(FailingKms(error.clone()), Arc::clone(&shared.1));
             let err = signer.sign_event(json!({"claims": {}}), 0).await.unwrap_err();
@@ -202,7 +194,7 @@ mod tests {
                 assert!(err.to_string().contains(arn), "the log text keeps the detail: {err}");
             }
         }
-        let store_error = SignError::Keyring(CacheError::Store(StoreError::Unavailable(format!(
+        let store_error = SignError::Keyring(CacheError::Store(StoreError::unavailable(format!(
             "AccessDeniedException: {role} may not read arn:aws:secretsmanager:eu-west-1:123456789012:secret:kr"
         ))));
         assert!(!store_error.public_message().contains("arn:"));
