@@ -12,6 +12,9 @@ log "lint: cargo fmt --check, clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "MSRV: no locked dependency needs a newer Rust than rust-version, and the workspace builds with it"
+"$REPO_ROOT/scripts/check-msrv.sh"
+
 log "benchmarks, once each in test mode (they measure nothing here; this keeps them building and running)"
 cargo test -p kms-jwt-tests --benches
 
