@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-unit bench lint lint-infra msrv deny localstack-up localstack-down python-env
+.PHONY: help demo test test-unit bench lint lint-infra msrv deny fuzz localstack-up localstack-down python-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ msrv: ## Check rust-version against the locked dependencies, then build with tha
 
 deny: ## cargo deny check licenses bans sources (deny.toml; installs the pinned cargo-deny)
 	@scripts/deny.sh
+
+fuzz: ## Every cargo fuzz target for FUZZ_SECONDS (30) each; `make fuzz FUZZ_SECONDS=600` for longer
+	@scripts/fuzz.sh
 
 lint-infra: ## cfn-lint, checkov and the IAM assertions on infra/template.yaml
 	@scripts/lint-infra.sh
