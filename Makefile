@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test test-unit bench lint lint-infra localstack-up localstack-down python-env
+.PHONY: help demo test test-unit bench lint lint-infra msrv deny fuzz localstack-up localstack-down python-env
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,6 +23,15 @@ bench: ## Every benchmark of BENCHMARKS.md: release artifacts, Criterion, and km
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+msrv: ## Check rust-version against the locked dependencies, then build with that toolchain
+	@scripts/check-msrv.sh
+
+deny: ## cargo deny check licenses bans sources (deny.toml; installs the pinned cargo-deny)
+	@scripts/deny.sh
+
+fuzz: ## Every cargo fuzz target for FUZZ_SECONDS (30) each; `make fuzz FUZZ_SECONDS=600` for longer
+	@scripts/fuzz.sh
 
 lint-infra: ## cfn-lint, checkov and the IAM assertions on infra/template.yaml
 	@scripts/lint-infra.sh

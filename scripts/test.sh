@@ -12,6 +12,15 @@ log "lint: cargo fmt --check, clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "MSRV: no locked dependency needs a newer Rust than rust-version, and the workspace builds with it"
+"$REPO_ROOT/scripts/check-msrv.sh"
+
+log "cargo deny: licences, bans and sources of the locked graph (deny.toml; advisories cannot be fetched here)"
+"$REPO_ROOT/scripts/deny.sh"
+
+log "fuzzing: each cargo fuzz target of fuzz/ for ${FUZZ_SECONDS:-30} s (parsers of sign requests, keyrings, public keys)"
+"$REPO_ROOT/scripts/fuzz.sh"
+
 log "benchmarks, once each in test mode (they measure nothing here; this keeps them building and running)"
 cargo test -p kms-jwt-tests --benches
 

@@ -1,0 +1,100 @@
+//! The sign function's request parser on arbitrary text: `parse_request` on whatever parses as
+//! JSON, and `TokenSigner::invoke_json` (size limits, duplicate members, number ranges, single
+//! requests and batches) against the in-memory KMS and keyring store, with a keyring that has a
+//! current ES256 key. It must never panic or hang, and with healthy twins every refusal is the
+//! caller's fault: a typed client error, never a service error.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::memory::{MemoryKms, MemoryStore};
+use kms_jwt::rotate::{RotationPolicy, Rotator};
+use kms_jwt::signer::{current_signing_key, parse_request, TokenSigner};
+use kms_jwt::{SigningAlg, UnixTime};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+type Signer = TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>>;
+
+/// What a service fault is called in an answer; none may appear with healthy twins.
+const SERVICE_CODES: &[&str] = &[
+    "NoCurrentKey",
+    "KeyringUnavailable",
+    "KmsThrottled",
+    "KmsTimeout",
+    "KmsUnavailable",
+    "KmsAccessDenied",
+    "KmsError",
+    "SignatureInvalid",
+    "EncodingError",
+];
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    signer: Signer,
+    now: UnixTime,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        let kms = Arc::new(MemoryKms::new());
+        let store = Arc::new(MemoryStore::new());
+        let now = kms_jwt::unix_now();
+        let policy = RotationPolicy::for_tests(SigningAlg::ES256);
+        let rotator = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy, "fuzz");
+        runtime.block_on(rotator.reconcile(now)).expect("bootstrap the keyring");
+        let cache = KeyringCache::new(
+            Arc::clone(&store),
+            // Read once and kept: the fuzzer runs for minutes, the keyring never changes.
+            CachePolicy { ttl: Duration::from_secs(86_400), max_staleness: Duration::ZERO },
+            current_signing_key,
+        );
+        let signer = TokenSigner::new(
+            kms,
+            cache,
+            "https://issuer.fuzz".into(),
+            Duration::from_secs(900),
+            Duration::from_secs(3_600),
+        );
+        Harness { runtime, signer, now }
+    })
+}
+
+fn check_token(answer: &Value) {
+    let token = answer["token"].as_str().unwrap_or_else(|| panic!("no token in {answer}"));
+    assert_eq!(token.split('.').count(), 3, "a JWS compact serialization has three parts: {token}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        if let Err(e) = parse_request(value) {
+            assert!(e.is_client_error(), "parse_request gave a service error: {e:?}");
+        }
+    }
+
+    let h = harness();
+    match h.runtime.block_on(h.signer.invoke_json(text, h.now)) {
+        Err(e) => assert!(e.is_client_error(), "invoke_json gave a service error for {text:?}: {e:?}"),
+        Ok(answer) => match answer.get("results") {
+            Some(Value::Array(results)) => {
+                for result in results {
+                    match result.get("error") {
+                        Some(error) => {
+                            let code = error["code"].as_str().unwrap_or_else(|| panic!("no code: {error}"));
+                            assert!(!SERVICE_CODES.contains(&code), "batch item failed with {error}");
+                        }
+                        None => check_token(result),
+                    }
+                }
+            }
+            _ => check_token(&answer),
+        },
+    }
+});
