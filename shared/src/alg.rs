@@ -9,14 +9,23 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 /// A JWS `alg` value that KMS can sign for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SigningAlg {
+    /// ECDSA on P-256 with SHA-256.
     ES256,
+    /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512.
     ES512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256: the default `SIGNING_ALG`.
     RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     RS512,
+    /// RSASSA-PSS with SHA-256.
     PS256,
+    /// RSASSA-PSS with SHA-384.
     PS384,
+    /// RSASSA-PSS with SHA-512.
     PS512,
 }
 
@@ -24,8 +33,11 @@ pub enum SigningAlg {
 /// (`MessageType=DIGEST`), so token size is never bounded by KMS's 4 KiB message limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashAlg {
+    /// SHA-256: 32-byte digests.
     Sha256,
+    /// SHA-384: 48-byte digests.
     Sha384,
+    /// SHA-512: 64-byte digests.
     Sha512,
 }
 
@@ -39,6 +51,7 @@ impl HashAlg {
         }
     }
 
+    /// The digest of `message`: what KMS is asked to sign.
     pub fn digest(self, message: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha256 => Sha256::digest(message).to_vec(),
@@ -52,16 +65,25 @@ impl HashAlg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFamily {
     /// ECDSA on the named curve; JWS signatures are fixed-width `R || S` of `coordinate_len` each.
-    Ec { curve: Curve },
+    Ec {
+        /// The curve, which fixes the JWK `crv` and the signature width.
+        curve: Curve,
+    },
     /// RSA with at least this many modulus bits.
-    Rsa { min_bits: usize },
+    Rsa {
+        /// Smallest modulus in bits (2048, 3072 or 4096), also the size rotate creates.
+        min_bits: usize,
+    },
 }
 
 /// NIST curves KMS supports for signing, with their JWK `crv` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
+    /// NIST P-256 (`secp256r1`), for ES256.
     P256,
+    /// NIST P-384 (`secp384r1`), for ES384.
     P384,
+    /// NIST P-521 (`secp521r1`), for ES512.
     P521,
 }
 
@@ -86,6 +108,7 @@ impl Curve {
 }
 
 impl SigningAlg {
+    /// Every supported algorithm: the names [`FromStr`] accepts.
     pub const ALL: [SigningAlg; 9] = [
         SigningAlg::ES256,
         SigningAlg::ES384,
@@ -98,6 +121,7 @@ impl SigningAlg {
         SigningAlg::PS512,
     ];
 
+    /// The JWS `alg` name, as it appears in token headers and JWKs.
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::ES256 => "ES256",
@@ -112,6 +136,7 @@ impl SigningAlg {
         }
     }
 
+    /// The hash signed over, computed locally before the KMS call.
     pub fn hash(self) -> HashAlg {
         use SigningAlg::*;
         match self {
@@ -121,6 +146,7 @@ impl SigningAlg {
         }
     }
 
+    /// The key type, curve or smallest RSA modulus the algorithm needs.
     pub fn family(self) -> KeyFamily {
         use SigningAlg::*;
         match self {
@@ -170,6 +196,8 @@ impl fmt::Display for SigningAlg {
     }
 }
 
+/// An `alg` name that is none of the nine (names are case-sensitive; `HS256` and `none` are
+/// refused). Holds the rejected text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported signing algorithm {0:?}; expected one of ES256, ES384, ES512, RS256, RS384, RS512, PS256, PS384, PS512")]
 pub struct UnsupportedAlg(pub String);

@@ -14,6 +14,7 @@ use crate::rotate::RotationPolicy;
 /// Everything wrong with the environment, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// One line per problem, naming the variable.
     pub problems: Vec<String>,
 }
 
@@ -41,6 +42,7 @@ impl EnvReader<fn(&str) -> Option<String>> {
 }
 
 impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
+    /// Read variables through `lookup` (name to value), e.g. a map in tests.
     pub fn new(lookup: F) -> Self {
         EnvReader { lookup, problems: Vec::new() }
     }
@@ -49,6 +51,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
+    /// A variable that must be set; missing or blank, it is a problem and reads as empty.
     pub fn required(&mut self, name: &str) -> String {
         self.get(name).unwrap_or_else(|| {
             self.problems.push(format!("{name} is required"));
@@ -56,6 +59,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         })
     }
 
+    /// A variable that may be absent; blank counts as absent.
     pub fn optional(&mut self, name: &str) -> Option<String> {
         self.get(name)
     }
@@ -80,6 +84,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
     }
 
+    /// A JWS algorithm name such as `ES256`; `default` when unset.
     pub fn alg(&mut self, name: &str, default: SigningAlg) -> SigningAlg {
         match self.get(name) {
             None => default,
@@ -109,6 +114,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
     }
 
+    /// A whole number within `range`; `default` when unset.
     pub fn integer(&mut self, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> i64 {
         let value = match self.get(name) {
             None => return default,
@@ -155,6 +161,7 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         self.problems.push(message.into());
     }
 
+    /// `value` if nothing was wrong, else every problem recorded, in one error.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
         if self.problems.is_empty() {
             Ok(value)
@@ -235,14 +242,24 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3_600);
 /// Settings of the rotate function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateConfig {
+    /// Name or ARN of the Secrets Manager secret that holds the keyring (`KEYRING_SECRET_ID`).
     pub keyring_secret_id: String,
+    /// Algorithm of the keys rotate creates (`SIGNING_ALG`, default RS256).
     pub signing_alg: SigningAlg,
+    /// How long a key signs before the next one takes over (`ROTATION_PERIOD`, default 30 days).
     pub rotation_period: Duration,
+    /// Longest lifetime of a token (`MAX_TOKEN_TTL`, default 1 hour): previous keys stay
+    /// published at least this long.
     pub max_token_ttl: Duration,
+    /// The `max-age` the jwks function sends (`JWKS_MAX_AGE`, default 5 minutes), part of the
+    /// pre-publication time.
     pub jwks_max_age: Duration,
+    /// Allowance for verifiers' clocks (`CLOCK_SKEW`, default 60 s), added to pre-publication and
+    /// to retirement grace.
     pub clock_skew: Duration,
     /// The keyring cache lifetime of the sign and jwks functions (`KEYRING_CACHE_TTL`).
     pub keyring_cache_ttl: Duration,
+    /// Days KMS waits before deleting a retired key (`KEY_DELETION_WINDOW_DAYS`, 7 to 30, default 30).
     pub deletion_window_days: i32,
     /// Customer-managed key that encrypts the secret if rotate has to create it.
     pub keyring_kms_key_id: Option<String>,
@@ -251,17 +268,22 @@ pub struct RotateConfig {
     /// Who may use the signing keys: written into each key's policy
     /// (`KEY_ADMIN_ROLE_ARN`, `KEY_USER_ROLE_ARNS`).
     pub key_access: Option<KeyAccess>,
+    /// How rotate finds its keys by tag (`KEY_DISCOVERY`).
     pub key_discovery: KeyDiscoveryMode,
+    /// Time limits of every AWS call (`AWS_CALL_ATTEMPT_TIMEOUT`, `AWS_CALL_TIMEOUT`).
     pub aws_timeouts: CallTimeouts,
     /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`, default 10: ALB's limit).
     pub max_published_keys: usize,
 }
 
 impl RotateConfig {
+    /// Read and check the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// [`Self::from_env`] over any source of variables; settings that could get a valid token
+    /// rejected by a verifier are refused.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = EnvReader::new(lookup);
         let mut config = RotateConfig {
@@ -370,19 +392,29 @@ impl RotateConfig {
 /// Settings of the sign function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignConfig {
+    /// Name or ARN of the Secrets Manager secret that holds the keyring (`KEYRING_SECRET_ID`).
     pub keyring_secret_id: String,
+    /// The `iss` of every token (`ISSUER`); see [`check_verifier_url`].
     pub issuer: String,
+    /// Longest lifetime a request may ask for (`MAX_TOKEN_TTL`, default 1 hour).
     pub max_token_ttl: Duration,
+    /// Lifetime of a token whose request names none (`DEFAULT_TOKEN_TTL`, default 15 minutes or
+    /// `MAX_TOKEN_TTL` if shorter).
     pub default_token_ttl: Duration,
+    /// How long the current key is taken from memory before the keyring is read again
+    /// (`KEYRING_CACHE_TTL`, default 60 s).
     pub keyring_cache_ttl: Duration,
+    /// Time limits of every AWS call (`AWS_CALL_ATTEMPT_TIMEOUT`, `AWS_CALL_TIMEOUT`).
     pub aws_timeouts: CallTimeouts,
 }
 
 impl SignConfig {
+    /// Read and check the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// [`Self::from_env`] over any source of variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = EnvReader::new(lookup);
         let max_token_ttl = env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600));
@@ -422,22 +454,31 @@ impl SignConfig {
 /// Settings of the jwks function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksConfig {
+    /// Name or ARN of the Secrets Manager secret that holds the keyring (`KEYRING_SECRET_ID`).
     pub keyring_secret_id: String,
+    /// The issuer the discovery document names (`ISSUER`): the sign function's, character for
+    /// character.
     pub issuer: String,
     /// Overrides the `jwks_uri` of the discovery document (default: ISSUER + well-known path).
     pub jwks_uri: Option<String>,
+    /// The `max-age` of the served documents (`JWKS_MAX_AGE`, default 5 minutes).
     pub jwks_max_age: Duration,
+    /// How long the rendered documents are served from memory before the keyring is read again
+    /// (`KEYRING_CACHE_TTL`, default 60 s).
     pub keyring_cache_ttl: Duration,
     /// How long the last good keyring may be served while Secrets Manager fails.
     pub max_staleness: Duration,
+    /// Time limits of every AWS call (`AWS_CALL_ATTEMPT_TIMEOUT`, `AWS_CALL_TIMEOUT`).
     pub aws_timeouts: CallTimeouts,
 }
 
 impl JwksConfig {
+    /// Read and check the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// [`Self::from_env`] over any source of variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = EnvReader::new(lookup);
         let config = JwksConfig {

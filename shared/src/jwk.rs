@@ -20,18 +20,29 @@ const OID_SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.
 /// Why a public key could not be turned into a JWK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwkError {
+    /// The bytes are not a DER `SubjectPublicKeyInfo`, or its RSA key is not PKCS #1.
     #[error("public key is not valid DER SubjectPublicKeyInfo: {0}")]
     Der(String),
+    /// Neither an EC nor an RSA key; holds the algorithm OID.
     #[error("unsupported public key algorithm {0}")]
     UnsupportedKeyAlgorithm(String),
+    /// An EC key on a curve other than P-256, P-384 or P-521, or with no named curve.
     #[error("unsupported elliptic curve {0}")]
     UnsupportedCurve(String),
+    /// The EC point is compressed or has the wrong length for its curve.
     #[error("EC public key is not an uncompressed point of the expected size")]
     BadEcPoint,
+    /// An RSA modulus under 2048 bits (RFC 7518 §3.3); holds its size in bits.
     #[error("RSA modulus of {0} bits is below the 2048-bit minimum")]
     RsaTooSmall(usize),
+    /// The key cannot make `alg` signatures: another key type, curve, or too small a modulus.
     #[error("key type {key} cannot be used with {alg}")]
-    AlgorithmMismatch { key: String, alg: SigningAlg },
+    AlgorithmMismatch {
+        /// The key as found, such as `EC P-256` or `RSA 2048 bits`.
+        key: String,
+        /// The algorithm it was checked against.
+        alg: SigningAlg,
+    },
 }
 
 impl From<der::Error> for JwkError {
@@ -45,10 +56,24 @@ impl From<der::Error> for JwkError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kty", deny_unknown_fields)]
 pub enum PublicJwk {
+    /// An elliptic-curve key (`"kty": "EC"`).
     #[serde(rename = "EC")]
-    Ec { crv: String, x: String, y: String },
+    Ec {
+        /// The curve: `P-256`, `P-384` or `P-521`.
+        crv: String,
+        /// The x coordinate, base64url, fixed width for the curve.
+        x: String,
+        /// The y coordinate, base64url, fixed width for the curve.
+        y: String,
+    },
+    /// An RSA key (`"kty": "RSA"`).
     #[serde(rename = "RSA")]
-    Rsa { n: String, e: String },
+    Rsa {
+        /// The modulus, base64url, without leading zero octets.
+        n: String,
+        /// The public exponent, base64url (`AQAB` for 65537).
+        e: String,
+    },
 }
 
 impl PublicJwk {
@@ -147,15 +172,20 @@ fn json_str(s: &str) -> String {
 /// One entry of a served JWK Set: public parameters plus `kid`, `alg` and `use`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedJwk {
+    /// The public parameters, with their `kty`, flattened into the entry.
     #[serde(flatten)]
     pub key: PublicJwk,
+    /// The key id tokens name in their header: the RFC 7638 thumbprint of `key`.
     pub kid: String,
+    /// The one algorithm the key signs with, so verifiers accept no other.
     pub alg: SigningAlg,
+    /// `use`: always `sig`.
     #[serde(rename = "use")]
     pub use_: String,
 }
 
 impl PublishedJwk {
+    /// An entry for a key that signs (`"use": "sig"`).
     pub fn signing_key(key: PublicJwk, kid: String, alg: SigningAlg) -> Self {
         PublishedJwk { key, kid, alg, use_: "sig".to_owned() }
     }
@@ -164,6 +194,7 @@ impl PublishedJwk {
 /// `{"keys": [...]}` (RFC 7517 §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwkSet {
+    /// Every key verifiers must accept: next, current and previous.
     pub keys: Vec<PublishedJwk>,
 }
 

@@ -15,7 +15,9 @@ use crate::cache::{CachePolicy, KeyringCache};
 use crate::keyring::Keyring;
 use crate::ports::KeyringStore;
 
+/// Where the JWK Set is served, below the issuer; also the default `jwks_uri`.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// Where the OIDC discovery document is served, below the issuer.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// `stale-while-revalidate` we advertise. It lengthens how old a client's JWKS may be, so
@@ -27,7 +29,9 @@ pub const STALE_IF_ERROR: Duration = Duration::from_secs(86_400);
 /// A rendered document and its strong validator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The JSON document as served.
     pub body: String,
+    /// Strong `ETag`: the quoted base64url of the first 16 bytes of the body's SHA-256.
     pub etag: String,
 }
 
@@ -44,11 +48,14 @@ pub struct PublishedKeys {
     /// False until rotate has bootstrapped the keyring: we answer 503 rather than let clients
     /// cache an empty key set.
     pub bootstrapped: bool,
+    /// The JWK Set, served at [`JWKS_PATH`].
     pub jwks: Rendered,
+    /// The discovery document, served at [`DISCOVERY_PATH`].
     pub discovery: Rendered,
 }
 
 impl PublishedKeys {
+    /// Render both documents for `ring`, advertising the algorithms its keys use.
     pub fn render(site: &Site, ring: &Keyring) -> Self {
         let body = serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
         let mut algs: Vec<String> = ring.keys.iter().map(|k| k.alg.to_string()).collect();
@@ -65,12 +72,16 @@ impl PublishedKeys {
 /// Static settings of the HTTP surface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
+    /// The issuer URL, without a trailing slash.
     pub issuer: String,
+    /// The JWK Set URL the discovery document gives.
     pub jwks_uri: String,
+    /// The `max-age` of the served documents: how old a JWKS a verifier may use.
     pub max_age: Duration,
 }
 
 impl Site {
+    /// Settings for `issuer`; `jwks_uri` defaults to the issuer followed by [`JWKS_PATH`].
     pub fn new(issuer: &str, jwks_uri: Option<&str>, max_age: Duration) -> Self {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let jwks_uri = jwks_uri.map_or_else(|| format!("{issuer}{JWKS_PATH}"), str::to_owned);
@@ -104,12 +115,16 @@ impl Site {
 /// A transport-neutral HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
+    /// The HTTP status: 200, 304, 404, 405 or 503.
     pub status: u16,
+    /// Header names, in lower case, and their values.
     pub headers: Vec<(&'static str, String)>,
+    /// The document, or an error object; empty for `HEAD` and 304.
     pub body: String,
 }
 
 impl Answer {
+    /// The value of header `name` (compared case-insensitively), if set.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }

@@ -12,12 +12,21 @@ use serde::Serialize;
 
 use crate::alg::{KeyFamily, SigningAlg};
 
+/// Why the signature KMS returned cannot go into a JWS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// The ECDSA signature is not a valid DER `ECDSA-Sig-Value`.
     #[error("ECDSA signature is not a valid DER ECDSA-Sig-Value: {0}")]
     Der(String),
+    /// `r` or `s` is wider than the curve allows.
     #[error("ECDSA signature component is {len} octets, more than the {max} the curve allows")]
-    ComponentTooLong { len: usize, max: usize },
+    ComponentTooLong {
+        /// Octets in the component.
+        len: usize,
+        /// Octets per component on the curve.
+        max: usize,
+    },
+    /// `r` or `s` is zero, which no valid signature has.
     #[error("ECDSA signature component is zero")]
     ZeroComponent,
 }
@@ -62,8 +71,11 @@ pub fn jose_signature(alg: SigningAlg, kms_signature: &[u8]) -> Result<Vec<u8>, 
 /// The protected header we emit. `alg` and `kid` come from the keyring, never from input.
 #[derive(Debug, Clone, Serialize)]
 pub struct Header<'a> {
+    /// The signing key's algorithm.
     pub alg: SigningAlg,
+    /// The signing key's thumbprint: how verifiers pick the key from the JWKS.
     pub kid: &'a str,
+    /// `JWT`, or `at+jwt` for RFC 9068 access tokens.
     pub typ: &'a str,
 }
 

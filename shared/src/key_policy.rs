@@ -18,10 +18,21 @@ use crate::alg::SigningAlg;
 /// Why a set of role ARNs cannot make a key policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyPolicyError {
+    /// The text is not an IAM role ARN; holds it.
     #[error("{0:?} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)")]
     NotARoleArn(String),
+    /// A signer role is in another account (or partition) than the admin role, whose account
+    /// holds the keys.
     #[error("role {role} is in account {found}, the keys are in account {expected}")]
-    OtherAccount { role: String, found: String, expected: String },
+    OtherAccount {
+        /// The signer role's ARN.
+        role: String,
+        /// Its account.
+        found: String,
+        /// The admin role's account.
+        expected: String,
+    },
+    /// No role was given that may sign (`KEY_USER_ROLE_ARNS` is empty).
     #[error("at least one role must be allowed to sign")]
     NoSigner,
 }

@@ -34,11 +34,15 @@ pub enum KeyState {
 pub struct KeyRecord {
     /// RFC 7638 thumbprint of `public_jwk`.
     pub kid: String,
+    /// Where the key stands: next, current or previous.
     pub state: KeyState,
+    /// The algorithm the key signs with.
     pub alg: SigningAlg,
     /// Full ARN of the KMS key that holds the private half.
     pub kms_key_arn: String,
+    /// The public key, as served in the JWKS.
     pub public_jwk: PublicJwk,
+    /// When the KMS key was created.
     pub created_at: UnixTime,
     /// When it first appeared in the keyring, hence in the JWKS.
     pub published_at: UnixTime,
@@ -72,9 +76,13 @@ pub enum RetireReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetiringKey {
+    /// The key's thumbprint, as it was published.
     pub kid: String,
+    /// Full ARN of the KMS key to disable and schedule for deletion.
     pub kms_key_arn: String,
+    /// Why it left the JWKS.
     pub reason: RetireReason,
+    /// When it left the JWKS.
     pub since: UnixTime,
 }
 
@@ -84,7 +92,9 @@ pub struct RetiringKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingCreation {
+    /// The run's request id: the `kms-jwt:request` tag on every key it creates.
     pub request_id: String,
+    /// When the intent was written: once older than a run can live, its run is dead.
     pub requested_at: UnixTime,
     /// Where an unfinished sweep of this intent's keys resumes (an opaque search cursor): a
     /// sweep that ran out of time keeps its progress, so a large account is covered over runs.
@@ -95,10 +105,15 @@ pub struct PendingCreation {
 /// A key freshly created in KMS, not yet in the keyring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewKey {
+    /// RFC 7638 thumbprint of `public_jwk`.
     pub kid: String,
+    /// The algorithm the key was created for.
     pub alg: SigningAlg,
+    /// Full ARN of the KMS key that holds the private half.
     pub kms_key_arn: String,
+    /// The public key, from KMS `GetPublicKey`.
     pub public_jwk: PublicJwk,
+    /// When the KMS key was created.
     pub created_at: UnixTime,
 }
 
@@ -122,6 +137,7 @@ impl NewKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Keyring {
+    /// Always [`SCHEMA_VERSION`]: a document with another is refused, never rewritten.
     pub schema_version: u32,
     /// Published keys: next, current, then previous keys from newest to oldest.
     pub keys: Vec<KeyRecord>,
@@ -137,10 +153,13 @@ pub struct Keyring {
 /// overwrite the document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyringError {
+    /// Not JSON, or not this schema's shape (unknown members included).
     #[error("keyring is not valid JSON for schema version {SCHEMA_VERSION}: {0}")]
     Malformed(String),
+    /// Another schema version than this build's; holds it.
     #[error("keyring schema version {0} is not supported by this build (expected {SCHEMA_VERSION})")]
     UnsupportedSchema(u32),
+    /// Valid JSON that breaks an invariant of [`Keyring::validate`], such as two current keys.
     #[error("keyring is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -158,6 +177,7 @@ impl Default for Keyring {
 }
 
 impl Keyring {
+    /// The keyring before bootstrap: no keys, nothing retiring or pending.
     pub fn empty() -> Self {
         Keyring {
             schema_version: SCHEMA_VERSION,
@@ -180,6 +200,7 @@ impl Keyring {
         Ok(keyring)
     }
 
+    /// The JSON document stored in the secret.
     pub fn to_json(&self) -> String {
         // Serializing plain structs with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -243,18 +264,22 @@ impl Keyring {
         self.keys.is_empty()
     }
 
+    /// The key that signs; `None` before bootstrap, or once every published key was revoked.
     pub fn current(&self) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.state == KeyState::Current)
     }
 
+    /// The key published ahead of its turn, if there is one.
     pub fn next(&self) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.state == KeyState::Next)
     }
 
+    /// Keys that no longer sign but stay published, most recently deactivated first.
     pub fn previous(&self) -> impl Iterator<Item = &KeyRecord> {
         self.keys.iter().filter(|k| k.state == KeyState::Previous)
     }
 
+    /// The published key with this `kid`.
     pub fn find(&self, kid: &str) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.kid == kid)
     }

@@ -6,21 +6,28 @@ use crate::jwk::JwkError;
 use crate::keyring::KeyringError;
 use crate::ports::{KmsError, StoreError};
 
+/// Why a rotate run failed; [`RotateError::code`] names it for the Lambda `errorType`.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     /// The stored keyring is invalid. Nothing was written: a human must look at it.
     #[error("refusing to touch the stored keyring: {0}")]
     Keyring(#[from] KeyringError),
+    /// A KMS call failed.
     #[error(transparent)]
     Kms(#[from] KmsError),
+    /// Reading or writing the keyring secret failed.
     #[error(transparent)]
     Store(StoreError),
+    /// A key's public half from `GetPublicKey` is unusable (key type, curve or size).
     #[error("KMS returned a public key kms-jwt cannot use: {0}")]
     PublicKey(#[from] JwkError),
+    /// Other writers kept changing the keyring; the next run carries on.
     #[error("gave up after {MAX_CONFLICTS} compare-and-swap conflicts on the keyring")]
     TooManyConflicts,
+    /// A revocation named a kid that is not published.
     #[error("no published key has kid {0:?}")]
     UnknownKid(String),
+    /// The run's time budget ran out before the named step; the next run carries on.
     #[error("the run's time budget ran out before {0}")]
     OutOfTime(&'static str),
     /// A rotation would publish more keys (or a larger JWKS) than verifiers accept.

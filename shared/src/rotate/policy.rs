@@ -5,10 +5,15 @@ use crate::alg::SigningAlg;
 /// Lifecycle timing derived from configuration, in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationPolicy {
+    /// Algorithm of the keys a run creates.
     pub alg: SigningAlg,
+    /// Seconds a key signs before the next one takes over.
     pub rotation_period: i64,
+    /// Seconds a next key is published before it may sign.
     pub prepublication: i64,
+    /// Seconds a previous key stays published after it stopped signing.
     pub retirement_grace: i64,
+    /// Days KMS waits before deleting a retired key (7 to 30).
     pub deletion_window_days: i32,
     /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`): a rotation that would publish
     /// more waits until enough previous keys have retired.

@@ -11,10 +11,13 @@ use crate::keyring::{KeyState, Keyring, UnixTime};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
+    /// The first keys: one current, one next.
     Bootstrap,
+    /// Next became current, current became previous, and a new next key was published.
     Rotate,
     /// A keyring without a next key (hand-repaired) gets one.
     AddNext,
+    /// A compromised key was withdrawn from the JWKS at once.
     Revoke,
     /// Previous keys whose tokens have all expired left the JWKS.
     Retire,
@@ -23,7 +26,9 @@ pub enum Transition {
 /// The JSON summary a run answers and logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RotationReport {
+    /// Whether this run wrote the keyring.
     pub changed: bool,
+    /// Lifecycle steps taken, in order.
     pub transitions: Vec<Transition>,
     /// kids of keys created and added to the keyring.
     pub created: Vec<String>,
@@ -31,6 +36,7 @@ pub struct RotationReport {
     pub retired: Vec<String>,
     /// KMS keys of crashed runs found and scheduled for deletion.
     pub orphans_deleted: Vec<String>,
+    /// The published keys after the run.
     pub keys: Vec<KeyStatus>,
     /// kids waiting for their KMS retirement (it failed; the next run retries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -56,17 +62,26 @@ pub struct RotationReport {
 /// A key that began signing before verifiers could all have fetched it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EarlyActivation {
+    /// The key that began signing early.
     pub kid: String,
+    /// Seconds it had been published when it began signing.
     pub published_for_seconds: i64,
+    /// Seconds of pre-publication the policy asks for.
     pub prepublication_seconds: i64,
 }
 
+/// One published key, as a report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyStatus {
+    /// The key's thumbprint.
     pub kid: String,
+    /// Where the key stands: next, current or previous.
     pub state: KeyState,
+    /// The algorithm the key signs with.
     pub alg: SigningAlg,
+    /// Full ARN of the KMS key.
     pub kms_key_arn: String,
+    /// Seconds since the KMS key was created.
     pub age_seconds: i64,
 }
 
@@ -112,9 +127,11 @@ impl RotationReport {
 pub struct RotationHeld {
     /// Keys the JWKS would hold after the rotation.
     pub published_keys: usize,
+    /// The key limit (`MAX_PUBLISHED_KEYS`).
     pub max_published_keys: usize,
     /// Size of that JWKS, in bytes.
     pub jwks_bytes: usize,
+    /// The size limit, in bytes ([`MAX_JWKS_BYTES`](super::MAX_JWKS_BYTES)).
     pub max_jwks_bytes: usize,
     /// When enough previous keys will have retired (their tokens expired) for the rotation to
     /// fit; `None` if retirement alone never makes room (a cap lowered below the keys held).

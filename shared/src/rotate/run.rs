@@ -34,9 +34,15 @@ pub enum Command {
     Reconcile,
     /// Rotate now, whatever the current key's age. Pre-publication is still honoured unless
     /// `force` (which can make fresh tokens fail at clients holding an older JWKS).
-    Rotate { force: bool },
+    Rotate {
+        /// Rotate even before the next key's pre-publication time is over.
+        force: bool,
+    },
     /// Withdraw a compromised key at once.
-    Revoke { kid: String },
+    Revoke {
+        /// The kid of the key to withdraw.
+        kid: String,
+    },
     /// Report; change nothing.
     Status,
 }
@@ -176,14 +182,17 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         self
     }
 
+    /// The keyring store the rotator reads and writes.
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    /// The name tagged on every key created (`kms-jwt:keyring`).
     pub fn keyring_name(&self) -> &str {
         &self.keyring_name
     }
 
+    /// The KMS the rotator creates and retires keys in.
     pub fn kms(&self) -> &K {
         &self.kms
     }

@@ -10,40 +10,71 @@ use crate::ports::KmsError;
 /// text is for logs and may name AWS resources, [`SignError::public_message`] is for callers.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    /// The text is not JSON.
     #[error("the request is not valid JSON: {0}")]
     InvalidJson(String),
+    /// JSON of the wrong shape: not an object, no `claims`, an unknown member or a wrong type.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A request's or an invocation's text is over its limit; refused before it is parsed.
     #[error("{what} is larger than the {limit} bytes allowed")]
-    RequestTooLarge { what: &'static str, limit: usize },
+    RequestTooLarge {
+        /// Which text was too large.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A member name appears twice in one object, which JSON parsers read differently.
     #[error("member {0:?} is given more than once in one object")]
     DuplicateMember(String),
+    /// An integer that fits neither `i64` nor `u64` (or a number beyond `f64`), which JSON
+    /// parsers read differently.
     #[error("integer {0} fits in neither a signed nor an unsigned 64-bit integer; send it as a string")]
     NumberOutOfRange(String),
+    /// `claims` is present but not a JSON object.
     #[error("claims must be a JSON object")]
     ClaimsNotObject,
+    /// `claims` sets one of the [`RESERVED_CLAIMS`](super::RESERVED_CLAIMS), which only the
+    /// service sets.
     #[error("claim {0:?} is set by the service and may not be supplied")]
     ReservedClaim(String),
+    /// A request member such as `alg`, `kid` or `header` that would set the JOSE header.
     #[error("{0:?} would set a JOSE header field; the header is set by the service")]
     HeaderNotAllowed(String),
+    /// `aud` or `sub` is given both in `claims` and as `audience` or `subject`.
     #[error("claim {0:?} is given twice (in claims and as a request field)")]
     AmbiguousClaim(String),
+    /// `typ` is neither `JWT` nor `at+jwt`.
     #[error("typ must be \"JWT\" or \"at+jwt\"")]
     InvalidTyp,
+    /// The serialized claims are larger than [`MAX_CLAIMS_BYTES`].
     #[error("claims are {size} bytes, more than the {MAX_CLAIMS_BYTES} allowed")]
-    ClaimsTooLarge { size: usize },
+    ClaimsTooLarge {
+        /// Their size, in bytes.
+        size: usize,
+    },
+    /// `ttl_seconds` is zero or longer than the longest token lifetime.
     #[error("ttl_seconds must be between 1 and {max}")]
-    InvalidTtl { max: u64 },
+    InvalidTtl {
+        /// The longest lifetime allowed, in seconds.
+        max: u64,
+    },
+    /// A batch that is empty or holds more than [`MAX_BATCH`] requests.
     #[error("a batch holds 1 to {MAX_BATCH} requests, not {0}")]
     InvalidBatchSize(usize),
+    /// The keyring has no current key: rotate has not bootstrapped it yet.
     #[error("the keyring has no current key yet; run rotate first")]
     NoCurrentKey,
+    /// The keyring could not be read, or the stored one is invalid.
     #[error("keyring unavailable: {0}")]
     Keyring(#[from] CacheError),
+    /// The KMS `Sign` call failed.
     #[error(transparent)]
     Kms(#[from] KmsError),
+    /// KMS's signature could not be converted to JWS form.
     #[error("KMS returned an unusable signature: {0}")]
     Signature(#[from] SignatureError),
+    /// The header or payload could not be serialized.
     #[error("could not encode the token: {0}")]
     Encoding(#[from] serde_json::Error),
 }

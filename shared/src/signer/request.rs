@@ -34,13 +34,16 @@ const MAX_QUOTE_CHARS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Audience {
+    /// A single audience: `aud` is a string.
     One(String),
+    /// Several audiences: `aud` is an array.
     Many(Vec<String>),
 }
 
 /// The `typ` header values a caller may choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum TokenType {
+    /// `JWT`, the default.
     #[default]
     #[serde(rename = "JWT")]
     Jwt,
@@ -62,13 +65,18 @@ impl TokenType {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
+    /// The caller's claims, copied into the payload; the reserved claims are refused.
     pub claims: Map<String, Value>,
+    /// Token lifetime in seconds, up to `MAX_TOKEN_TTL`; the default lifetime when absent.
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Sets `aud`; refused if `claims` has one too.
     #[serde(default)]
     pub audience: Option<Audience>,
+    /// Sets `sub`; refused if `claims` has one too.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The header's `typ`; `JWT` when absent.
     #[serde(default)]
     pub typ: Option<TokenType>,
 }

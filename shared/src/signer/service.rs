@@ -23,8 +23,11 @@ pub const AUDIT_TARGET: &str = "kms_jwt::audit";
 /// A signed token and what a caller needs to know about it without decoding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedToken {
+    /// The compact JWS.
     pub token: String,
+    /// The kid of the key that signed it.
     pub kid: String,
+    /// Its `exp`, in Unix seconds.
     pub expires_at: UnixTime,
 }
 
@@ -32,15 +35,20 @@ pub struct SignedToken {
 /// verdicts in request order. How it goes on the wire is the function's business.
 #[derive(Debug)]
 pub enum SignAnswer {
+    /// The token of a single request.
     Single(SignedToken),
+    /// A token or an error per request, in request order.
     Batch(Vec<Result<SignedToken, SignError>>),
 }
 
 /// What the signer needs from the keyring: the current key, resolved once per version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKey {
+    /// The key's thumbprint, the header's `kid`.
     pub kid: String,
+    /// Full ARN of the KMS key that signs.
     pub kms_key_arn: String,
+    /// The algorithm the key signs with.
     pub alg: SigningAlg,
 }
 
