@@ -130,6 +130,7 @@ impl KmsAdapter {
         self
     }
 
+    /// How the crash sweep finds keys by tag (default: the tagging API).
     pub fn with_discovery(mut self, discovery: KeyDiscovery) -> Self {
         self.discovery = discovery;
         self
@@ -337,6 +338,8 @@ pub struct SecretsManagerStore {
 }
 
 impl SecretsManagerStore {
+    /// The store of secret `secret_id`; a secret created by the first write is encrypted
+    /// with `encryption_key_id` (a KMS key id or ARN) if given, else the AWS managed key.
     pub fn new(
         config: &aws_config::SdkConfig,
         secret_id: impl Into<String>,

@@ -35,15 +35,21 @@ pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 /// not answered with one store call per request.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Why the cache has no keyring to give.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
+    /// The store failed, and no cached keyring may be served in its place.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored document is not a valid keyring.
     #[error("stored keyring is invalid: {0}")]
     Keyring(#[from] KeyringError),
     /// The store did not answer within the cache's refresh timeout.
     #[error("the keyring store did not answer within {timeout:?}")]
-    RefreshTimedOut { timeout: Duration },
+    RefreshTimedOut {
+        /// The refresh deadline that passed.
+        timeout: Duration,
+    },
 }
 
 /// Timing of a [`KeyringCache`].

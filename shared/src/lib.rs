@@ -6,6 +6,7 @@
 //! - [`rotate`], [`signer`], [`jwks`]: the services behind each function;
 //! - [`ports`]: the KMS and Secrets Manager traits, with [`aws`] adapters and, behind the
 //!   `test-util` feature, in-memory twins in `memory`.
+#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod alg;

@@ -62,9 +62,15 @@ fn key_spec_signs(key_spec: &str, alg: SigningAlg) -> bool {
 /// Lifecycle of a fake KMS key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FakeKeyState {
+    /// Usable.
     Enabled,
+    /// Disabled: `Sign` refuses it.
     Disabled,
-    PendingDeletion { window_days: i32 },
+    /// Scheduled for deletion.
+    PendingDeletion {
+        /// The pending window asked for, in days.
+        window_days: i32,
+    },
 }
 
 struct FakeKey {
@@ -102,6 +108,7 @@ pub struct MemoryKms {
 }
 
 impl MemoryKms {
+    /// An empty fake KMS.
     pub fn new() -> Self {
         Self::default()
     }
@@ -149,10 +156,12 @@ impl MemoryKms {
         lock(&self.calls).get(op).copied().unwrap_or(0)
     }
 
+    /// The key's state, `None` if no such key was created.
     pub fn key_state(&self, arn: &str) -> Option<FakeKeyState> {
         lock(&self.keys).get(arn).map(|k| k.state)
     }
 
+    /// The key's tags, as created.
     pub fn key_tags(&self, arn: &str) -> Vec<(String, String)> {
         lock(&self.keys).get(arn).map(|k| k.tags.clone()).unwrap_or_default()
     }
@@ -354,6 +363,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// A store holding no secret yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -385,14 +395,17 @@ impl MemoryStore {
         lock(&self.state).lagging_reads = reads;
     }
 
+    /// How many loads were answered.
     pub fn reads(&self) -> u64 {
         *lock(&self.reads)
     }
 
+    /// How many versions were written (a repeated identical write adds none).
     pub fn version_count(&self) -> usize {
         lock(&self.state).versions.len()
     }
 
+    /// The current document, if any.
     pub fn current_text(&self) -> Option<String> {
         let state = lock(&self.state);
         state.current.map(|i| state.versions[i].1.clone())
@@ -447,6 +460,7 @@ impl KeyringStore for MemoryStore {
 /// What an injected fault does to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// No fault: the call goes through.
     Pass,
     /// The call fails without reaching the service.
     FailBefore,
@@ -491,6 +505,7 @@ impl<T> Faulty<T> {
         })
     }
 
+    /// The wrapped port.
     pub fn inner(&self) -> &T {
         &self.inner
     }

@@ -19,32 +19,48 @@ pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// Failure of a KMS operation, classified by what the caller can do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KmsError {
+    /// The key (ARN given) does not exist, or no longer does.
     #[error("KMS key {0} was not found")]
     NotFound(String),
+    /// The key (ARN given) exists but is disabled or pending deletion: it cannot sign.
     #[error("KMS key {0} is disabled or pending deletion")]
     InvalidState(String),
+    /// KMS's request quota was exceeded, and the SDK's retries did not get through.
     #[error("KMS throttled the request after retries")]
     Throttled,
     /// The caller may not do this to this key. Right after `CreateKey` this can be KMS's
     /// eventual consistency rather than a real denial.
     #[error("KMS denied {operation}")]
-    AccessDenied { operation: &'static str },
+    AccessDenied {
+        /// The KMS operation, e.g. `Sign`.
+        operation: &'static str,
+    },
     /// No answer within the configured time. The call may or may not have taken effect.
     #[error("KMS {operation} did not answer in time")]
-    Timeout { operation: &'static str },
+    Timeout {
+        /// The KMS operation, e.g. `Sign`.
+        operation: &'static str,
+    },
     /// The request was sent but no usable answer came back (connection lost, 5xx after
     /// retries): the call may have taken effect.
     #[error("KMS {operation} failed in transit: {message}")]
     Transport {
+        /// The KMS operation, e.g. `Sign`.
         operation: &'static str,
+        /// What the SDK said, for logs (may name AWS resources).
         message: String,
+        /// The SDK's error, when there was one.
         #[source]
         source: Option<ErrorSource>,
     },
+    /// Any other refusal or fault (validation, a key of the wrong usage, an unexpected answer).
     #[error("KMS {operation} failed: {message}")]
     Other {
+        /// The KMS operation, e.g. `Sign`.
         operation: &'static str,
+        /// What the SDK said, for logs (may name AWS resources).
         message: String,
+        /// The SDK's error, when there was one.
         #[source]
         source: Option<ErrorSource>,
     },
@@ -93,15 +109,21 @@ impl KmsError {
 /// created it, so a crashed run's keys can be found later (see `Keyring::pending`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTags {
+    /// The keyring's name (the secret id), value of `kms-jwt:keyring`.
     pub keyring: String,
+    /// The creating run's id, value of `kms-jwt:request`.
     pub request_id: String,
 }
 
 impl KeyTags {
+    /// Tag key naming the keyring a key belongs to.
     pub const KEYRING: &'static str = "kms-jwt:keyring";
+    /// Tag key marking keys kms-jwt created (value `kms-jwt`).
     pub const MANAGED_BY: &'static str = "kms-jwt:managed-by";
+    /// Tag key naming the rotate run that created the key.
     pub const REQUEST: &'static str = "kms-jwt:request";
 
+    /// The three tags as (key, value) pairs, in the order `CreateKey` sends them.
     pub fn pairs(&self) -> [(&'static str, String); 3] {
         [
             (Self::MANAGED_BY, "kms-jwt".to_owned()),
@@ -114,7 +136,9 @@ impl KeyTags {
 /// A page of a key search, and where the next page starts (`None`: this was the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPage {
+    /// ARNs of the matching keys on this page.
     pub arns: Vec<String>,
+    /// Opaque cursor of the next page, if any.
     pub next: Option<String>,
 }
 
@@ -133,7 +157,10 @@ pub trait KeyAdmin: Send + Sync {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError>;
     /// DER `SubjectPublicKeyInfo` of the key.
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError>;
+    /// Disable the key so that it can no longer sign (already disabled or deleted: `Ok`).
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError>;
+    /// Schedule the key's deletion after `pending_window_days` (7 to 30; already scheduled or
+    /// deleted: `Ok`).
     async fn schedule_deletion(&self, key_arn: &str, pending_window_days: i32) -> Result<(), KmsError>;
     /// One page of the ARNs of the keys of `keyring` that the rotate run `request_id` created,
     /// starting at `cursor` (`None`: the first page). Called only to clean up after a run that
@@ -181,7 +208,9 @@ impl StoreError {
 /// A stored keyring document and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDocument {
+    /// The secret version read, to compare-and-swap against.
     pub version_id: String,
+    /// The keyring JSON.
     pub text: String,
 }
 

@@ -621,7 +621,7 @@ mod tests {
 
     /// `{"claims":{"a":[0,0,...]}}` of exactly `len` bytes: about `len / 2` JSON values.
     fn many_small_elements(len: usize) -> String {
-        let key = if len % 2 == 0 { "a" } else { "ab" };
+        let key = if len.is_multiple_of(2) { "a" } else { "ab" };
         let head = format!(r#"{{"claims":{{"{key}":[0"#);
         let tail = "]}}";
         let text = format!("{head}{}{tail}", ",0".repeat((len - head.len() - tail.len()) / 2));
