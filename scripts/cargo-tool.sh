@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install a pinned cargo subcommand from crates.io with its own lock file (`cargo install
+# Install a pinned cargo subcommand from the default crate registry with its own lock file (`cargo install
 # --locked`) into a per-version directory, and print the path of its binary. Does nothing but
 # print the path when that version is installed already.
 #
