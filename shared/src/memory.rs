@@ -13,8 +13,9 @@ use p256::elliptic_curve::rand_core::OsRng;
 use p256::pkcs8::EncodePublicKey;
 
 use crate::alg::SigningAlg;
+use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
-    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -25,6 +26,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 enum PrivateKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    /// ES256K, Ed25519 and ML-DSA keys (`crate::memory_keys`).
+    Extra(ExtraKey),
 }
 
 /// Lifecycle of a fake KMS key.
@@ -43,8 +46,10 @@ struct FakeKey {
     created: tokio::time::Instant,
 }
 
-/// KMS twin. Supports ES256 and ES384 (enough for lifecycle tests; the AWS path is tested for
-/// all nine algorithms against LocalStack).
+/// KMS twin. Supports ES256, ES384, ES256K, EdDSA / Ed25519 and ML-DSA-44/65/87 (the AWS path
+/// is tested for the nine classic algorithms and ES256K against LocalStack, which has no
+/// Ed25519 or ML-DSA keys). Like KMS, and unlike LocalStack, it refuses a signing algorithm
+/// the key spec does not support and a message type or length the algorithm does not take.
 ///
 /// Like KMS, it may deny access to a key for a while after creating it (eventual consistency,
 /// see [`MemoryKms::deny_after_create`]); keys retired longer than their deletion window ago can
@@ -118,17 +123,27 @@ impl MemoryKms {
 
 #[async_trait]
 impl KeySigner for MemoryKms {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
+        self.count(match input {
+            SigningInput::Digest(_) => "Sign/DIGEST",
+            SigningInput::Raw(_) => "Sign/RAW",
+            SigningInput::ExternalMu(_) => "Sign/EXTERNAL_MU",
+        });
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if key.state != FakeKeyState::Enabled {
             return Err(KmsError::InvalidState(key_arn.to_owned()));
         }
         let invalid = |message: String| KmsError::Other { operation: "Sign", message };
-        if key.alg != alg {
-            return Err(invalid(format!("key is {} but {alg} was requested", key.alg)));
-        }
+        check_sign_request(key.alg, alg, input).map_err(invalid)?;
+        let digest = match (&key.private, input) {
+            (PrivateKey::Extra(k), input) => return k.sign(input).map_err(invalid),
+            (_, SigningInput::Digest(digest)) => digest.clone(),
+            // ECDSA with RAW: KMS hashes the message itself.
+            (_, input) => alg.hash().map(|h| h.digest(input.message())).unwrap_or_default(),
+        };
+        let digest = digest.as_slice();
         match &key.private {
             PrivateKey::P256(k) => {
                 let sig: p256::ecdsa::Signature =
@@ -140,6 +155,7 @@ impl KeySigner for MemoryKms {
                     k.sign_prehash(digest).map_err(|e| invalid(e.to_string()))?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
+            PrivateKey::Extra(_) => Err(invalid("unreachable: extra keys sign above".into())),
         }
     }
 }
@@ -151,12 +167,15 @@ impl KeyAdmin for MemoryKms {
         let private = match alg {
             SigningAlg::ES256 => PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
             SigningAlg::ES384 => PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
-            other => {
-                return Err(KmsError::Other {
-                    operation: "CreateKey",
-                    message: format!("the in-memory KMS does not implement {other}"),
-                })
-            }
+            other => match ExtraKey::generate(other) {
+                Some(key) => PrivateKey::Extra(key),
+                None => {
+                    return Err(KmsError::Other {
+                        operation: "CreateKey",
+                        message: format!("the in-memory KMS does not implement {other}"),
+                    })
+                }
+            },
         };
         let arn = {
             let mut counter = lock(&self.counter);
@@ -178,6 +197,11 @@ impl KeyAdmin for MemoryKms {
         let der = match &key.private {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
+            PrivateKey::Extra(k) => {
+                return k
+                    .public_key_der()
+                    .map_err(|message| KmsError::Other { operation: "GetPublicKey", message })
+            }
         };
         der.map(|d| d.as_bytes().to_vec())
             .map_err(|e| KmsError::Other { operation: "GetPublicKey", message: e.to_string() })
@@ -458,13 +482,8 @@ macro_rules! faulty {
 
 #[async_trait]
 impl<T: KeySigner> KeySigner for Faulty<T> {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
-        faulty!(
-            self,
-            "Sign",
-            |fault| injected_kms("Sign", fault),
-            self.inner.sign_digest(key_arn, alg, digest)
-        )
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
+        faulty!(self, "Sign", |fault| injected_kms("Sign", fault), self.inner.sign(key_arn, alg, input))
     }
 }
 

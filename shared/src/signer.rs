@@ -30,6 +30,7 @@ use crate::config::SignConfig;
 use crate::jws::{self, Header, SignatureError};
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
+use crate::signing_input::{InputPlan, InputTooLarge};
 
 /// Claims only the service sets. `nbf` is never emitted (see [`TokenSigner::sign`]) but stays
 /// reserved: a caller-chosen `nbf` would make tokens that start later than they are issued.
@@ -142,6 +143,10 @@ pub enum SignError {
     Kms(#[from] KmsError),
     #[error("KMS returned an unusable signature: {0}")]
     Signature(#[from] SignatureError),
+    /// EdDSA (and ML-DSA without a usable public key): KMS signs the signing input itself,
+    /// at most 4096 bytes. Refused before KMS is called.
+    #[error(transparent)]
+    SigningInputTooLarge(#[from] InputTooLarge),
     #[error("could not encode the token: {0}")]
     Encoding(#[from] serde_json::Error),
 }
@@ -172,6 +177,7 @@ impl SignError {
             SignError::Kms(_) => "KmsError",
             SignError::Signature(_) => "SignatureInvalid",
             SignError::Encoding(_) => "EncodingError",
+            SignError::SigningInputTooLarge(_) => "SigningInputTooLarge",
         }
     }
 
@@ -192,6 +198,7 @@ impl SignError {
                 | SignError::ClaimsTooLarge { .. }
                 | SignError::InvalidTtl { .. }
                 | SignError::InvalidBatchSize(_)
+                | SignError::SigningInputTooLarge(_)
         )
     }
 
@@ -259,11 +266,18 @@ pub struct SigningKey {
     pub kid: String,
     pub kms_key_arn: String,
     pub alg: SigningAlg,
+    /// What KMS is given to sign (digest, raw input, ML-DSA μ), fixed per key.
+    pub plan: InputPlan,
 }
 
 /// The keyring's current key as the signer uses it, `None` before the first rotation.
 pub fn current_signing_key(ring: &Keyring) -> Option<SigningKey> {
-    ring.current().map(|k| SigningKey { kid: k.kid.clone(), kms_key_arn: k.kms_key_arn.clone(), alg: k.alg })
+    ring.current().map(|k| SigningKey {
+        kid: k.kid.clone(),
+        kms_key_arn: k.kms_key_arn.clone(),
+        alg: k.alg,
+        plan: InputPlan::for_key(k.alg, &k.public_jwk),
+    })
 }
 
 /// Check one parsed request, with specific codes for the mistakes callers actually make.
@@ -899,8 +913,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     async fn sign_with(&self, key: &SigningKey, typ: &str, payload: &[u8]) -> Result<SignedToken, SignError> {
         let header = Header { alg: key.alg, kid: &key.kid, typ };
         let input = jws::signing_input(&header, payload)?;
-        let digest = key.alg.hash().digest(input.as_bytes());
-        let raw = self.kms.sign_digest(&key.kms_key_arn, key.alg, &digest).await?;
+        let message = key.plan.prepare(key.alg, input.as_bytes())?;
+        let raw = self.kms.sign(&key.kms_key_arn, key.alg, &message).await?;
         let signature = jws::jose_signature(key.alg, &raw)?;
         Ok(SignedToken { token: jws::compact(input, &signature), kid: key.kid.clone(), expires_at: 0 })
     }
@@ -1234,7 +1248,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl KeySigner for FailingKms {
-        async fn sign_digest(&self, _: &str, _: SigningAlg, _: &[u8]) -> Result<Vec<u8>, KmsError> {
+        async fn sign(
+            &self,
+            _: &str,
+            _: SigningAlg,
+            _: &crate::ports::SigningInput,
+        ) -> Result<Vec<u8>, KmsError> {
             Err(self.0.clone())
         }
     }
