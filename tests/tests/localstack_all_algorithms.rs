@@ -83,6 +83,7 @@ fn bad_signature(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError", "JwtParseError"],
         NodeVerifier::Jose => &["JWSSignatureVerificationFailed", "JWSInvalid", "JWTInvalid"],
+        NodeVerifier::Noble => &["NobleSignatureInvalid", "NobleParseError"],
     }
 }
 
@@ -91,6 +92,7 @@ fn forged(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError"],
         NodeVerifier::Jose => &["JWSSignatureVerificationFailed"],
+        NodeVerifier::Noble => &["NobleSignatureInvalid"],
     }
 }
 
@@ -98,6 +100,7 @@ fn unknown_kid(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["KidNotFoundInJwksError"],
         NodeVerifier::Jose => &["JWKSNoMatchingKey"],
+        NodeVerifier::Noble => &["NobleKidNotFound"],
     }
 }
 
@@ -194,6 +197,7 @@ async fn full_lifecycle(alg: SigningAlg) {
         let expected = match verifier {
             NodeVerifier::AwsJwtVerify => "JwtInvalidIssuerError",
             NodeVerifier::Jose => "JWTClaimValidationFailed",
+            NodeVerifier::Noble => "NobleClaimInvalid",
         };
         refused_as(verdict, expected, alg, verifier);
     }
