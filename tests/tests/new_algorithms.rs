@@ -278,3 +278,26 @@ async fn the_twin_refuses_what_kms_refuses() {
         assert!(err.contains(why), "{why}: {err}");
     }
 }
+
+/// The sizes the README gives for ML-DSA tokens and JWKS entries (with a `sub` claim and the
+/// registered ones), and how many keys fit in the 150,000 bytes rotate allows.
+#[tokio::test]
+async fn ml_dsa_token_and_jwks_sizes_are_as_documented() {
+    for (alg, entry, keys_in_cap, token) in [
+        (SigningAlg::MlDsa44, 1_800..1_950, 80, 3_400..3_700),
+        (SigningAlg::MlDsa65, 2_650..2_800, 55, 4_550..4_850),
+        (SigningAlg::MlDsa87, 3_500..3_650, 42, 6_350..6_650),
+    ] {
+        let w = world(alg);
+        w.rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
+        let (jwks, _) = served(&w.store);
+        let per_key = (jwks.len() - r#"{"keys":[]}"#.len()) / 2;
+        assert!(entry.contains(&per_key), "{alg}: {per_key} bytes per JWKS entry");
+        assert_eq!(kms_jwt::rotate::MAX_JWKS_BYTES / (per_key + 1), keys_in_cap, "{alg}");
+        let signed =
+            w.signer.sign_event(json!({"claims": {"sub": "alice"}}), kms_jwt::unix_now()).await.unwrap();
+        assert!(token.contains(&signed.token.len()), "{alg}: token of {} bytes", signed.token.len());
+        // Ten keys, the default cap, are far inside the JWKS limit.
+        assert!(10 * (per_key + 1) < kms_jwt::rotate::MAX_JWKS_BYTES / 4);
+    }
+}
