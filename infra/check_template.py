@@ -324,11 +324,17 @@ def evaluate(expression, values):
     return expression
 
 
+# KMS "Key spec reference" and shared/src/alg.rs (kms_key_spec).
 spec_of = {"ES256": "ECC_NIST_P256", "ES384": "ECC_NIST_P384", "ES512": "ECC_NIST_P521",
            "RS256": "RSA_2048", "PS256": "RSA_2048", "RS384": "RSA_3072", "PS384": "RSA_3072",
-           "RS512": "RSA_4096", "PS512": "RSA_4096"}
+           "RS512": "RSA_4096", "PS512": "RSA_4096", "ES256K": "ECC_SECG_P256K1",
+           "EdDSA": "ECC_NIST_EDWARDS25519", "Ed25519": "ECC_NIST_EDWARDS25519",
+           "ML-DSA-44": "ML_DSA_44", "ML-DSA-65": "ML_DSA_65", "ML-DSA-87": "ML_DSA_87"}
 rotate_env = template["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"]
 check("rotate gets the published-key cap", rotate_env.get("MAX_PUBLISHED_KEYS") == {"Ref": "MaxPublishedKeys"})
+check("rotate gets the key spec IAM allows, to refuse a mismatched SIGNING_ALG at cold start",
+      rotate_env.get("KEY_SPEC") == {"Ref": "KeySpec"} and rotate_env.get("SIGNING_ALG") == {"Ref": "SigningAlg"})
+check("every KeySpec value serves some SigningAlg", set(parameters["KeySpec"]["AllowedValues"]) == set(spec_of.values()))
 check("the published-key cap defaults to ALB's 10 and stays in what rotate accepts",
       parameters["MaxPublishedKeys"]["Default"] == 10 and parameters["MaxPublishedKeys"]["MinValue"] == 3
       and parameters["MaxPublishedKeys"]["MaxValue"] == 100)

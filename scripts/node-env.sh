@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install (or refresh) the Node verifiers of the end-to-end tests, aws-jwt-verify and jose,
+# Install (or refresh) the Node verifiers of the end-to-end tests, aws-jwt-verify and jose (and
+# @noble/curves, @noble/post-quantum for ES256K and ML-DSA),
 # into tests/node/node_modules with `npm ci` from the committed tests/node/package-lock.json.
 # Does nothing when they are installed from the current lock file already.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +16,6 @@ command -v node >/dev/null || die "node (20 or newer) is required for the Node v
 command -v npm >/dev/null || die "npm is required to install the Node verifiers from tests/node/package-lock.json"
 major="$(node -p 'process.versions.node.split(".")[0]')"
 [[ "$major" -ge 20 ]] || die "node 20 or newer is required (found $(node --version))"
-log "installing aws-jwt-verify and jose from tests/node/package-lock.json"
+log "installing the Node verifiers from tests/node/package-lock.json"
 (cd "$NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 echo "$want" > "$STAMP"

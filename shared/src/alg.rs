@@ -1,4 +1,5 @@
-//! The nine JWS algorithms (RFC 7518 §3.1) that an AWS KMS asymmetric key can back.
+//! The JWS algorithms that an AWS KMS asymmetric key can back: the nine of RFC 7518 §3.1,
+//! ES256K (RFC 8812), EdDSA / Ed25519 (RFC 8037, RFC 9864) and ML-DSA-44/65/87 (RFC 9964).
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,10 +28,26 @@ pub enum SigningAlg {
     PS384,
     /// RSASSA-PSS with SHA-512.
     PS512,
+    /// ECDSA on secp256k1 with SHA-256 (RFC 8812 §3.1).
+    ES256K,
+    /// Ed25519 under the polymorphic name of RFC 8037 §3.1, which verifiers know best.
+    EdDSA,
+    /// Ed25519 under its fully-specified name (RFC 9864 §2.2); same key, same signature.
+    Ed25519,
+    /// ML-DSA-44 (FIPS 204, RFC 9964), signed by KMS as `ML_DSA_SHAKE_256`.
+    #[serde(rename = "ML-DSA-44")]
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204, RFC 9964), signed by KMS as `ML_DSA_SHAKE_256`.
+    #[serde(rename = "ML-DSA-65")]
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204, RFC 9964), signed by KMS as `ML_DSA_SHAKE_256`.
+    #[serde(rename = "ML-DSA-87")]
+    MlDsa87,
 }
 
-/// The hash that an algorithm signs over. We hash locally and send KMS only the digest
-/// (`MessageType=DIGEST`), so token size is never bounded by KMS's 4 KiB message limit.
+/// The hash that an ECDSA or RSA algorithm signs over. We hash locally and send KMS only the
+/// digest (`MessageType=DIGEST`), so those tokens are never bounded by KMS's 4096-byte message
+/// limit. EdDSA and ML-DSA have no such prehash: see [`SigningAlg::hash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashAlg {
     /// SHA-256: 32-byte digests.
@@ -74,9 +91,53 @@ pub enum KeyFamily {
         /// Smallest modulus in bits (2048, 3072 or 4096), also the size rotate creates.
         min_bits: usize,
     },
+    /// Ed25519 (RFC 8037): JWK `kty: OKP`, `crv: Ed25519`; 64-octet signatures.
+    Ed25519,
+    /// ML-DSA (FIPS 204, RFC 9964): JWK `kty: AKP` with `alg` and `pub`.
+    MlDsa(MlDsaLevel),
 }
 
-/// NIST curves KMS supports for signing, with their JWK `crv` names.
+/// The three ML-DSA parameter sets of FIPS 204 Table 1, and their sizes (Table 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MlDsaLevel {
+    /// ML-DSA-44 (NIST security category 2).
+    L44,
+    /// ML-DSA-65 (category 3).
+    L65,
+    /// ML-DSA-87 (category 5).
+    L87,
+}
+
+impl MlDsaLevel {
+    /// Octets of the encoded public key (`pkEncode`, FIPS 204 Algorithm 22).
+    pub fn public_key_len(self) -> usize {
+        match self {
+            MlDsaLevel::L44 => 1312,
+            MlDsaLevel::L65 => 1952,
+            MlDsaLevel::L87 => 2592,
+        }
+    }
+
+    /// Octets of an encoded signature (`sigEncode`, FIPS 204 Algorithm 26).
+    pub fn signature_len(self) -> usize {
+        match self {
+            MlDsaLevel::L44 => 2420,
+            MlDsaLevel::L65 => 3309,
+            MlDsaLevel::L87 => 4627,
+        }
+    }
+
+    /// The JWS algorithm of this parameter set.
+    pub fn alg(self) -> SigningAlg {
+        match self {
+            MlDsaLevel::L44 => SigningAlg::MlDsa44,
+            MlDsaLevel::L65 => SigningAlg::MlDsa65,
+            MlDsaLevel::L87 => SigningAlg::MlDsa87,
+        }
+    }
+}
+
+/// Elliptic curves KMS supports for ECDSA signing, with their JWK `crv` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
     /// NIST P-256 (`secp256r1`), for ES256.
@@ -85,6 +146,8 @@ pub enum Curve {
     P384,
     /// NIST P-521 (`secp521r1`), for ES512.
     P521,
+    /// SEC 2 secp256k1 (RFC 8812 §3.1).
+    Secp256k1,
 }
 
 impl Curve {
@@ -94,13 +157,14 @@ impl Curve {
             Curve::P256 => "P-256",
             Curve::P384 => "P-384",
             Curve::P521 => "P-521",
+            Curve::Secp256k1 => "secp256k1",
         }
     }
 
     /// Octets per coordinate and per signature half (RFC 7518 §3.4, §6.2.1.2).
     pub fn coordinate_len(self) -> usize {
         match self {
-            Curve::P256 => 32,
+            Curve::P256 | Curve::Secp256k1 => 32,
             Curve::P384 => 48,
             Curve::P521 => 66,
         }
@@ -109,7 +173,7 @@ impl Curve {
 
 impl SigningAlg {
     /// Every supported algorithm: the names [`FromStr`] accepts.
-    pub const ALL: [SigningAlg; 9] = [
+    pub const ALL: [SigningAlg; 15] = [
         SigningAlg::ES256,
         SigningAlg::ES384,
         SigningAlg::ES512,
@@ -119,6 +183,12 @@ impl SigningAlg {
         SigningAlg::PS256,
         SigningAlg::PS384,
         SigningAlg::PS512,
+        SigningAlg::ES256K,
+        SigningAlg::EdDSA,
+        SigningAlg::Ed25519,
+        SigningAlg::MlDsa44,
+        SigningAlg::MlDsa65,
+        SigningAlg::MlDsa87,
     ];
 
     /// The JWS `alg` name, as it appears in token headers and JWKs.
@@ -133,16 +203,25 @@ impl SigningAlg {
             SigningAlg::PS256 => "PS256",
             SigningAlg::PS384 => "PS384",
             SigningAlg::PS512 => "PS512",
+            SigningAlg::ES256K => "ES256K",
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::Ed25519 => "Ed25519",
+            SigningAlg::MlDsa44 => "ML-DSA-44",
+            SigningAlg::MlDsa65 => "ML-DSA-65",
+            SigningAlg::MlDsa87 => "ML-DSA-87",
         }
     }
 
-    /// The hash signed over, computed locally before the KMS call.
-    pub fn hash(self) -> HashAlg {
+    /// The hash we compute locally before KMS signs the digest, or `None` when KMS must see
+    /// the message itself: Ed25519 (`ED25519_SHA_512` accepts only `MessageType=RAW`) and
+    /// ML-DSA (RAW, or the external μ of [`crate::ml_dsa`]).
+    pub fn hash(self) -> Option<HashAlg> {
         use SigningAlg::*;
         match self {
-            ES256 | RS256 | PS256 => HashAlg::Sha256,
-            ES384 | RS384 | PS384 => HashAlg::Sha384,
-            ES512 | RS512 | PS512 => HashAlg::Sha512,
+            ES256 | RS256 | PS256 | ES256K => Some(HashAlg::Sha256),
+            ES384 | RS384 | PS384 => Some(HashAlg::Sha384),
+            ES512 | RS512 | PS512 => Some(HashAlg::Sha512),
+            EdDSA | Ed25519 | MlDsa44 | MlDsa65 | MlDsa87 => None,
         }
     }
 
@@ -158,22 +237,40 @@ impl SigningAlg {
             RS256 | PS256 => KeyFamily::Rsa { min_bits: 2048 },
             RS384 | PS384 => KeyFamily::Rsa { min_bits: 3072 },
             RS512 | PS512 => KeyFamily::Rsa { min_bits: 4096 },
+            ES256K => KeyFamily::Ec { curve: Curve::Secp256k1 },
+            EdDSA | Ed25519 => KeyFamily::Ed25519,
+            MlDsa44 => KeyFamily::MlDsa(MlDsaLevel::L44),
+            MlDsa65 => KeyFamily::MlDsa(MlDsaLevel::L65),
+            MlDsa87 => KeyFamily::MlDsa(MlDsaLevel::L87),
         }
     }
 
-    /// The KMS `KeySpec` a new key for this algorithm is created with.
+    /// The KMS `KeySpec` a new key for this algorithm is created with (KMS "Key spec
+    /// reference": `ECC_SECG_P256K1`, `ECC_NIST_EDWARDS25519`, `ML_DSA_44/65/87`).
     pub fn kms_key_spec(self) -> &'static str {
         match self.family() {
             KeyFamily::Ec { curve: Curve::P256 } => "ECC_NIST_P256",
             KeyFamily::Ec { curve: Curve::P384 } => "ECC_NIST_P384",
             KeyFamily::Ec { curve: Curve::P521 } => "ECC_NIST_P521",
+            KeyFamily::Ec { curve: Curve::Secp256k1 } => "ECC_SECG_P256K1",
             KeyFamily::Rsa { min_bits: 2048 } => "RSA_2048",
             KeyFamily::Rsa { min_bits: 3072 } => "RSA_3072",
             KeyFamily::Rsa { .. } => "RSA_4096",
+            KeyFamily::Ed25519 => "ECC_NIST_EDWARDS25519",
+            KeyFamily::MlDsa(MlDsaLevel::L44) => "ML_DSA_44",
+            KeyFamily::MlDsa(MlDsaLevel::L65) => "ML_DSA_65",
+            KeyFamily::MlDsa(MlDsaLevel::L87) => "ML_DSA_87",
         }
     }
 
-    /// The KMS `SigningAlgorithm` for this JWS algorithm.
+    /// The JWS algorithms a key of KMS key spec `spec` can sign for (configuration checks).
+    pub fn for_key_spec(spec: &str) -> Vec<SigningAlg> {
+        SigningAlg::ALL.into_iter().filter(|alg| alg.kms_key_spec() == spec).collect()
+    }
+
+    /// The KMS `SigningAlgorithm` for this JWS algorithm. Ed25519 is the pure
+    /// `ED25519_SHA_512` (RFC 8032 §5.1), never the prehashed `ED25519_PH_SHA_512`, which
+    /// JOSE does not define; ML-DSA is `ML_DSA_SHAKE_256` (KMS API reference, `Sign`).
     pub fn kms_signing_algorithm(self) -> &'static str {
         use SigningAlg::*;
         match self {
@@ -186,6 +283,9 @@ impl SigningAlg {
             PS256 => "RSASSA_PSS_SHA_256",
             PS384 => "RSASSA_PSS_SHA_384",
             PS512 => "RSASSA_PSS_SHA_512",
+            ES256K => "ECDSA_SHA_256",
+            EdDSA | Ed25519 => "ED25519_SHA_512",
+            MlDsa44 | MlDsa65 | MlDsa87 => "ML_DSA_SHAKE_256",
         }
     }
 }
@@ -196,10 +296,10 @@ impl fmt::Display for SigningAlg {
     }
 }
 
-/// An `alg` name that is none of the nine (names are case-sensitive; `HS256` and `none` are
+/// An `alg` name that is none of the supported ones (names are case-sensitive; `HS256` and `none` are
 /// refused). Holds the rejected text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported signing algorithm {0:?}; expected one of ES256, ES384, ES512, RS256, RS384, RS512, PS256, PS384, PS512")]
+#[error("unsupported signing algorithm {0:?}; expected one of ES256, ES384, ES512, RS256, RS384, RS512, PS256, PS384, PS512, ES256K, EdDSA, Ed25519, ML-DSA-44, ML-DSA-65, ML-DSA-87")]
 pub struct UnsupportedAlg(pub String);
 
 impl FromStr for SigningAlg {
@@ -219,7 +319,7 @@ mod tests {
         for alg in SigningAlg::ALL {
             assert_eq!(alg.as_str().parse::<SigningAlg>(), Ok(alg));
         }
-        for bad in ["es256", "HS256", "none", "EdDSA", "ES521", ""] {
+        for bad in ["es256", "HS256", "none", "eddsa", "ES521", "ML-DSA-44 ", "MLDSA44", "ES256k", ""] {
             assert!(bad.parse::<SigningAlg>().is_err(), "{bad} must be refused");
         }
     }
@@ -230,9 +330,40 @@ mod tests {
         assert_eq!(SigningAlg::PS384.kms_key_spec(), "RSA_3072");
         assert_eq!(SigningAlg::RS256.kms_signing_algorithm(), "RSASSA_PKCS1_V1_5_SHA_256");
         assert_eq!(SigningAlg::PS512.kms_signing_algorithm(), "RSASSA_PSS_SHA_512");
-        assert_eq!(SigningAlg::ES384.hash().digest(b"").len(), 48);
+        assert_eq!(SigningAlg::ES384.hash().map(|h| h.digest(b"").len()), Some(48));
         for alg in SigningAlg::ALL {
-            assert_eq!(alg.hash().digest(b"jwt").len(), alg.hash().output_len(), "{alg}");
+            if let Some(hash) = alg.hash() {
+                assert_eq!(hash.digest(b"jwt").len(), hash.output_len(), "{alg}");
+            }
         }
+    }
+
+    #[test]
+    fn new_algorithms_map_to_kms_parameters() {
+        let expected = [
+            (SigningAlg::ES256K, "ES256K", "ECC_SECG_P256K1", "ECDSA_SHA_256"),
+            (SigningAlg::EdDSA, "EdDSA", "ECC_NIST_EDWARDS25519", "ED25519_SHA_512"),
+            (SigningAlg::Ed25519, "Ed25519", "ECC_NIST_EDWARDS25519", "ED25519_SHA_512"),
+            (SigningAlg::MlDsa44, "ML-DSA-44", "ML_DSA_44", "ML_DSA_SHAKE_256"),
+            (SigningAlg::MlDsa65, "ML-DSA-65", "ML_DSA_65", "ML_DSA_SHAKE_256"),
+            (SigningAlg::MlDsa87, "ML-DSA-87", "ML_DSA_87", "ML_DSA_SHAKE_256"),
+        ];
+        for (alg, name, spec, kms) in expected {
+            assert_eq!((alg.as_str(), alg.kms_key_spec(), alg.kms_signing_algorithm()), (name, spec, kms));
+            // The keyring stores the JOSE name.
+            assert_eq!(serde_json::to_value(alg).unwrap(), serde_json::Value::from(name));
+            assert_eq!(serde_json::from_value::<SigningAlg>(name.into()).unwrap(), alg);
+            // The SDK knows every key spec and signing algorithm by these names.
+            assert!(aws_sdk_kms::types::KeySpec::values().contains(&spec), "{spec}");
+            assert!(aws_sdk_kms::types::SigningAlgorithmSpec::values().contains(&kms), "{kms}");
+        }
+        assert_eq!(SigningAlg::ES256K.hash(), Some(HashAlg::Sha256));
+        assert_eq!(SigningAlg::EdDSA.hash(), None);
+        assert_eq!(
+            SigningAlg::for_key_spec("ECC_NIST_EDWARDS25519"),
+            vec![SigningAlg::EdDSA, SigningAlg::Ed25519]
+        );
+        assert_eq!(SigningAlg::for_key_spec("RSA_2048"), vec![SigningAlg::RS256, SigningAlg::PS256]);
+        assert_eq!(MlDsaLevel::L87.signature_len(), 4627);
     }
 }

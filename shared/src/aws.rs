@@ -21,7 +21,8 @@ use tracing::warn;
 use crate::alg::SigningAlg;
 use crate::key_policy::KeyAccess;
 use crate::ports::{
-    ErrorSource, KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+    ErrorSource, KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError,
+    StoredDocument,
 };
 
 /// Time limits of every AWS call.
@@ -164,13 +165,13 @@ impl KmsAdapter {
 
 #[async_trait]
 impl KeySigner for KmsAdapter {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
         let out = self
             .client
             .sign()
             .key_id(key_arn)
-            .message(Blob::new(digest))
-            .message_type(MessageType::Digest)
+            .message(Blob::new(input.message()))
+            .message_type(MessageType::from(input.message_type()))
             .signing_algorithm(SigningAlgorithmSpec::from(alg.kms_signing_algorithm()))
             .send()
             .await

@@ -314,6 +314,24 @@ impl RotateConfig {
             ))
             .unwrap_or(crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS),
         };
+        // The KMS key spec rotate's IAM policy lets it create (the template's `KeySpec`): a
+        // spec that does not match SIGNING_ALG would fail every CreateKey on AWS. LocalStack
+        // does not check the pair, KMS and IAM do; so it is refused here, at cold start.
+        if let Some(spec) = env.optional("KEY_SPEC") {
+            if spec != config.signing_alg.kms_key_spec() {
+                let fits = SigningAlg::for_key_spec(&spec);
+                let fits = if fits.is_empty() {
+                    "no JWS algorithm kms-jwt signs with".to_owned()
+                } else {
+                    fits.iter().map(|alg| alg.as_str()).collect::<Vec<_>>().join(" or ")
+                };
+                env.problem(format!(
+                    "KEY_SPEC {spec} does not match SIGNING_ALG {} (which needs {}); {spec} keys sign {fits}",
+                    config.signing_alg,
+                    config.signing_alg.kms_key_spec()
+                ));
+            }
+        }
         let admin = env.required("KEY_ADMIN_ROLE_ARN");
         let users = env.list("KEY_USER_ROLE_ARNS");
         if users.is_empty() {
@@ -695,6 +713,47 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("KEYRING_MAX_STALENESS"), "{err}");
+    }
+
+    #[test]
+    fn new_algorithms_are_accepted_and_key_spec_must_match() {
+        for (alg, spec) in [
+            ("ES256K", "ECC_SECG_P256K1"),
+            ("EdDSA", "ECC_NIST_EDWARDS25519"),
+            ("Ed25519", "ECC_NIST_EDWARDS25519"),
+            ("ML-DSA-44", "ML_DSA_44"),
+            ("ML-DSA-65", "ML_DSA_65"),
+            ("ML-DSA-87", "ML_DSA_87"),
+        ] {
+            let c = RotateConfig::from_lookup(rotate_env(&[
+                ("KEYRING_SECRET_ID", "kr"),
+                ("SIGNING_ALG", alg),
+                ("KEY_SPEC", spec),
+            ]))
+            .unwrap();
+            assert_eq!((c.signing_alg.as_str(), c.signing_alg.kms_key_spec()), (alg, spec));
+        }
+        for (alg, spec, problem) in [
+            ("EdDSA", "ECC_NIST_P256", "KEY_SPEC ECC_NIST_P256 does not match SIGNING_ALG EdDSA (which needs ECC_NIST_EDWARDS25519); ECC_NIST_P256 keys sign ES256"),
+            ("ML-DSA-65", "ML_DSA_44", "ML_DSA_44 keys sign ML-DSA-44"),
+            ("ES256K", "ECC_NIST_P256", "which needs ECC_SECG_P256K1"),
+            ("RS256", "RSA_3072", "RSA_3072 keys sign RS384 or PS384"),
+            ("ES256", "SYMMETRIC_DEFAULT", "SYMMETRIC_DEFAULT keys sign no JWS algorithm"),
+        ] {
+            let err = RotateConfig::from_lookup(rotate_env(&[
+                ("KEYRING_SECRET_ID", "kr"),
+                ("SIGNING_ALG", alg),
+                ("KEY_SPEC", spec),
+            ]))
+            .unwrap_err();
+            assert!(err.to_string().contains(problem), "{alg}/{spec}: {err}");
+        }
+        let err = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("SIGNING_ALG", "ML-DSA-42"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("ML-DSA-44, ML-DSA-65, ML-DSA-87"), "{err}");
     }
 
     #[test]

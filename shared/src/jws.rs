@@ -10,7 +10,7 @@ use der::asn1::UintRef;
 use der::{Decode, Sequence};
 use serde::Serialize;
 
-use crate::alg::{KeyFamily, SigningAlg};
+use crate::alg::{Curve, KeyFamily, SigningAlg};
 
 /// Why the signature KMS returned cannot go into a JWS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,16 @@ pub enum SignatureError {
     /// `r` or `s` is zero, which no valid signature has.
     #[error("ECDSA signature component is zero")]
     ZeroComponent,
+    /// An Ed25519 or ML-DSA signature of the wrong size.
+    #[error("{alg} signature is {len} octets, expected {expected}")]
+    WrongLength {
+        /// The algorithm signed with.
+        alg: SigningAlg,
+        /// Octets KMS returned.
+        len: usize,
+        /// Octets the algorithm's signatures have.
+        expected: usize,
+    },
 }
 
 /// `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3).
@@ -61,10 +71,27 @@ pub fn ecdsa_der_to_jose(der: &[u8], coordinate_len: usize) -> Result<Vec<u8>, S
 
 /// Turn the raw signature KMS returned into the octets a JWS carries for `alg`.
 pub fn jose_signature(alg: SigningAlg, kms_signature: &[u8]) -> Result<Vec<u8>, SignatureError> {
+    let exactly = |expected: usize| {
+        if kms_signature.len() == expected {
+            Ok(kms_signature.to_vec())
+        } else {
+            Err(SignatureError::WrongLength { alg, len: kms_signature.len(), expected })
+        }
+    };
     match alg.family() {
+        KeyFamily::Ec { curve: Curve::Secp256k1 } => {
+            let mut rs = ecdsa_der_to_jose(kms_signature, 32)?;
+            crate::secp256k1::normalize_low_s(&mut rs);
+            Ok(rs)
+        }
         KeyFamily::Ec { curve } => ecdsa_der_to_jose(kms_signature, curve.coordinate_len()),
         // RSASSA signatures are already the octet string RFC 7518 §3.3/§3.5 expects.
         KeyFamily::Rsa { .. } => Ok(kms_signature.to_vec()),
+        // KMS returns the 64-octet RFC 8032 signature (R || S), which is what RFC 8037 §3.1
+        // puts in the JWS.
+        KeyFamily::Ed25519 => exactly(64),
+        // The FIPS 204 `sigEncode` octets, as RFC 9964 §5 puts them in the JWS.
+        KeyFamily::MlDsa(level) => exactly(level.signature_len()),
     }
 }
 
@@ -127,6 +154,60 @@ mod tests {
         assert_eq!(jose.len(), 132);
         let der = der_sig(&jose[..66], &jose[66..]);
         assert_eq!(ecdsa_der_to_jose(&der, 66).unwrap(), jose);
+    }
+
+    /// RFC 8037 Appendix A.4: the Ed25519 JWS of "Example of Ed25519 signing" under the A.1
+    /// key. Ed25519 is deterministic, so the signature KMS would return for that key and this
+    /// signing input is exactly the published one, which goes into the JWS unchanged.
+    #[test]
+    fn rfc8037_a4_ed25519_signature() {
+        use ed25519_dalek::Signer;
+        let d = URL_SAFE_NO_PAD.decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&d.try_into().unwrap());
+        let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+        let published =
+            "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+        let kms_signature = key.sign(input.as_bytes()).to_bytes();
+        for alg in [SigningAlg::EdDSA, SigningAlg::Ed25519] {
+            let jose = jose_signature(alg, &kms_signature).unwrap();
+            assert_eq!(compact(input.to_owned(), &jose), format!("{input}.{published}"));
+        }
+        assert_eq!(
+            jose_signature(SigningAlg::EdDSA, &kms_signature[..63]),
+            Err(SignatureError::WrongLength { alg: SigningAlg::EdDSA, len: 63, expected: 64 })
+        );
+        let header = Header { alg: SigningAlg::Ed25519, kid: "k", typ: "JWT" };
+        let input = signing_input(&header, b"{}").unwrap();
+        let header = URL_SAFE_NO_PAD.decode(input.split('.').next().unwrap()).unwrap();
+        assert_eq!(header, br#"{"alg":"Ed25519","kid":"k","typ":"JWT"}"#);
+    }
+
+    #[test]
+    fn ml_dsa_signatures_have_the_fips_204_length() {
+        for (alg, len) in
+            [(SigningAlg::MlDsa44, 2420), (SigningAlg::MlDsa65, 3309), (SigningAlg::MlDsa87, 4627)]
+        {
+            assert_eq!(jose_signature(alg, &vec![5u8; len]).unwrap().len(), len);
+            assert!(jose_signature(alg, &vec![5u8; len - 1]).is_err());
+        }
+        let header = Header { alg: SigningAlg::MlDsa65, kid: "k", typ: "JWT" };
+        let input = signing_input(&header, b"{}").unwrap();
+        let header = URL_SAFE_NO_PAD.decode(input.split('.').next().unwrap()).unwrap();
+        assert_eq!(header, br#"{"alg":"ML-DSA-65","kid":"k","typ":"JWT"}"#);
+    }
+
+    /// ES256K: DER from KMS becomes 64 octets, always in low-S form.
+    #[test]
+    fn es256k_signatures_are_fixed_width_and_low_s() {
+        use k256::ecdsa::signature::hazmat::PrehashSigner;
+        let key = k256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let sig: k256::ecdsa::Signature = key.sign_prehash(&[1u8; 32]).unwrap();
+        let (r, s) = sig.split_scalars();
+        let high = k256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        for der in [sig.to_der(), high.to_der()] {
+            let jose = jose_signature(SigningAlg::ES256K, der.as_bytes()).unwrap();
+            assert_eq!(jose, sig.to_bytes().to_vec());
+        }
     }
 
     #[test]

@@ -20,9 +20,14 @@ pub mod key_policy;
 pub mod keyring;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+#[cfg(any(test, feature = "test-util"))]
+mod memory_keys;
+pub mod ml_dsa;
 pub mod ports;
 pub mod rotate;
+pub mod secp256k1;
 pub mod signer;
+pub mod signing_input;
 
 pub use alg::SigningAlg;
 pub use keyring::{Keyring, UnixTime};

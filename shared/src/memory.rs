@@ -16,9 +16,10 @@ use p256::pkcs8::EncodePublicKey;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::alg::{KeyFamily, SigningAlg};
+use crate::alg::{Curve, KeyFamily, SigningAlg};
+use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
-    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument,
+    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,6 +32,8 @@ enum PrivateKey {
     P384(p384::ecdsa::SigningKey),
     P521(p521::ecdsa::SigningKey),
     Rsa(Arc<RsaPrivateKey>),
+    /// ES256K, Ed25519 and ML-DSA keys (`crate::memory_keys`).
+    Extra(ExtraKey),
 }
 
 /// RSA keys generated in this process, by modulus size: the twin's one slow operation (seconds
@@ -48,15 +51,6 @@ fn shared_rsa_key(bits: usize, index: usize) -> Result<Arc<RsaPrivateKey>, rsa::
         keys.push(Arc::new(RsaPrivateKey::new(&mut OsRng, bits)?));
     }
     Ok(Arc::clone(&keys[index]))
-}
-
-/// Whether KMS signs with `alg` under a key of `key_spec`: an RSA key takes each of the six
-/// RSASSA algorithms whatever its size, an ECC key only ECDSA with its own curve's hash.
-fn key_spec_signs(key_spec: &str, alg: SigningAlg) -> bool {
-    match alg.family() {
-        KeyFamily::Rsa { .. } => key_spec.starts_with("RSA_"),
-        KeyFamily::Ec { .. } => key_spec == alg.kms_key_spec(),
-    }
 }
 
 /// Lifecycle of a fake KMS key.
@@ -82,9 +76,12 @@ struct FakeKey {
     created: tokio::time::Instant,
 }
 
-/// KMS twin, for every algorithm kms-jwt supports: ECC_NIST_P256/P384/P521 and
-/// RSA_2048/3072/4096 keys, signing ECDSA, RSASSA-PKCS1-v1_5 and RSASSA-PSS (salt as long as
-/// the hash, as KMS does) over a digest (`MessageType=DIGEST`).
+/// KMS twin, for every algorithm kms-jwt supports: ECC_NIST_P256/P384/P521, ECC_SECG_P256K1,
+/// RSA_2048/3072/4096, ECC_NIST_EDWARDS25519 and ML_DSA_44/65/87 keys. ECDSA and RSASSA
+/// (PKCS #1 v1.5, and PSS with a salt as long as the hash, as KMS does) sign a digest
+/// (`MessageType=DIGEST`); Ed25519 a RAW message; ML-DSA a RAW message or an external μ. The
+/// AWS path is tested for the classic algorithms and ES256K against LocalStack, which has no
+/// Ed25519 or ML-DSA keys.
 ///
 /// Like KMS, it refuses a signing algorithm the key spec does not support
 /// (`InvalidKeyUsageException`) and a digest whose length is not the algorithm's hash length
@@ -174,32 +171,32 @@ impl MemoryKms {
 
 #[async_trait]
 impl KeySigner for MemoryKms {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
-        lock(&self.sign_message_sizes).push(digest.len());
+        self.count(match input {
+            SigningInput::Digest(_) => "Sign/DIGEST",
+            SigningInput::Raw(_) => "Sign/RAW",
+            SigningInput::ExternalMu(_) => "Sign/EXTERNAL_MU",
+        });
+        lock(&self.sign_message_sizes).push(input.message().len());
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         if key.state != FakeKeyState::Enabled {
             return Err(KmsError::InvalidState(key_arn.to_owned()));
         }
         let refused = |message: String| KmsError::other("Sign", message);
+        check_sign_request(key.key_spec, alg, input).map_err(refused)?;
         let kms_alg = alg.kms_signing_algorithm();
-        if !key_spec_signs(key.key_spec, alg) {
-            return Err(refused(format!(
-                "InvalidKeyUsageException: {kms_alg} is not a signing algorithm of a {} key",
-                key.key_spec
-            )));
-        }
-        // Only a digest is ever sent (MessageType=DIGEST), so KMS's 4096-byte limit on raw
-        // messages never applies; the digest must be exactly as long as the hash.
-        let hash_len = alg.hash().output_len();
-        if digest.len() != hash_len {
-            return Err(refused(format!(
-                "ValidationException: a {kms_alg} digest is {hash_len} bytes, not {}",
-                digest.len()
-            )));
-        }
         let failed = |e: &dyn std::fmt::Display| refused(format!("{kms_alg}: {e}"));
+        let digest = match (&key.private, input) {
+            (PrivateKey::Extra(k), input) => return k.sign(input).map_err(refused),
+            (_, SigningInput::Digest(digest)) => digest.clone(),
+            // ECDSA and RSASSA with RAW: KMS hashes the message itself.
+            (_, input) => alg.hash().map(|h| h.digest(input.message())).unwrap_or_default(),
+        };
+        let digest = digest.as_slice();
+        // `check_sign_request` saw the digest is exactly the hash's length: PSS salts are that long.
+        let hash_len = digest.len();
         match &key.private {
             PrivateKey::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
@@ -222,10 +219,11 @@ impl KeySigner for MemoryKms {
                     PS256 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(hash_len), digest),
                     PS384 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha384>(hash_len), digest),
                     PS512 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha512>(hash_len), digest),
-                    ES256 | ES384 | ES512 => return Err(failed(&"not an RSA algorithm")),
+                    _ => return Err(failed(&"not an RSA algorithm")),
                 };
                 signed.map_err(|e| failed(&e))
             }
+            PrivateKey::Extra(_) => Err(failed(&"extra keys sign above")),
         }
     }
 }
@@ -235,11 +233,15 @@ impl KeyAdmin for MemoryKms {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
         self.count("CreateKey");
         let private = match alg.family() {
-            KeyFamily::Ec { .. } => match alg {
-                SigningAlg::ES256 => PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
-                SigningAlg::ES384 => PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
-                _ => PrivateKey::P521(p521::ecdsa::SigningKey::random(&mut OsRng)),
-            },
+            KeyFamily::Ec { curve: Curve::P256 } => {
+                PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng))
+            }
+            KeyFamily::Ec { curve: Curve::P384 } => {
+                PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng))
+            }
+            KeyFamily::Ec { curve: Curve::P521 } => {
+                PrivateKey::P521(p521::ecdsa::SigningKey::random(&mut OsRng))
+            }
             KeyFamily::Rsa { min_bits } => {
                 let index = {
                     let mut taken = lock(&self.rsa_keys_taken);
@@ -252,6 +254,15 @@ impl KeyAdmin for MemoryKms {
                 })?;
                 PrivateKey::Rsa(key)
             }
+            _ => match ExtraKey::generate(alg) {
+                Some(key) => PrivateKey::Extra(key),
+                None => {
+                    return Err(KmsError::other(
+                        "CreateKey",
+                        format!("the in-memory KMS does not implement {alg}"),
+                    ))
+                }
+            },
         };
         let arn = {
             let mut counter = lock(&self.counter);
@@ -281,6 +292,9 @@ impl KeyAdmin for MemoryKms {
                 p521::PublicKey::from_secret_scalar(k.as_nonzero_scalar()).to_public_key_der()
             }
             PrivateKey::Rsa(k) => k.to_public_key().to_public_key_der(),
+            PrivateKey::Extra(k) => {
+                return k.public_key_der().map_err(|message| KmsError::other("GetPublicKey", message))
+            }
         };
         der.map(|d| d.as_bytes().to_vec()).map_err(|e| KmsError::other("GetPublicKey", e.to_string()))
     }
@@ -564,13 +578,8 @@ macro_rules! faulty {
 
 #[async_trait]
 impl<T: KeySigner> KeySigner for Faulty<T> {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
-        faulty!(
-            self,
-            "Sign",
-            |fault| injected_kms("Sign", fault),
-            self.inner.sign_digest(key_arn, alg, digest)
-        )
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
+        faulty!(self, "Sign", |fault| injected_kms("Sign", fault), self.inner.sign(key_arn, alg, input))
     }
 }
 
@@ -638,19 +647,27 @@ mod tests {
     }
 
     /// KMS's rule: an ECC key signs with its own curve's ECDSA only, an RSA key with any of the
-    /// six RSASSA algorithms; anything else is `InvalidKeyUsageException`, not a signature.
+    /// six RSASSA algorithms, Ed25519 and ML-DSA keys with their one algorithm; anything else is
+    /// `InvalidKeyUsageException`, not a signature.
     #[tokio::test]
     async fn sign_refuses_algorithms_the_key_spec_does_not_support() {
         let kms = MemoryKms::new();
-        for key_alg in [SigningAlg::ES256, SigningAlg::ES384, SigningAlg::ES512, SigningAlg::RS256] {
+        for key_alg in SigningAlg::ALL {
             let arn = kms.create_key(key_alg, &tags()).await.unwrap();
             let jwk = PublicJwk::from_spki_der(&kms.public_key_der(&arn).await.unwrap()).unwrap();
             assert_eq!(jwk.check_alg(key_alg), Ok(()), "{key_alg}");
             for alg in SigningAlg::ALL {
-                let digest = alg.hash().digest(b"message");
-                let signed = kms.sign_digest(&arn, alg, &digest).await;
+                let input = match alg.hash() {
+                    Some(hash) => SigningInput::Digest(hash.digest(b"message")),
+                    None => SigningInput::Raw(b"message".to_vec()),
+                };
+                let signed = kms.sign(&arn, alg, &input).await;
                 let rsa = |a: SigningAlg| matches!(a.family(), KeyFamily::Rsa { .. });
-                let allowed = alg == key_alg || (rsa(key_alg) && rsa(alg));
+                // KMS sees only the signing algorithm: ECDSA_SHA_256 is valid for a P-256 and a
+                // secp256k1 key, ML_DSA_SHAKE_256 for every ML-DSA key, ED25519_SHA_512 serves
+                // EdDSA and Ed25519.
+                let same_kms_alg = alg.kms_signing_algorithm() == key_alg.kms_signing_algorithm();
+                let allowed = (rsa(key_alg) && rsa(alg)) || (!rsa(key_alg) && same_kms_alg);
                 match signed {
                     Ok(signature) => assert!(allowed && !signature.is_empty(), "{key_alg} key signed {alg}"),
                     Err(e) => {
@@ -670,10 +687,11 @@ mod tests {
         let kms = MemoryKms::new();
         let arn = kms.create_key(SigningAlg::ES384, &tags()).await.unwrap();
         for len in [0, 32, 47, 49, 64, 4_096, 4_097] {
-            let err = kms.sign_digest(&arn, SigningAlg::ES384, &vec![7; len]).await.unwrap_err();
+            let digest = SigningInput::Digest(vec![7; len]);
+            let err = kms.sign(&arn, SigningAlg::ES384, &digest).await.unwrap_err();
             assert!(err.to_string().contains("ValidationException"), "{len}: {err}");
         }
-        assert!(kms.sign_digest(&arn, SigningAlg::ES384, &[7; 48]).await.is_ok());
+        assert!(kms.sign(&arn, SigningAlg::ES384, &SigningInput::Digest(vec![7; 48])).await.is_ok());
         assert_eq!(kms.calls("Sign"), 8);
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::alg::SigningAlg;
+pub use crate::signing_input::SigningInput;
 
 /// The error a port error was made from (the AWS SDK's), kept as its
 /// [`source`](std::error::Error::source) so that logging the error chain shows AWS's cause.
@@ -142,12 +143,12 @@ pub struct KeyPage {
     pub next: Option<String>,
 }
 
-/// Signs digests with a KMS key. The only KMS capability the sign function holds.
+/// Signs with a KMS key. The only KMS capability the sign function holds.
 #[async_trait]
 pub trait KeySigner: Send + Sync {
-    /// Sign a precomputed digest (`MessageType=DIGEST`). Returns KMS's raw signature: DER for
-    /// ECDSA, the plain octet string for RSA.
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError>;
+    /// Sign `input` (a digest, a raw message or an ML-DSA μ, each sent with its `MessageType`).
+    /// Returns KMS's raw signature: DER for ECDSA, the plain octet string otherwise.
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError>;
 }
 
 /// Creates, reads and retires KMS keys. Held by the rotate function only.
@@ -231,8 +232,8 @@ pub trait KeyringStore: Send + Sync {
 // functions sharing one AWS account.
 #[async_trait]
 impl<T: KeySigner + ?Sized> KeySigner for std::sync::Arc<T> {
-    async fn sign_digest(&self, key_arn: &str, alg: SigningAlg, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
-        (**self).sign_digest(key_arn, alg, digest).await
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
+        (**self).sign(key_arn, alg, input).await
     }
 }
 

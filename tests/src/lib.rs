@@ -1,8 +1,9 @@
 //! Independent token verification, the way a consumer does it: from a JWKS document only.
 //!
 //! The algorithm is taken from the JWK the `kid` names, never from the token header, and the
-//! header must agree with it. Verification uses `jsonwebtoken`, except ES512, which
-//! `jsonwebtoken` does not implement; that one uses the RustCrypto `p521` crate.
+//! header must agree with it. Verification uses `jsonwebtoken`, except ES512 and ES256K, which
+//! `jsonwebtoken` does not implement; those use the RustCrypto `p521` and `k256` crates (`k256`
+//! accepts only low-S signatures, as secp256k1 verifiers commonly do).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod aws_proxy;
@@ -60,6 +61,9 @@ pub fn verify(token: &str, jwks_json: &str, issuer: &str) -> Result<Value, Verif
     if jwk_alg == "ES512" {
         return verify_es512(token, raw_jwk, issuer);
     }
+    if jwk_alg == "ES256K" {
+        return verify_es256k(token, raw_jwk, issuer);
+    }
 
     let set: JwkSet = serde_json::from_str(jwks_json).map_err(|e| VerifyError::BadJwks(e.to_string()))?;
     let jwk = set.find(kid).ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
@@ -95,6 +99,36 @@ fn verify_es512(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyE
     let signature =
         p521::ecdsa::Signature::from_slice(&signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
     key.verify(input.as_bytes(), &signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    registered_claims(input, issuer)
+}
+
+fn verify_es256k(token: &str, jwk: &Value, issuer: &str) -> Result<Value, VerifyError> {
+    use k256::ecdsa::signature::Verifier;
+    if jwk["crv"] != "secp256k1" {
+        return Err(VerifyError::BadJwks("ES256K key is not on secp256k1".into()));
+    }
+    let coordinate = |name: &str| -> Result<Vec<u8>, VerifyError> {
+        let bytes = jwk[name].as_str().and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+        bytes
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| VerifyError::BadJwks(format!("secp256k1 {name} is not 32 octets")))
+    };
+    let mut sec1 = vec![0x04];
+    sec1.extend(coordinate("x")?);
+    sec1.extend(coordinate("y")?);
+    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+        .map_err(|e| VerifyError::BadJwks(format!("secp256k1 point: {e}")))?;
+    let (input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+    let signature =
+        k256::ecdsa::Signature::from_slice(&signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    key.verify(input.as_bytes(), &signature).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+    registered_claims(input, issuer)
+}
+
+/// The claims of a signing input whose signature was verified: `iss` equal to `issuer`, `exp`
+/// not passed and `nbf` (if any) reached, with a minute of leeway, as `jsonwebtoken` checks.
+fn registered_claims(input: &str, issuer: &str) -> Result<Value, VerifyError> {
     let payload = input.split('.').nth(1).ok_or(VerifyError::Malformed)?;
     let claims: Value = URL_SAFE_NO_PAD
         .decode(payload)

@@ -38,6 +38,14 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const AWS_JWT_VERIFY_ALGORITHMS: &[&str] =
     &["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"];
 
+/// Algorithms `jose` 6.2.18 cannot verify on Node 20: no ES256K (not in
+/// `dist/webapi/lib/jws_algorithms.js`), and ML-DSA only through WebCrypto's ML-DSA, which
+/// Node 20 lacks (Node 24.7 added it).
+pub const JOSE_UNSUPPORTED_ON_NODE_20: &[&str] = &["ES256K", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87"];
+
+/// What `verify.mjs`'s `noble` verifier implements.
+pub const NOBLE_ALGORITHMS: &[&str] = &["ES256K", "EdDSA", "Ed25519", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87"];
+
 /// A Node JWT library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeVerifier {
@@ -45,6 +53,10 @@ pub enum NodeVerifier {
     AwsJwtVerify,
     /// `jose`'s `jwtVerify` with `createRemoteJWKSet`.
     Jose,
+    /// A JWS check in `verify.mjs` on `@noble/curves` (secp256k1, Ed25519) and
+    /// `@noble/post-quantum` (ML-DSA): an implementation independent of the Rust crates, for
+    /// the algorithms the two libraries do not verify on Node 20. Not in [`Self::ALL`].
+    Noble,
 }
 
 impl NodeVerifier {
@@ -55,15 +67,17 @@ impl NodeVerifier {
         match self {
             NodeVerifier::AwsJwtVerify => "aws-jwt-verify",
             NodeVerifier::Jose => "jose",
+            NodeVerifier::Noble => "noble",
         }
     }
 
-    /// Whether the library implements the JWS algorithm `alg` (jose implements all nine of
-    /// kms-jwt's).
+    /// Whether the library implements the JWS algorithm `alg` on Node 20 (jose implements the
+    /// nine classic algorithms, EdDSA and Ed25519).
     pub fn supports(self, alg: &str) -> bool {
         match self {
             NodeVerifier::AwsJwtVerify => AWS_JWT_VERIFY_ALGORITHMS.contains(&alg),
-            NodeVerifier::Jose => true,
+            NodeVerifier::Jose => !JOSE_UNSUPPORTED_ON_NODE_20.contains(&alg),
+            NodeVerifier::Noble => NOBLE_ALGORITHMS.contains(&alg),
         }
     }
 
@@ -72,6 +86,7 @@ impl NodeVerifier {
         match self {
             NodeVerifier::AwsJwtVerify => "JwtInvalidSignatureError",
             NodeVerifier::Jose => "JWSSignatureVerificationFailed",
+            NodeVerifier::Noble => "NobleSignatureInvalid",
         }
     }
 }
@@ -134,7 +149,8 @@ pub async fn verify_with(
 pub async fn run(request: &Value) -> Result<Value, NodeVerifyError> {
     let harness = |what: &str, e: &dyn std::fmt::Display| NodeVerifyError::Harness(format!("{what}: {e}"));
     let dir = node_dir();
-    if !dir.join("node_modules/aws-jwt-verify").is_dir() || !dir.join("node_modules/jose").is_dir() {
+    let packages = ["aws-jwt-verify", "jose", "@noble/curves", "@noble/post-quantum"];
+    if packages.iter().any(|package| !dir.join("node_modules").join(package).is_dir()) {
         return Err(NodeVerifyError::Harness(format!(
             "{}/node_modules is not installed: run scripts/node-env.sh",
             dir.display()

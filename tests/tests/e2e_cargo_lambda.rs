@@ -82,6 +82,7 @@ async fn node_refuses_signature(jwks_url: &str, token: &str, issuer: &str) {
         let allowed: &[&str] = match verifier {
             NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError", "JwtParseError"],
             NodeVerifier::Jose => &["JWSSignatureVerificationFailed", "JWSInvalid", "JWTInvalid"],
+            NodeVerifier::Noble => &["NobleSignatureInvalid", "NobleParseError"],
         };
         assert!(
             matches!(&verdict, Err(NodeVerifyError::Rejected { class, .. }) if allowed.contains(&class.as_str())),

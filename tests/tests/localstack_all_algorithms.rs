@@ -1,7 +1,9 @@
-//! Against LocalStack, for each of the nine algorithms: bootstrap → sign → JWKS from the jwks
-//! service → verify with an ordinary library; rotate; retire. Every token is also verified in
-//! Node, with `aws-jwt-verify` and `jose` fetching that JWKS over HTTP (`tests/node`);
-//! `aws-jwt-verify` implements no PS* algorithm, and refuses those tokens. Run through
+//! Against LocalStack, for each of the nine algorithms and ES256K (LocalStack has secp256k1 keys;
+//! it refuses Ed25519 and ML-DSA ones, which `new_algorithms.rs` covers with the twin): bootstrap
+//! → sign → JWKS from the jwks service → verify with an ordinary library; rotate; retire. Every
+//! token is also verified in Node, with `aws-jwt-verify` and `jose` fetching that JWKS over HTTP
+//! (`tests/node`), and ES256K with `@noble/curves` (neither library implements it, and both
+//! refuse those tokens); `aws-jwt-verify` implements no PS* algorithm either. Run through
 //! `make test`, which starts LocalStack, sets `AWS_ENDPOINT_URL` and installs the Node packages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,11 +22,18 @@ use serde_json::json;
 
 const ISSUER: &str = "https://issuer.kms-jwt.test";
 
+/// `aws-jwt-verify` and `jose`, and the `noble` check where it implements `alg` (ES256K).
+fn verifiers(alg: SigningAlg) -> Vec<NodeVerifier> {
+    let noble = NodeVerifier::Noble.supports(alg.as_str()).then_some(NodeVerifier::Noble);
+    NodeVerifier::ALL.into_iter().chain(noble).collect()
+}
+
 /// Every Node verifier that implements `alg` accepts `token` from the JWKS at `jwks` (pinned
-/// to `alg`, `iss` checked) with the claim `sub`; `aws-jwt-verify` refuses the algorithms it
-/// does not implement, whatever the signature. Each fetched the JWKS over HTTP to decide.
+/// to `alg`, `iss` checked) with the claim `sub`; `aws-jwt-verify` and `jose` refuse the
+/// algorithms they do not implement, whatever the signature. Each fetched the JWKS over HTTP
+/// to decide.
 async fn node_accepts(jwks: &JwksServer, token: &str, alg: SigningAlg, sub: &str) {
-    for verifier in NodeVerifier::ALL {
+    for verifier in verifiers(alg) {
         let fetched = jwks.jwks_requests();
         let verdict = verify_with(verifier, token, &jwks.url(), ISSUER, Some(alg.as_str())).await;
         assert!(jwks.jwks_requests() > fetched, "{alg}, {verifier}: did not fetch the JWKS: {verdict:?}");
@@ -32,6 +41,8 @@ async fn node_accepts(jwks: &JwksServer, token: &str, alg: SigningAlg, sub: &str
             let payload = verdict.unwrap_or_else(|e| panic!("{alg}, {verifier}: {e}"));
             assert_eq!(payload["sub"], sub, "{alg}, {verifier}");
             assert_eq!(payload["iss"], ISSUER, "{alg}, {verifier}");
+        } else if verifier == NodeVerifier::Jose {
+            refused_as(verdict, "JOSENotSupported", alg, verifier);
         } else {
             refused_as(verdict, "JwtInvalidSignatureAlgorithmError", alg, verifier);
         }
@@ -49,12 +60,15 @@ async fn node_refuses(
     alg: SigningAlg,
     classes: fn(NodeVerifier) -> &'static [&'static str],
 ) {
-    for verifier in NodeVerifier::ALL {
+    for verifier in verifiers(alg) {
         let verdict = verify_with(verifier, token, &jwks.url(), ISSUER, Some(alg.as_str())).await;
         let error = verdict.expect_err(&format!("{alg}, {verifier}: accepted"));
         let class = error.rejected_class().unwrap_or_else(|| panic!("{alg}, {verifier}: {error}"));
         let expected: Vec<&str> = if verifier.supports(alg.as_str()) {
             classes(verifier).to_vec()
+        } else if verifier == NodeVerifier::Jose {
+            // jose without the algorithm: refused, by whichever check comes first.
+            vec!["JOSENotSupported", "JWKSNoMatchingKey", "JWSInvalid", "JWTInvalid"]
         } else {
             let before_the_algorithm_check = ["JwtParseError", "KidNotFoundInJwksError"];
             let earlier = classes(verifier).iter().filter(|c| before_the_algorithm_check.contains(c));
@@ -83,6 +97,7 @@ fn bad_signature(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError", "JwtParseError"],
         NodeVerifier::Jose => &["JWSSignatureVerificationFailed", "JWSInvalid", "JWTInvalid"],
+        NodeVerifier::Noble => &["NobleSignatureInvalid", "NobleParseError"],
     }
 }
 
@@ -91,6 +106,7 @@ fn forged(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["JwtInvalidSignatureError"],
         NodeVerifier::Jose => &["JWSSignatureVerificationFailed"],
+        NodeVerifier::Noble => &["NobleSignatureInvalid"],
     }
 }
 
@@ -98,6 +114,7 @@ fn unknown_kid(verifier: NodeVerifier) -> &'static [&'static str] {
     match verifier {
         NodeVerifier::AwsJwtVerify => &["KidNotFoundInJwksError"],
         NodeVerifier::Jose => &["JWKSNoMatchingKey"],
+        NodeVerifier::Noble => &["NobleKidNotFound"],
     }
 }
 
@@ -188,12 +205,13 @@ async fn full_lifecycle(alg: SigningAlg) {
     node_refuses(&served, &tamper(&new.token), alg, bad_signature).await;
     node_refuses(&served, &with_claim(&new.token, "sub", json!("mallory")).unwrap(), alg, forged).await;
     node_refuses(&served, &with_kid(&new.token, "not-a-published-kid"), alg, unknown_kid).await;
-    for verifier in NodeVerifier::ALL.into_iter().filter(|v| v.supports(alg.as_str())) {
+    for verifier in verifiers(alg).into_iter().filter(|v| v.supports(alg.as_str())) {
         let verdict =
             verify_with(verifier, &new.token, &served.url(), "https://someone-else.test", None).await;
         let expected = match verifier {
             NodeVerifier::AwsJwtVerify => "JwtInvalidIssuerError",
             NodeVerifier::Jose => "JWTClaimValidationFailed",
+            NodeVerifier::Noble => "NobleClaimInvalid",
         };
         refused_as(verdict, expected, alg, verifier);
     }
@@ -246,6 +264,7 @@ per_algorithm! {
     es256 => ES256, es384 => ES384, es512 => ES512,
     rs256 => RS256, rs384 => RS384, rs512 => RS512,
     ps256 => PS256, ps384 => PS384, ps512 => PS512,
+    es256k => ES256K,
 }
 
 #[tokio::test]

@@ -38,9 +38,9 @@ const JWKS_KEYRING_AGE: i64 = CACHE_TTL + JWKS_MAX_STALENESS;
 /// How old the key set a client verifies with may be, counted from the keyring it came from.
 const CLIENT_JWKS_AGE: i64 = JWKS_KEYRING_AGE + JWKS_MAX_AGE + STALE_WHILE_REVALIDATE;
 
-fn policy() -> RotationPolicy {
+fn policy(alg: SigningAlg) -> RotationPolicy {
     RotationPolicy {
-        alg: SigningAlg::ES256,
+        alg,
         rotation_period: 7 * DAY,
         prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + JWKS_MAX_STALENESS + CLOCK_SKEW,
         retirement_grace: MAX_TOKEN_TTL + CLOCK_SKEW + CACHE_TTL,
@@ -134,9 +134,28 @@ fn check_kms_accounting(kms: &MemoryKms, ring: &Keyring, at: UnixTime) {
 
 #[tokio::test]
 async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
+    simulate(SigningAlg::ES256, 365, 0x5EED_CAFE).await;
+}
+
+/// The same simulation, shorter, with keys whose signing goes to KMS as the raw signing input
+/// (Ed25519) or as the input or its μ (ML-DSA): nothing in the lifecycle depends on the
+/// algorithm.
+#[tokio::test]
+async fn ninety_days_with_eddsa_keys() {
+    simulate(SigningAlg::EdDSA, 90, 0xED25_5190).await;
+}
+
+#[tokio::test]
+async fn sixty_days_with_ml_dsa_44_keys() {
+    simulate(SigningAlg::MlDsa44, 60, 0x4D4C_4453).await;
+}
+
+/// `days` of hourly runs with `alg` keys; the year-long run's minimums, scaled to `days`.
+async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
+    let scaled = |per_year: u64| (per_year * days as u64 / 365).max(1);
     let kms = Arc::new(MemoryKms::new());
     let store = Arc::new(MemoryStore::new());
-    let rng = Arc::new(Mutex::new(Rng(0x5EED_CAFE)));
+    let rng = Arc::new(Mutex::new(Rng(seed)));
     let fault_rate = Arc::new(Mutex::new(0.08_f64));
     let decider = |rng: Arc<Mutex<Rng>>, rate: Arc<Mutex<f64>>| {
         move |op: &'static str| {
@@ -158,10 +177,10 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
     let rotator = Rotator::new(
         Faulty::new(Arc::clone(&kms), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
         Faulty::new(Arc::clone(&store), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
-        policy(),
+        policy(alg),
         "sim",
     );
-    let policy = policy();
+    let policy = policy(alg);
 
     // The sign function, in a sandbox frozen between ticks: its tokio clock barely moves while
     // the wall clock follows the simulation.
@@ -193,19 +212,19 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
     let mut bootstrapped = false;
 
     // (time, what kind of run)
-    let mut ticks: Vec<(UnixTime, Tick)> = (0..365 * 24).map(|h| (T0 + h * HOUR, Tick::Scheduled)).collect();
+    let mut ticks: Vec<(UnixTime, Tick)> = (0..days * 24).map(|h| (T0 + h * HOUR, Tick::Scheduled)).collect();
     {
         let mut rng = rng.lock().unwrap();
         // Random extra runs, each followed minutes later by another: the schedule may fire
         // often, and a second run must not rotate again before the new next is pre-published.
-        for _ in 0..900 {
-            let at = T0 + rng.below(365 * DAY as u64) as i64;
+        for _ in 0..scaled(900) {
+            let at = T0 + rng.below((days * DAY) as u64) as i64;
             ticks.push((at, Tick::Scheduled));
             ticks.push((at + MINUTE * (1 + rng.below(15) as i64), Tick::FollowUp));
         }
         // Bursts of forced rotations a minute apart: the published-key cap must stop them.
-        for _ in 0..20 {
-            let at = T0 + DAY + rng.below(364 * DAY as u64) as i64;
+        for _ in 0..scaled(20).max(3) {
+            let at = T0 + DAY + rng.below(((days - 1) * DAY) as u64) as i64;
             for i in 0..6 {
                 ticks.push((at + i * MINUTE, Tick::Burst));
             }
@@ -385,7 +404,7 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
 
     // The simulation exercised what it claims to.
     println!(
-        "runs={} failed={} rotations={} forced={} revocations={} held_by_cap={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
+        "{alg}, {days} days: runs={} failed={} rotations={} forced={} revocations={} held_by_cap={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
         tally.runs,
         tally.failed_runs,
         tally.rotations,
@@ -394,10 +413,10 @@ async fn a_year_of_rotation_with_faults_never_breaks_a_verifier() {
         tally.held,
         kms.key_arns().len()
     );
-    assert!(tally.rotations >= 30, "scheduled rotations happened");
-    assert!(tally.failed_runs >= 100, "faults were injected and hit");
-    assert!(tally.revocations >= 5 && tally.forced >= 5);
-    assert!(tally.held >= 20, "the published-key cap held back rotations in the bursts");
-    assert!(checked >= 9_000);
-    assert!(signed_by_signer >= 9_000, "the frozen signer signed {signed_by_signer} tokens");
+    assert!(tally.rotations >= scaled(30), "scheduled rotations happened");
+    assert!(tally.failed_runs >= scaled(100), "faults were injected and hit");
+    assert!(tally.revocations >= scaled(5) && tally.forced >= scaled(5));
+    assert!(tally.held >= scaled(20), "the published-key cap held back rotations in the bursts");
+    assert!(checked >= scaled(9_000) as usize);
+    assert!(signed_by_signer >= scaled(9_000), "the frozen signer signed {signed_by_signer} tokens");
 }

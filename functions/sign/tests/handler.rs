@@ -184,7 +184,12 @@ struct FailingKms(KmsError);
 
 #[async_trait::async_trait]
 impl KeySigner for FailingKms {
-    async fn sign_digest(&self, _: &str, _: SigningAlg, _: &[u8]) -> Result<Vec<u8>, KmsError> {
+    async fn sign(
+        &self,
+        _: &str,
+        _: SigningAlg,
+        _: &kms_jwt::ports::SigningInput,
+    ) -> Result<Vec<u8>, KmsError> {
         Err(self.0.clone())
     }
 }

@@ -5,6 +5,7 @@ use super::{MAX_BATCH, MAX_CLAIMS_BYTES};
 use crate::cache::CacheError;
 use crate::jws::SignatureError;
 use crate::ports::KmsError;
+use crate::signing_input::InputTooLarge;
 
 /// Why a request was not signed. [`SignError::code`] is the stable contract; the `Display`
 /// text is for logs and may name AWS resources, [`SignError::public_message`] is for callers.
@@ -74,6 +75,10 @@ pub enum SignError {
     /// KMS's signature could not be converted to JWS form.
     #[error("KMS returned an unusable signature: {0}")]
     Signature(#[from] SignatureError),
+    /// EdDSA (and ML-DSA without a usable public key): KMS signs the signing input itself,
+    /// at most 4096 bytes. Refused before KMS is called.
+    #[error(transparent)]
+    SigningInputTooLarge(#[from] InputTooLarge),
     /// The header or payload could not be serialized.
     #[error("could not encode the token: {0}")]
     Encoding(#[from] serde_json::Error),
@@ -104,6 +109,7 @@ impl SignError {
             SignError::Kms(KmsError::AccessDenied { .. }) => "KmsAccessDenied",
             SignError::Kms(_) => "KmsError",
             SignError::Signature(_) => "SignatureInvalid",
+            SignError::SigningInputTooLarge(_) => "SigningInputTooLarge",
             SignError::Encoding(_) => "EncodingError",
         }
     }
@@ -125,6 +131,7 @@ impl SignError {
                 | SignError::ClaimsTooLarge { .. }
                 | SignError::InvalidTtl { .. }
                 | SignError::InvalidBatchSize(_)
+                | SignError::SigningInputTooLarge(_)
         )
     }
 
@@ -181,7 +188,7 @@ mod tests {
 
     use super::*;
     use crate::alg::SigningAlg;
-    use crate::ports::{KeySigner, StoreError};
+    use crate::ports::{KeySigner, SigningInput, StoreError};
     use crate::signer::fixtures::*;
 
     /// A KMS that fails every call the same way.
@@ -189,7 +196,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl KeySigner for FailingKms {
-        async fn sign_digest(&self, _: &str, _: SigningAlg, _: &[u8]) -> Result<Vec<u8>, KmsError> {
+        async fn sign(&self, _: &str, _: SigningAlg, _: &SigningInput) -> Result<Vec<u8>, KmsError> {
             Err(self.0.clone())
         }
     }

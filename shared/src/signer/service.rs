@@ -14,6 +14,7 @@ use crate::cache::KeyringCache;
 use crate::jws::{self, Header};
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
+use crate::signing_input::InputPlan;
 
 /// KMS calls in flight per batch.
 const BATCH_CONCURRENCY: usize = 16;
@@ -50,11 +51,18 @@ pub struct SigningKey {
     pub kms_key_arn: String,
     /// The algorithm the key signs with.
     pub alg: SigningAlg,
+    /// What KMS is given to sign (digest, raw input, ML-DSA μ), fixed per key.
+    pub plan: InputPlan,
 }
 
 /// The keyring's current key as the signer uses it, `None` before the first rotation.
 pub fn current_signing_key(ring: &Keyring) -> Option<SigningKey> {
-    ring.current().map(|k| SigningKey { kid: k.kid.clone(), kms_key_arn: k.kms_key_arn.clone(), alg: k.alg })
+    ring.current().map(|k| SigningKey {
+        kid: k.kid.clone(),
+        kms_key_arn: k.kms_key_arn.clone(),
+        alg: k.alg,
+        plan: InputPlan::for_key(k.alg, &k.public_jwk),
+    })
 }
 
 /// The registered claims the service adds to every token.
@@ -211,8 +219,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     async fn sign_with(&self, key: &SigningKey, typ: &str, payload: &[u8]) -> Result<SignedToken, SignError> {
         let header = Header { alg: key.alg, kid: &key.kid, typ };
         let input = jws::signing_input(&header, payload)?;
-        let digest = key.alg.hash().digest(input.as_bytes());
-        let raw = self.kms.sign_digest(&key.kms_key_arn, key.alg, &digest).await?;
+        let message = key.plan.prepare(key.alg, input.as_bytes())?;
+        let raw = self.kms.sign(&key.kms_key_arn, key.alg, &message).await?;
         let signature = jws::jose_signature(key.alg, &raw)?;
         Ok(SignedToken { token: jws::compact(input, &signature), kid: key.kid.clone(), expires_at: 0 })
     }
