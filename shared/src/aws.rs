@@ -24,6 +24,7 @@ use crate::ports::{
     ErrorSource, KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError,
     StoredDocument,
 };
+use crate::regions::ReplicaAdmin;
 
 /// Time limits of every AWS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,23 @@ pub async fn load_sdk_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
         )
         .load()
         .await
+}
+
+/// `config` with its region replaced: the clients of a replica region.
+pub fn regional_sdk_config(config: &aws_config::SdkConfig, region: &str) -> aws_config::SdkConfig {
+    config.to_builder().region(aws_config::Region::new(region.to_owned())).build()
+}
+
+/// The keyring secret's id in `region`: a name is the same everywhere; a secret ARN names its
+/// region, which a replica's ARN replaces (Secrets Manager replicas keep name and suffix).
+pub fn regional_secret_id(secret_id: &str, region: &str) -> String {
+    let fields: Vec<&str> = secret_id.splitn(5, ':').collect();
+    match fields.as_slice() {
+        ["arn", partition, "secretsmanager", _, rest] => {
+            format!("arn:{partition}:secretsmanager:{region}:{rest}")
+        }
+        _ => secret_id.to_owned(),
+    }
 }
 
 fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
@@ -111,6 +129,8 @@ pub struct KmsAdapter {
     client: aws_sdk_kms::Client,
     key_access: Option<KeyAccess>,
     discovery: KeyDiscovery,
+    /// Create multi-Region primary keys (`MultiRegion=true`).
+    multi_region: bool,
 }
 
 impl KmsAdapter {
@@ -122,7 +142,14 @@ impl KmsAdapter {
             client: aws_sdk_kms::Client::new(config),
             key_access: None,
             discovery: KeyDiscovery::ListKeys,
+            multi_region: false,
         }
+    }
+
+    /// Create every key as a multi-Region primary, to be replicated (see [`crate::regions`]).
+    pub fn with_multi_region_keys(mut self) -> Self {
+        self.multi_region = true;
+        self
     }
 
     /// Create every key with this key policy (see [`crate::key_policy`]).
@@ -191,6 +218,7 @@ impl KeyAdmin for KmsAdapter {
             .key_usage(KeyUsageType::SignVerify)
             .key_spec(KeySpec::from(alg.kms_key_spec()))
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
+            .set_multi_region(self.multi_region.then_some(true))
             .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring));
         for (key, value) in tags.pairs() {
             let tag = Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
@@ -319,6 +347,50 @@ impl KeyAdmin for KmsAdapter {
                 Ok(())
             }
             Err(e) => Err(Self::classify("ScheduleKeyDeletion", key_arn, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ReplicaAdmin for KmsAdapter {
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        let mut request = self
+            .client
+            .replicate_key()
+            .key_id(key_arn)
+            .replica_region(region)
+            .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
+            .description(format!("kms-jwt {alg} signing key for keyring {} (replica)", tags.keyring));
+        for (key, value) in tags.pairs() {
+            let tag = Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
+                operation: "ReplicateKey",
+                message: e.to_string(),
+                source: kept(e),
+            })?;
+            request = request.tags(tag);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // A retried call (the SDK retries lost replies) finds the replica it made.
+            Err(e) if error_code(&e) == Some("AlreadyExistsException") => Ok(()),
+            Err(e) => Err(Self::classify("ReplicateKey", key_arn, e)),
+        }
+    }
+
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        match self.client.describe_key().key_id(key_arn).send().await {
+            Ok(out) => {
+                Ok(out.key_metadata.and_then(|m| m.key_state) == Some(aws_sdk_kms::types::KeyState::Enabled))
+            }
+            // Not replicated there (yet).
+            Err(e) if error_code(&e) == Some("NotFoundException") => Ok(false),
+            Err(e) => Err(Self::classify("DescribeKey", key_arn, e)),
         }
     }
 }
@@ -505,6 +577,18 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use super::*;
+
+    #[test]
+    fn a_replica_secret_is_addressed_by_name_or_by_the_arn_in_its_region() {
+        assert_eq!(regional_secret_id("kms-jwt/keyring", "eu-west-1"), "kms-jwt/keyring");
+        assert_eq!(
+            regional_secret_id(
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:kms-jwt/keyring-AbCdEf",
+                "eu-west-1"
+            ),
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:kms-jwt/keyring-AbCdEf"
+        );
+    }
 
     type KmsSdkError = SdkError<GetPublicKeyError, Response>;
 

@@ -274,9 +274,60 @@ pub struct RotateConfig {
     pub aws_timeouts: CallTimeouts,
     /// Most keys the JWKS may hold (`MAX_PUBLISHED_KEYS`, default 10: ALB's limit).
     pub max_published_keys: usize,
+    /// The function's region (`AWS_REGION`, set by Lambda).
+    pub region: Option<String>,
+    /// Multi-region: the regions the keys and the keyring are replicated to
+    /// (`REPLICA_REGIONS`, comma-separated; empty: single-region).
+    pub replica_regions: Vec<String>,
+    /// Multi-region: the region whose rotate writes (`HOME_REGION`, default this one). Only
+    /// checked here; what stops another region's rotate from writing is the keyring's own
+    /// record of its home (see `Command::TakeOver`).
+    pub home_region: Option<String>,
+}
+
+/// Whether `name` looks like an AWS Region name (`us-east-1`, `ap-southeast-2`,
+/// `us-gov-west-1`): lowercase words and a number, joined by hyphens.
+fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok()
+}
+
+/// Multi-region settings that cannot work: a malformed or repeated region, the home region
+/// among its own replicas, replicas without a known region of our own.
+fn check_regions<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, config: &RotateConfig) {
+    let mut seen = std::collections::HashSet::new();
+    for region in &config.replica_regions {
+        if !is_region_name(region) {
+            env.problem(format!("REPLICA_REGIONS: {region:?} is not a region name"));
+        } else if !seen.insert(region) {
+            env.problem(format!("REPLICA_REGIONS names {region} twice"));
+        }
+    }
+    if let Some(home) = &config.home_region {
+        if !is_region_name(home) {
+            env.problem(format!("HOME_REGION: {home:?} is not a region name"));
+        }
+    }
+    if config.replica_regions.is_empty() {
+        return;
+    }
+    match config.home_region.as_ref().or(config.region.as_ref()) {
+        None => env.problem("REPLICA_REGIONS needs AWS_REGION (set by Lambda) or HOME_REGION"),
+        Some(home) if config.replica_regions.contains(home) => {
+            env.problem(format!("REPLICA_REGIONS includes the home region {home}"))
+        }
+        Some(_) => {}
+    }
 }
 
 impl RotateConfig {
+    /// Whether keys and keyring are replicated to other regions.
+    pub fn is_multi_region(&self) -> bool {
+        !self.replica_regions.is_empty()
+    }
+
     /// Read and check the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -313,7 +364,11 @@ impl RotateConfig {
                 3..=100,
             ))
             .unwrap_or(crate::rotate::DEFAULT_MAX_PUBLISHED_KEYS),
+            region: env.optional("AWS_REGION"),
+            replica_regions: env.list("REPLICA_REGIONS"),
+            home_region: env.optional("HOME_REGION"),
         };
+        check_regions(&mut env, &config);
         // The KMS key spec rotate's IAM policy lets it create (the template's `KeySpec`): a
         // spec that does not match SIGNING_ALG would fail every CreateKey on AWS. LocalStack
         // does not check the pair, KMS and IAM do; so it is refused here, at cold start.
@@ -338,7 +393,7 @@ impl RotateConfig {
             env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
         } else if !admin.is_empty() {
             match KeyAccess::new(&admin, &users) {
-                Ok(access) => config.key_access = Some(access),
+                Ok(access) => config.key_access = Some(access.with_replica_regions(&config.replica_regions)),
                 Err(e) => env.problem(format!("KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS: {e}")),
             }
         }
@@ -424,6 +479,9 @@ pub struct SignConfig {
     pub keyring_cache_ttl: Duration,
     /// Time limits of every AWS call (`AWS_CALL_ATTEMPT_TIMEOUT`, `AWS_CALL_TIMEOUT`).
     pub aws_timeouts: CallTimeouts,
+    /// The function's region (`AWS_REGION`, set by Lambda): a multi-Region key signs through
+    /// its replica here.
+    pub region: Option<String>,
 }
 
 impl SignConfig {
@@ -443,6 +501,7 @@ impl SignConfig {
             max_token_ttl,
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             aws_timeouts: env.call_timeouts(),
+            region: env.optional("AWS_REGION"),
         };
         if config.default_token_ttl > config.max_token_ttl {
             env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
@@ -459,11 +518,11 @@ impl SignConfig {
         S: crate::ports::KeyringStore,
     {
         use crate::cache::{CachePolicy, KeyringCache};
-        use crate::signer::{current_signing_key, TokenSigner};
+        use crate::signer::{signing_key_in, TokenSigner};
         let keyring = KeyringCache::new(
             store,
             CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: Duration::ZERO },
-            current_signing_key,
+            signing_key_in(self.region.clone()),
         );
         TokenSigner::new(kms, keyring, self.issuer.clone(), self.default_token_ttl, self.max_token_ttl)
     }
@@ -655,6 +714,41 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         let err = SignConfig::from_lookup(lookup(&[("KEYRING_SECRET_ID", "kr")])).unwrap_err();
         assert_eq!(err.problems, vec!["ISSUER is required".to_string()]);
+    }
+
+    #[test]
+    fn replica_regions_are_optional_and_checked() {
+        let single = RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr")])).unwrap();
+        assert!(!single.is_multi_region());
+        let multi = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("AWS_REGION", "us-east-1"),
+            ("REPLICA_REGIONS", "eu-west-1, ap-southeast-2"),
+        ]))
+        .unwrap();
+        assert_eq!(multi.replica_regions, ["eu-west-1", "ap-southeast-2"]);
+        let policy = multi.key_access.as_ref().unwrap().policy(SigningAlg::RS256);
+        assert!(policy.to_string().contains("kms:ReplicateKey"), "the key policy lets rotate replicate");
+        for (regions, problem) in [
+            ("eu-west-1,eu-west-1", "names eu-west-1 twice"),
+            ("us-east-1", "includes the home region us-east-1"),
+            ("EU-WEST-1", "is not a region name"),
+            ("eu-west", "is not a region name"),
+        ] {
+            let err = RotateConfig::from_lookup(rotate_env(&[
+                ("KEYRING_SECRET_ID", "kr"),
+                ("AWS_REGION", "us-east-1"),
+                ("REPLICA_REGIONS", regions),
+            ]))
+            .unwrap_err();
+            assert!(err.to_string().contains(problem), "{regions}: {err}");
+        }
+        let err = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("REPLICA_REGIONS", "eu-west-1"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("needs AWS_REGION"), "{err}");
     }
 
     #[test]

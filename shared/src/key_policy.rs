@@ -78,6 +78,8 @@ impl RoleArn {
 pub struct KeyAccess {
     admin: RoleArn,
     signers: Vec<RoleArn>,
+    /// Multi-region: the regions rotate may replicate each key to.
+    replica_regions: Vec<String>,
 }
 
 impl KeyAccess {
@@ -99,7 +101,15 @@ impl KeyAccess {
                 expected: admin.account.clone(),
             });
         }
-        Ok(KeyAccess { admin, signers })
+        Ok(KeyAccess { admin, signers, replica_regions: Vec::new() })
+    }
+
+    /// Let rotate replicate each key to `regions` (`kms:ReplicateKey`, narrowed by
+    /// `kms:ReplicaRegion`). Each replica gets the same policy, so the signer roles of every
+    /// region belong in `signer_role_arns`.
+    pub fn with_replica_regions(mut self, regions: &[String]) -> KeyAccess {
+        self.replica_regions = regions.to_vec();
+        self
     }
 
     /// The account root principal, `arn:<partition>:iam::<account>:root`.
@@ -109,6 +119,23 @@ impl KeyAccess {
 
     /// The key policy document for a key that signs with `alg`.
     pub fn policy(&self, alg: SigningAlg) -> Value {
+        let mut policy = self.single_region_policy(alg);
+        if let (false, Some(statements)) =
+            (self.replica_regions.is_empty(), policy["Statement"].as_array_mut())
+        {
+            statements.push(json!({
+                "Sid": "RotateReplicatesThisKeyToItsRegions",
+                "Effect": "Allow",
+                "Principal": { "AWS": self.admin.arn },
+                "Action": "kms:ReplicateKey",
+                "Resource": "*",
+                "Condition": { "StringEquals": { "kms:ReplicaRegion": self.replica_regions } },
+            }));
+        }
+        policy
+    }
+
+    fn single_region_policy(&self, alg: SigningAlg) -> Value {
         let signers: Vec<&str> = self.signers.iter().map(|s| s.arn.as_str()).collect();
         json!({
             "Version": "2012-10-17",
@@ -187,6 +214,20 @@ mod tests {
             .filter(|s| principals(s).contains(&principal))
             .filter(|s| actions(s).iter().any(|a| *a == action || *a == "kms:*"))
             .collect()
+    }
+
+    /// Multi-region: rotate may replicate the key, to the configured regions only; a
+    /// single-region policy has no such statement.
+    #[test]
+    fn replication_is_granted_by_the_key_policy_to_the_configured_regions_only() {
+        assert!(allowing(&access().policy(SigningAlg::RS256), ROTATE, "kms:ReplicateKey").is_empty());
+        let regions = ["eu-west-1".to_owned(), "ap-southeast-2".to_owned()];
+        let policy = access().with_replica_regions(&regions).policy(SigningAlg::RS256);
+        let granted = allowing(&policy, ROTATE, "kms:ReplicateKey");
+        assert_eq!(granted.len(), 1);
+        assert_eq!(granted[0]["Condition"]["StringEquals"]["kms:ReplicaRegion"], json!(regions));
+        assert!(allowing(&policy, SIGN, "kms:ReplicateKey").is_empty(), "signers never replicate");
+        assert_eq!(statements(&policy).len(), 4);
     }
 
     #[test]

@@ -52,12 +52,43 @@ pub struct KeyRecord {
     /// When it stopped being current, if it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deactivated_at: Option<UnixTime>,
+    /// Multi-region keyrings only: when rotate saw the key enabled in every replica region's
+    /// KMS and published in every region's keyring replica. Pre-publication counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated_at: Option<UnixTime>,
+    /// Multi-region keyrings only: when rotate saw every region's keyring replica record the
+    /// key as previous, so no region signs with it any more. Retirement grace counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_everywhere_at: Option<UnixTime>,
 }
 
 impl KeyRecord {
     fn published(&self) -> PublishedJwk {
         PublishedJwk::signing_key(self.public_jwk.clone(), self.kid.clone(), self.alg)
     }
+
+    /// Since when every verifier can have it: its publication in a single-region keyring; in a
+    /// multi-region one, the moment rotate saw it in every region (`None` until then).
+    pub fn published_everywhere_at(&self, multi_region: bool) -> Option<UnixTime> {
+        if multi_region {
+            self.replicated_at
+        } else {
+            Some(self.published_at)
+        }
+    }
+}
+
+/// The region whose rotate writes a multi-region keyring, and how many times the home moved.
+/// A rotate run refuses to write a keyring that names another home, or when any region's copy
+/// shows a higher epoch: after a fail-over, the old home never rotates again (see
+/// `Command::TakeOver`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Home {
+    /// The home region, e.g. `us-east-1`.
+    pub region: String,
+    /// 0 for the first home, one more at each take-over.
+    pub epoch: u64,
 }
 
 /// Why a key left the published set.
@@ -129,6 +160,8 @@ impl NewKey {
             published_at: now,
             activated_at: (state == KeyState::Current).then_some(now),
             deactivated_at: None,
+            replicated_at: None,
+            superseded_everywhere_at: None,
         }
     }
 }
@@ -147,6 +180,9 @@ pub struct Keyring {
     /// Key creations in flight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingCreation>,
+    /// Multi-region keyrings only: the one region whose rotate writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Home>,
 }
 
 /// Why a stored keyring was refused. Each is a reason to stop and alert a human, never to
@@ -184,6 +220,7 @@ impl Keyring {
             keys: Vec::new(),
             retiring: Vec::new(),
             pending: Vec::new(),
+            home: None,
         }
     }
 
@@ -257,6 +294,32 @@ impl Keyring {
             return bad("a pending creation request appears twice".into());
         }
         Ok(())
+    }
+
+    /// Whether the keyring is replicated to other regions (it names a home region).
+    pub fn is_multi_region(&self) -> bool {
+        self.home.is_some()
+    }
+
+    /// The keyring with `replicated_at = now` on each published key in `kids` that lacks it.
+    pub fn mark_replicated(&self, kids: &[String], now: UnixTime) -> Keyring {
+        let mut ring = self.clone();
+        for key in ring.keys.iter_mut().filter(|k| k.replicated_at.is_none() && kids.contains(&k.kid)) {
+            key.replicated_at = Some(now);
+        }
+        ring
+    }
+
+    /// The keyring with `superseded_everywhere_at = now` on each previous key in `kids` that
+    /// lacks it.
+    pub fn mark_superseded(&self, kids: &[String], now: UnixTime) -> Keyring {
+        let mut ring = self.clone();
+        for key in ring.keys.iter_mut().filter(|k| {
+            k.state == KeyState::Previous && k.superseded_everywhere_at.is_none() && kids.contains(&k.kid)
+        }) {
+            key.superseded_everywhere_at = Some(now);
+        }
+        ring
     }
 
     /// True until the first bootstrap.
@@ -367,12 +430,15 @@ impl Keyring {
         Some(ring)
     }
 
-    /// Move previous keys whose tokens have all expired (`now >= deactivated_at + grace`) from
-    /// the published set to the retirement queue. Returns their kids.
+    /// Move previous keys whose tokens have all expired (`now >= deactivated_at + grace`;
+    /// multi-region: `superseded_everywhere_at + grace`, as a lagging region may have signed
+    /// with the key after the home stopped) from the published set to the retirement queue.
+    /// Returns their kids.
     pub fn retire_expired(&self, now: UnixTime, grace_secs: i64) -> (Keyring, Vec<String>) {
+        let multi_region = self.is_multi_region();
         let (expired, kept): (Vec<_>, Vec<_>) = self.keys.iter().cloned().partition(|k| {
-            k.state == KeyState::Previous
-                && k.deactivated_at.is_some_and(|at| now >= at.saturating_add(grace_secs))
+            let since = if multi_region { k.superseded_everywhere_at } else { k.deactivated_at };
+            k.state == KeyState::Previous && since.is_some_and(|at| now >= at.saturating_add(grace_secs))
         });
         let mut ring = self.clone();
         ring.keys = kept;

@@ -24,6 +24,7 @@ pub mod memory;
 mod memory_keys;
 pub mod ml_dsa;
 pub mod ports;
+pub mod regions;
 pub mod rotate;
 pub mod secp256k1;
 pub mod signer;

@@ -6,7 +6,7 @@
 //! disabled or deleted keys refuse to sign, and the store's compare-and-swap fails when the
 //! current version moved.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
     KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
 };
+use crate::regions::{arn_region, regional_arn, ReplicaAdmin};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide the original failure.
@@ -70,7 +71,8 @@ pub enum FakeKeyState {
 struct FakeKey {
     /// KMS `KeySpec`, e.g. `ECC_NIST_P256` or `RSA_3072`.
     key_spec: &'static str,
-    private: PrivateKey,
+    /// Shared by a multi-Region key's primary and replicas: one key material.
+    private: Arc<PrivateKey>,
     state: FakeKeyState,
     tags: Vec<(String, String)>,
     created: tokio::time::Instant,
@@ -102,12 +104,65 @@ pub struct MemoryKms {
     rsa_keys_taken: Mutex<HashMap<usize, usize>>,
     /// Length of the message of every `Sign` call, in order.
     sign_message_sizes: Mutex<Vec<usize>>,
+    /// Create multi-Region keys (`mrk-` ids).
+    multi_region: Mutex<bool>,
+    /// The region `CreateKey` and key searches run in (default `us-east-1`).
+    home_region: Mutex<Option<String>>,
+    /// Regions whose KMS cannot be reached.
+    down_regions: Mutex<HashSet<String>>,
 }
 
 impl MemoryKms {
     /// An empty fake KMS.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Create multi-Region keys from now on (`MultiRegion=true`: `mrk-` key ids), which
+    /// [`ReplicaAdmin::replicate_key`] copies to other regions with the same key material.
+    pub fn create_multi_region_keys(&self) {
+        *lock(&self.multi_region) = true;
+    }
+
+    /// Run `CreateKey` and key searches in `region` from now on (a fail-over's new home).
+    pub fn set_home_region(&self, region: &str) {
+        *lock(&self.home_region) = Some(region.to_owned());
+    }
+
+    fn home_region(&self) -> String {
+        lock(&self.home_region).clone().unwrap_or_else(|| "us-east-1".to_owned())
+    }
+
+    /// Make KMS in `region` unreachable (every call fails in transit) or reachable again.
+    pub fn set_region_down(&self, region: &str, down: bool) {
+        let mut regions = lock(&self.down_regions);
+        if down {
+            regions.insert(region.to_owned());
+        } else {
+            regions.remove(region);
+        }
+    }
+
+    fn reachable(&self, region: &str, operation: &'static str) -> Result<(), KmsError> {
+        if lock(&self.down_regions).contains(region) {
+            Err(KmsError::transport(operation, format!("KMS in {region} is unreachable")))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn reachable_arn(&self, arn: &str, operation: &'static str) -> Result<(), KmsError> {
+        arn_region(arn).map_or(Ok(()), |region| self.reachable(region, operation))
+    }
+
+    /// The key's state in each region it exists in: `(arn, state)`, by ARN.
+    pub fn replicas_of(&self, arn: &str) -> Vec<(String, FakeKeyState)> {
+        let id = arn.rsplit(':').next().unwrap_or_default();
+        let keys = lock(&self.keys);
+        let mut found: Vec<(String, FakeKeyState)> =
+            keys.iter().filter(|(a, _)| a.ends_with(id)).map(|(a, k)| (a.clone(), k.state)).collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
     }
 
     /// Deny `GetPublicKey`, `DisableKey` and `ScheduleKeyDeletion` on a key for `window` after
@@ -173,6 +228,7 @@ impl MemoryKms {
 impl KeySigner for MemoryKms {
     async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
+        self.reachable_arn(key_arn, "Sign")?;
         self.count(match input {
             SigningInput::Digest(_) => "Sign/DIGEST",
             SigningInput::Raw(_) => "Sign/RAW",
@@ -188,7 +244,7 @@ impl KeySigner for MemoryKms {
         check_sign_request(key.key_spec, alg, input).map_err(refused)?;
         let kms_alg = alg.kms_signing_algorithm();
         let failed = |e: &dyn std::fmt::Display| refused(format!("{kms_alg}: {e}"));
-        let digest = match (&key.private, input) {
+        let digest = match (key.private.as_ref(), input) {
             (PrivateKey::Extra(k), input) => return k.sign(input).map_err(refused),
             (_, SigningInput::Digest(digest)) => digest.clone(),
             // ECDSA and RSASSA with RAW: KMS hashes the message itself.
@@ -197,7 +253,7 @@ impl KeySigner for MemoryKms {
         let digest = digest.as_slice();
         // `check_sign_request` saw the digest is exactly the hash's length: PSS salts are that long.
         let hash_len = digest.len();
-        match &key.private {
+        match key.private.as_ref() {
             PrivateKey::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
                 Ok(sig.to_der().as_bytes().to_vec())
@@ -264,14 +320,18 @@ impl KeyAdmin for MemoryKms {
                 }
             },
         };
+        let region = self.home_region();
+        self.reachable(&region, "CreateKey")?;
         let arn = {
             let mut counter = lock(&self.counter);
             *counter += 1;
-            format!("arn:aws:kms:us-east-1:000000000000:key/memory-{:08}", *counter)
+            let prefix = if *lock(&self.multi_region) { "mrk-" } else { "" };
+            format!("arn:aws:kms:{region}:000000000000:key/{prefix}memory-{:08}", *counter)
         };
         let tags = tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let created = tokio::time::Instant::now();
         let key_spec = alg.kms_key_spec();
+        let private = Arc::new(private);
         lock(&self.keys)
             .insert(arn.clone(), FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags, created });
         Ok(arn)
@@ -279,12 +339,13 @@ impl KeyAdmin for MemoryKms {
 
     async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
         self.count("GetPublicKey");
+        self.reachable_arn(key_arn, "GetPublicKey")?;
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         self.denied(key, "GetPublicKey")?;
         // SubjectPublicKeyInfo, as KMS answers: id-ecPublicKey with the named curve and an
         // uncompressed point, or rsaEncryption with a PKCS #1 RSAPublicKey.
-        let der = match &key.private {
+        let der = match key.private.as_ref() {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der(),
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der(),
             // p521 0.13's `SigningKey::verifying_key` sits behind a feature it does not define.
@@ -301,6 +362,7 @@ impl KeyAdmin for MemoryKms {
 
     async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
         self.count("DisableKey");
+        self.reachable_arn(key_arn, "DisableKey")?;
         let mut keys = lock(&self.keys);
         // A key that no longer exists is as retired as it gets (the port's contract).
         let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
@@ -323,8 +385,12 @@ impl KeyAdmin for MemoryKms {
         };
         // The account's keys in a stable order: foreign ones first (as a listing of a busy
         // account would mostly show), then ours by ARN.
+        let home = self.home_region();
+        self.reachable(&home, "FindKeys")?;
         let keys = lock(&self.keys);
-        let mut ours: Vec<(&String, &FakeKey)> = keys.iter().collect();
+        // A regional search, like the tagging API's and ListKeys': the home region's keys.
+        let mut ours: Vec<(&String, &FakeKey)> =
+            keys.iter().filter(|(arn, _)| arn_region(arn) == Some(home.as_str())).collect();
         ours.sort_by(|a, b| a.0.cmp(b.0));
         let foreign = usize::try_from(*lock(&self.foreign_keys)).unwrap_or(usize::MAX);
         let total = foreign.saturating_add(ours.len());
@@ -346,6 +412,7 @@ impl KeyAdmin for MemoryKms {
 
     async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
         self.count("ScheduleKeyDeletion");
+        self.reachable_arn(key_arn, "ScheduleKeyDeletion")?;
         let mut keys = lock(&self.keys);
         let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
         self.denied(key, "ScheduleKeyDeletion")?;
@@ -353,6 +420,124 @@ impl KeyAdmin for MemoryKms {
             key.state = FakeKeyState::PendingDeletion { window_days };
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplicaAdmin for MemoryKms {
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        _alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        self.count("ReplicateKey");
+        self.reachable_arn(key_arn, "ReplicateKey")?;
+        self.reachable(region, "ReplicateKey")?;
+        let replica_arn = regional_arn(key_arn, region)
+            .ok_or_else(|| KmsError::other("ReplicateKey", format!("{key_arn} is not a multi-Region key")))?;
+        let mut keys = lock(&self.keys);
+        let primary = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        if primary.state != FakeKeyState::Enabled {
+            return Err(KmsError::InvalidState(key_arn.to_owned()));
+        }
+        let replica = FakeKey {
+            key_spec: primary.key_spec,
+            private: Arc::clone(&primary.private),
+            state: FakeKeyState::Enabled,
+            tags: tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            created: tokio::time::Instant::now(),
+        };
+        // A replica that exists already is what a retried call finds.
+        keys.entry(replica_arn).or_insert(replica);
+        Ok(())
+    }
+
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        self.count("DescribeKey");
+        self.reachable_arn(key_arn, "DescribeKey")?;
+        Ok(lock(&self.keys).get(key_arn).is_some_and(|k| k.state == FakeKeyState::Enabled))
+    }
+}
+
+/// Secrets Manager replication twin: a read-only copy of a primary secret in another region,
+/// updated only when [`MemoryReplica::sync`] is called (real replication is eventual), until
+/// promoted to a standalone, writable secret (`StopReplicationToReplica`).
+pub struct MemoryReplica {
+    primary: Mutex<Arc<dyn ReplicationSource>>,
+    copy: MemoryStore,
+    promoted: Mutex<bool>,
+}
+
+/// A secret a [`MemoryReplica`] can copy from: a primary, or a promoted replica.
+pub trait ReplicationSource: Send + Sync {
+    /// The current document, if any.
+    fn current_text(&self) -> Option<String>;
+}
+
+impl ReplicationSource for MemoryStore {
+    fn current_text(&self) -> Option<String> {
+        MemoryStore::current_text(self)
+    }
+}
+
+impl ReplicationSource for MemoryReplica {
+    fn current_text(&self) -> Option<String> {
+        self.copy.current_text()
+    }
+}
+
+impl MemoryReplica {
+    /// A replica of `primary` that has received nothing yet.
+    pub fn new(primary: Arc<dyn ReplicationSource>) -> Self {
+        MemoryReplica { primary: Mutex::new(primary), copy: MemoryStore::new(), promoted: Mutex::new(false) }
+    }
+
+    /// Replicate from another primary from now on (after a fail-over, the new home's secret).
+    pub fn repoint(&self, primary: Arc<dyn ReplicationSource>) {
+        *lock(&self.primary) = primary;
+    }
+
+    /// Replicate: the copy takes the primary's current document (unless promoted or down).
+    pub fn sync(&self) {
+        if *lock(&self.promoted) || lock(&self.copy.state).unavailable {
+            return;
+        }
+        let primary = Arc::clone(&*lock(&self.primary));
+        if let Some(text) = primary.current_text() {
+            if self.copy.current_text().as_deref() != Some(text.as_str()) {
+                let mut state = lock(&self.copy.state);
+                let id = format!("r-{}", state.versions.len() + 1);
+                state.versions.push((id, text));
+                state.current = Some(state.versions.len() - 1);
+            }
+        }
+    }
+
+    /// Make the region's Secrets Manager unreachable, or reachable again.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.copy.set_unavailable(unavailable);
+    }
+
+    /// Promote to a standalone secret: writable, no longer replicated.
+    pub fn promote(&self) {
+        *lock(&self.promoted) = true;
+    }
+}
+
+#[async_trait]
+impl KeyringStore for MemoryReplica {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        self.copy.load().await
+    }
+
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+        if !*lock(&self.promoted) {
+            // Secrets Manager refuses writes to a replica secret.
+            return Err(StoreError::unavailable("InvalidRequestException: a replica secret is read-only"));
+        }
+        self.copy.compare_and_swap(expected, text).await
     }
 }
 

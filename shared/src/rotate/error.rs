@@ -33,6 +33,18 @@ pub enum RotateError {
     /// A rotation would publish more keys (or a larger JWKS) than verifiers accept.
     #[error("{0}")]
     TooManyPublishedKeys(RotationHeld),
+    /// Multi-region: this region's rotate is not the keyring's writer (the keyring names
+    /// another home, or another region's copy shows a later take-over). Nothing was written.
+    #[error("this region ({own}) is not the keyring's home ({home}); only the home region rotates")]
+    NotHome {
+        /// The home region the keyring names.
+        home: String,
+        /// This rotate function's region.
+        own: String,
+    },
+    /// `take-over` was asked of a rotate function that has no multi-region configuration.
+    #[error("take-over needs REPLICA_REGIONS: this keyring is single-region")]
+    NotMultiRegion,
 }
 
 impl RotateError {
@@ -47,6 +59,8 @@ impl RotateError {
             RotateError::UnknownKid(_) => "UnknownKid",
             RotateError::OutOfTime(_) => "OutOfTime",
             RotateError::TooManyPublishedKeys(_) => "TooManyPublishedKeys",
+            RotateError::NotHome { .. } => "NotHome",
+            RotateError::NotMultiRegion => "NotMultiRegion",
         }
     }
 }

@@ -64,9 +64,13 @@ pub(super) fn plan(
         }
         (Some(current), Some(next)) => {
             let current_age = now - current.activated_at.unwrap_or(current.published_at);
-            let prepublished = now - next.published_at >= policy.prepublication;
+            // Multi-region: the next key counts as published only once every region has it
+            // (KMS replica enabled, keyring replica showing it); not even `force` skips that,
+            // or tokens signed with it would fail in a region whose JWKS lacks it.
+            let visible_since = next.published_everywhere_at(ring.is_multi_region());
+            let prepublished = visible_since.is_some_and(|at| now - at >= policy.prepublication);
             let due = match mode {
-                Mode::RotateNow { force } => prepublished || *force,
+                Mode::RotateNow { force } => visible_since.is_some() && (prepublished || *force),
                 Mode::Reconcile => current_age >= policy.rotation_period && prepublished,
             };
             // Checked before asking for a key: a refused rotation creates nothing.
@@ -148,7 +152,8 @@ pub(super) fn early_activation(
     if first_bootstrap || before.current().is_some_and(|c| c.kid == current.kid) {
         return None;
     }
-    let published_for = now - current.published_at;
+    // A key never seen in every region was published there for no time at all.
+    let published_for = now - current.published_everywhere_at(after.is_multi_region()).unwrap_or(now);
     (published_for < policy.prepublication).then(|| EarlyActivation {
         kid: current.kid.clone(),
         published_for_seconds: published_for,

@@ -21,6 +21,11 @@ pub enum Transition {
     Revoke,
     /// Previous keys whose tokens have all expired left the JWKS.
     Retire,
+    /// Multi-region: keys were seen in every region (KMS replica enabled, keyring replica
+    /// showing them); their pre-publication time starts now.
+    Replicated,
+    /// Multi-region: this region took over as home (after a fail-over), with a higher epoch.
+    TakeOver,
 }
 
 /// The JSON summary a run answers and logs.

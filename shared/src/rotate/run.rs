@@ -1,6 +1,7 @@
 //! The reconciler: carries out a plan against KMS and the keyring store (see the module docs
 //! of [`crate::rotate`] for the order of a run).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,8 +12,9 @@ use super::plan::{early_activation, plan, withdraw, Mode, Need, Plan};
 use super::policy::RotationPolicy;
 use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
 use crate::jwk::PublicJwk;
-use crate::keyring::{Keyring, NewKey, PendingCreation, UnixTime};
+use crate::keyring::{Home, KeyRecord, KeyState, Keyring, NewKey, PendingCreation, UnixTime};
 use crate::ports::{KeyAdmin, KeyTags, KeyringStore, KmsError, StoreError};
+use crate::regions::{regional_arn, ReplicaRegion};
 
 /// Compare-and-swap conflicts a run tolerates before giving up (the next run carries on).
 pub(super) const MAX_CONFLICTS: usize = 16;
@@ -45,6 +47,10 @@ pub enum Command {
     },
     /// Report; change nothing.
     Status,
+    /// Multi-region fail-over: make this region the keyring's home (epoch + 1). Run in the new
+    /// home after its replica secret was promoted to a standalone secret; from then on the
+    /// old home's rotate refuses to write (`NotHome`).
+    TakeOver,
 }
 
 /// Runs reconciliations against a KMS and a keyring store.
@@ -54,6 +60,22 @@ pub struct Rotator<K, S> {
     policy: RotationPolicy,
     keyring_name: String,
     step_reserve: Duration,
+    regions: Option<Regions>,
+}
+
+/// A multi-region rotator's view of the other regions.
+struct Regions {
+    /// This function's region: the home it claims, or must be named.
+    own: String,
+    replicas: Vec<Arc<ReplicaRegion>>,
+}
+
+/// What a run saw of the replica regions.
+struct Observed {
+    /// The keyring with the home claimed and newly replicated keys stamped.
+    keyring: Keyring,
+    /// Keys stamped `replicated_at` by this observation.
+    replicated: Vec<String>,
 }
 
 /// How a sweep of one stale intent ended.
@@ -173,7 +195,22 @@ enum DropFailed {
 impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
-        Rotator { kms, store, policy, keyring_name: keyring_name.into(), step_reserve: DEFAULT_STEP_RESERVE }
+        Rotator {
+            kms,
+            store,
+            policy,
+            keyring_name: keyring_name.into(),
+            step_reserve: DEFAULT_STEP_RESERVE,
+            regions: None,
+        }
+    }
+
+    /// Rotate a multi-region keyring from `own_region` (its home), replicated to `replicas`:
+    /// a key is made current only once every replica region has it (see
+    /// [`crate::regions`]). `kms` should then be a [`crate::regions::MultiRegionKms`].
+    pub fn with_regions(mut self, own_region: impl Into<String>, replicas: Vec<Arc<ReplicaRegion>>) -> Self {
+        self.regions = Some(Regions { own: own_region.into(), replicas });
+        self
     }
 
     /// Time kept in hand for each further AWS call: the SDK's operation timeout.
@@ -233,6 +270,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 return Ok(RotationReport::unchanged(&ring, version, now));
             }
             Command::Revoke { kid } => return self.revoke(&kid, now, run).await,
+            Command::TakeOver => return self.take_over(now, run).await,
             Command::Reconcile => Mode::Reconcile,
             Command::Rotate { force } => Mode::RotateNow { force },
         };
@@ -291,6 +329,8 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         loop {
             let (ring, version) = self.read().await?;
             run.latest = Some((ring.clone(), version.clone()));
+            // No remote read first: a revocation never waits for another region.
+            self.check_home(&ring)?;
             let Some(withdrawn) = withdraw(&ring, kid, now)? else { return Ok(None) };
             withdrawn.validate()?;
             match self.store.compare_and_swap(version.as_deref(), &withdrawn.to_json()).await {
@@ -303,6 +343,125 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                         early_activation,
                         ..Converged::default()
                     }));
+                }
+                Err(StoreError::Conflict) => conflicts.count()?,
+                Err(e) => return Err(RotateError::Store(e)),
+            }
+        }
+    }
+
+    /// Multi-region: refuse a keyring that names another home region.
+    fn check_home(&self, ring: &Keyring) -> Result<(), RotateError> {
+        match (&self.regions, &ring.home) {
+            (Some(regions), Some(home)) if home.region != regions.own => {
+                Err(RotateError::NotHome { home: home.region.clone(), own: regions.own.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Multi-region: check this region is the writer (the keyring names it, or nobody yet, and
+    /// no region's copy shows a later take-over), then stamp `replicated_at` on every key that
+    /// every replica region now has: its KMS replica enabled, its kid in the region's keyring
+    /// replica. A region that cannot be read stamps nothing (the next key then waits, and the
+    /// current key keeps signing everywhere). Single-region: the keyring as it is.
+    async fn observe_regions(
+        &self,
+        ring: &Keyring,
+        now: UnixTime,
+        run: &mut RunState,
+    ) -> Result<Observed, RotateError> {
+        let Some(regions) = &self.regions else {
+            return Ok(Observed { keyring: ring.clone(), replicated: Vec::new() });
+        };
+        self.check_home(ring)?;
+        let mut observed = ring.clone();
+        let home =
+            observed.home.get_or_insert_with(|| Home { region: regions.own.clone(), epoch: 0 }).clone();
+        let mut waiting: Vec<&KeyRecord> = ring.keys.iter().filter(|k| k.replicated_at.is_none()).collect();
+        let mut superseded: Vec<&KeyRecord> =
+            ring.previous().filter(|k| k.superseded_everywhere_at.is_none()).collect();
+        let mut every_region_answered = true;
+        for region in &regions.replicas {
+            let replica = match region.load().await {
+                Ok(None) => Keyring::empty(),
+                Ok(Some(doc)) => match Keyring::from_json(&doc.text) {
+                    Ok(replica) => replica,
+                    Err(e) => {
+                        run.incomplete.push(format!("region {}: keyring replica unusable: {e}", region.name));
+                        every_region_answered = false;
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    warn!(region = %region.name, error = %e, "keyring replica unreadable; no key is promoted until it is");
+                    run.incomplete.push(format!("region {}: keyring replica unreadable: {e}", region.name));
+                    every_region_answered = false;
+                    continue;
+                }
+            };
+            if let Some(theirs) = replica.home.as_ref().filter(|theirs| theirs.epoch > home.epoch) {
+                warn!(region = %region.name, home = %theirs.region, epoch = theirs.epoch, "another region took over as home; this one stops rotating");
+                return Err(RotateError::NotHome { home: theirs.region.clone(), own: regions.own.clone() });
+            }
+            waiting.retain(|key| replica.find(&key.kid).is_some());
+            // Previous there too (or already gone from it): that region no longer signs with it.
+            superseded
+                .retain(|key| replica.find(&key.kid).is_none_or(|theirs| theirs.state == KeyState::Previous));
+            let mut enabled = Vec::with_capacity(waiting.len());
+            for key in waiting {
+                let Some(arn) = regional_arn(&key.kms_key_arn, &region.name) else {
+                    run.incomplete.push(format!(
+                        "key {} is not a multi-Region key: it cannot sign in {}",
+                        key.kid, region.name
+                    ));
+                    continue;
+                };
+                match region.kms.key_enabled(&arn).await {
+                    Ok(true) => enabled.push(key),
+                    Ok(false) => {}
+                    Err(e) => {
+                        run.incomplete.push(format!("region {}: replica of {}: {e}", region.name, key.kid));
+                        every_region_answered = false;
+                    }
+                }
+            }
+            waiting = enabled;
+        }
+        let replicated: Vec<String> =
+            if every_region_answered { waiting.iter().map(|k| k.kid.clone()).collect() } else { Vec::new() };
+        let superseded: Vec<String> = if every_region_answered {
+            superseded.iter().map(|k| k.kid.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        for key in ring.keys.iter().filter(|k| k.replicated_at.is_none() && !replicated.contains(&k.kid)) {
+            run.incomplete.push(format!("key {} awaits replication to every region", key.kid));
+        }
+        let keyring = observed.mark_replicated(&replicated, now).mark_superseded(&superseded, now);
+        Ok(Observed { keyring, replicated })
+    }
+
+    /// Fail-over: name this region the keyring's home, one epoch above the last.
+    async fn take_over(&self, now: UnixTime, mut run: RunState) -> Result<RotationReport, RotateError> {
+        let Some(regions) = &self.regions else { return Err(RotateError::NotMultiRegion) };
+        let mut conflicts = Conflicts::default();
+        loop {
+            let (ring, version) = self.read().await?;
+            run.latest = Some((ring.clone(), version.clone()));
+            if ring.home.as_ref().is_some_and(|home| home.region == regions.own) {
+                return Ok(self.report(Converged::default(), run, now));
+            }
+            let mut claimed = ring.clone();
+            let epoch = ring.home.as_ref().map_or(0, |home| home.epoch + 1);
+            claimed.home = Some(Home { region: regions.own.clone(), epoch });
+            match self.store.compare_and_swap(version.as_deref(), &claimed.to_json()).await {
+                Ok(new_version) => {
+                    warn!(home = %regions.own, epoch, "took over as the keyring's home region");
+                    run.record_written(claimed, new_version);
+                    let converged =
+                        Converged { transitions: vec![Transition::TakeOver], ..Converged::default() };
+                    return Ok(self.report(converged, run, now));
                 }
                 Err(StoreError::Conflict) => conflicts.count()?,
                 Err(e) => return Err(RotateError::Store(e)),
@@ -357,7 +516,8 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         loop {
             let (ring, version) = self.read().await?;
             run.latest = Some((ring.clone(), version.clone()));
-            let mut plan = match plan(&ring, &self.policy, mode, now, &run.fresh) {
+            let Observed { keyring: observed, replicated } = self.observe_regions(&ring, now, run).await?;
+            let mut plan = match plan(&observed, &self.policy, mode, now, &run.fresh) {
                 Ok(plan) => plan,
                 Err(Need::Keys(needed)) => {
                     match self.provide_keys(&ring, version.as_deref(), needed, now, run).await {
@@ -372,6 +532,9 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             drop_fulfilled_intent(&mut plan, run);
             if plan.keyring == ring {
                 return Ok(Converged { rotation_held: plan.held, ..Converged::default() });
+            }
+            if !replicated.is_empty() {
+                plan.transitions.insert(0, Transition::Replicated);
             }
             match self.write_plan(&ring, version.as_deref(), plan, now, run).await? {
                 Some(converged) => return Ok(converged),

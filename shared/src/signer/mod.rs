@@ -31,4 +31,6 @@ pub use request::{
     parse_request, Audience, SignRequest, TokenType, MAX_BATCH, MAX_BATCH_BYTES, MAX_CLAIMS_BYTES,
     MAX_REQUEST_BYTES, RESERVED_CLAIMS,
 };
-pub use service::{current_signing_key, SignAnswer, SignedToken, SigningKey, TokenSigner, AUDIT_TARGET};
+pub use service::{
+    current_signing_key, signing_key_in, SignAnswer, SignedToken, SigningKey, TokenSigner, AUDIT_TARGET,
+};

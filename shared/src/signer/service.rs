@@ -55,6 +55,19 @@ pub struct SigningKey {
     pub plan: InputPlan,
 }
 
+/// The current key as a signer in `region` uses it: a multi-Region key through its replica
+/// in that region (see [`crate::regions::local_key_arn`]), anything else as recorded.
+pub fn signing_key_in(
+    region: Option<String>,
+) -> impl Fn(&Keyring) -> Option<SigningKey> + Send + Sync + 'static {
+    move |ring| {
+        current_signing_key(ring).map(|key| SigningKey {
+            kms_key_arn: crate::regions::local_key_arn(&key.kms_key_arn, region.as_deref()),
+            ..key
+        })
+    }
+}
+
 /// The keyring's current key as the signer uses it, `None` before the first rotation.
 pub fn current_signing_key(ring: &Keyring) -> Option<SigningKey> {
     ring.current().map(|k| SigningKey {

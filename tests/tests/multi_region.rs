@@ -1,0 +1,483 @@
+//! Multi-region active-active on the in-memory twins: rotate in `us-east-1` with replicas in
+//! `eu-west-1` and `ap-southeast-2`. KMS multi-Region keys share key material across regions;
+//! Secrets Manager replicas receive the keyring only when the test replicates them
+//! ([`MemoryReplica::sync`]): real replication is eventual, LocalStack's is instant, so lag
+//! and regional outages are modelled here.
+//!
+//! Checked: each region signs through its own replica key, and every token verifies against
+//! every region's JWKS (an independent verifier, `jsonwebtoken`); a next key becomes current
+//! only once every region has it; a region that is down holds rotation back without stopping
+//! signing elsewhere; retirement and revocation reach every region; a take-over fences the old
+//! home; and a year of rotations with random lag and outages keeps every live token verifiable
+//! in every region.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::keyring::{Keyring, UnixTime};
+use kms_jwt::memory::{FakeKeyState, MemoryKms, MemoryReplica, MemoryStore};
+use kms_jwt::ports::KeyringStore;
+use kms_jwt::regions::{regional_arn, MultiRegionKms, ReplicaRegion};
+use kms_jwt::rotate::{Command, RotationPolicy, RotationReport, Rotator, Transition};
+use kms_jwt::signer::{signing_key_in, TokenSigner};
+use kms_jwt::SigningAlg;
+use kms_jwt_tests::verify;
+use serde_json::json;
+
+const HOME: &str = "us-east-1";
+const EU: &str = "eu-west-1";
+const AP: &str = "ap-southeast-2";
+const ISSUER: &str = "https://issuer.multi-region.test";
+const HOUR: i64 = 3_600;
+
+type MultiRotator = Rotator<MultiRegionKms<Arc<MemoryKms>>, Arc<dyn KeyringStore>>;
+
+/// Three regions' KMS (one twin: multi-Region keys live in all), the home secret and its two
+/// replicas.
+struct World {
+    kms: Arc<MemoryKms>,
+    home_store: Arc<MemoryStore>,
+    eu: Arc<MemoryReplica>,
+    ap: Arc<MemoryReplica>,
+    policy: RotationPolicy,
+}
+
+impl World {
+    fn new() -> World {
+        let kms = Arc::new(MemoryKms::new());
+        kms.create_multi_region_keys();
+        let home_store = Arc::new(MemoryStore::new());
+        let eu = Arc::new(MemoryReplica::new(home_store.clone()));
+        let ap = Arc::new(MemoryReplica::new(home_store.clone()));
+        World { kms, home_store, eu, ap, policy: RotationPolicy::for_tests(SigningAlg::ES256) }
+    }
+
+    fn region(&self, name: &str, store: Arc<dyn KeyringStore>) -> Arc<ReplicaRegion> {
+        Arc::new(ReplicaRegion { name: name.to_owned(), kms: self.kms.clone(), keyring: store })
+    }
+
+    /// The rotate function of `own`, writing `store`, with `replicas` as its other regions.
+    fn rotator(
+        &self,
+        own: &str,
+        store: Arc<dyn KeyringStore>,
+        replicas: Vec<Arc<ReplicaRegion>>,
+    ) -> MultiRotator {
+        let kms = MultiRegionKms::new(own, self.kms.clone(), replicas.clone());
+        Rotator::new(kms, store, self.policy.clone(), "kr").with_regions(own, replicas)
+    }
+
+    fn home_rotator(&self) -> MultiRotator {
+        self.rotator(
+            HOME,
+            self.home_store.clone(),
+            vec![self.region(EU, self.eu.clone()), self.region(AP, self.ap.clone())],
+        )
+    }
+
+    fn sync(&self) {
+        self.eu.sync();
+        self.ap.sync();
+    }
+
+    /// Each region's (name, keyring store): what its sign and jwks functions read.
+    fn stores(&self) -> Vec<(&'static str, Arc<dyn KeyringStore>)> {
+        vec![(HOME, self.home_store.clone()), (EU, self.eu.clone()), (AP, self.ap.clone())]
+    }
+}
+
+/// The sign function of `region`, reading `store` afresh each time.
+fn signer(
+    kms: Arc<MemoryKms>,
+    region: &str,
+    store: Arc<dyn KeyringStore>,
+) -> TokenSigner<Arc<MemoryKms>, Arc<dyn KeyringStore>> {
+    let cache = KeyringCache::new(
+        store,
+        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
+        signing_key_in(Some(region.to_owned())),
+    );
+    TokenSigner::new(kms, cache, ISSUER.into(), Duration::from_secs(900), Duration::from_secs(900))
+}
+
+async fn keyring(store: &dyn KeyringStore) -> Keyring {
+    match store.load().await.unwrap() {
+        Some(doc) => Keyring::from_json(&doc.text).unwrap(),
+        None => Keyring::empty(),
+    }
+}
+
+/// Every region's JWKS, as its jwks function serves it.
+async fn jwks_of_every_region(world: &World) -> Vec<(&'static str, String)> {
+    let mut sets = Vec::new();
+    for (region, store) in world.stores() {
+        sets.push((region, serde_json::to_string(&keyring(&*store).await.jwks()).unwrap()));
+    }
+    sets
+}
+
+/// Sign in every region and verify each token against every region's JWKS.
+async fn sign_everywhere_and_verify_everywhere(world: &World, now: UnixTime) -> Vec<String> {
+    let jwks = jwks_of_every_region(world).await;
+    let mut kids = Vec::new();
+    for (region, store) in world.stores() {
+        let signed = signer(world.kms.clone(), region, store)
+            .sign_event(json!({"claims": {"sub": region}}), now)
+            .await
+            .unwrap_or_else(|e| panic!("{region} signs: {e}"));
+        for (verifier_region, set) in &jwks {
+            let claims = verify(&signed.token, set, ISSUER)
+                .unwrap_or_else(|e| panic!("a token of {region} fails in {verifier_region}: {e}"));
+            assert_eq!(claims["sub"], region);
+        }
+        kids.push(signed.kid);
+    }
+    kids
+}
+
+fn transitions(report: &RotationReport) -> &[Transition] {
+    &report.transitions
+}
+
+#[tokio::test]
+async fn each_region_signs_with_its_replica_and_every_region_verifies_every_token() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = kms_jwt::unix_now();
+    let report = rotate.reconcile(t0).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Bootstrap]);
+
+    // Both keys are multi-Region keys with an enabled replica in every region.
+    let home = keyring(&*world.home_store).await;
+    assert_eq!(home.home.as_ref().map(|h| (h.region.as_str(), h.epoch)), Some((HOME, 0)));
+    for key in &home.keys {
+        let copies = world.kms.replicas_of(&key.kms_key_arn);
+        assert_eq!(copies.len(), 3, "{copies:?}");
+        assert!(copies.iter().all(|(_, state)| *state == FakeKeyState::Enabled));
+    }
+
+    // Before replication reaches them, the replica regions cannot sign: no keyring yet.
+    let eu_signer = signer(world.kms.clone(), EU, world.eu.clone());
+    assert_eq!(eu_signer.sign_event(json!({"claims": {}}), t0).await.unwrap_err().code(), "NoCurrentKey");
+
+    world.sync();
+    let signs_before = world.kms.calls("Sign");
+    let kids = sign_everywhere_and_verify_everywhere(&world, t0 + 1).await;
+    assert_eq!(world.kms.calls("Sign") - signs_before, 3, "one KMS call per token");
+    // Same key material everywhere: the same kid from every region.
+    assert!(kids.iter().all(|kid| kid == &kids[0]), "{kids:?}");
+
+    // The next key is not counted as published until every region has it.
+    let next = home.next().unwrap().clone();
+    assert_eq!(next.replicated_at, None);
+    let report = rotate.reconcile(t0 + 60).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Replicated]);
+    assert_eq!(keyring(&*world.home_store).await.next().unwrap().replicated_at, Some(t0 + 60));
+}
+
+#[tokio::test]
+async fn a_next_key_waits_for_every_region_and_a_region_down_holds_rotation_not_signing() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = kms_jwt::unix_now();
+    rotate.reconcile(t0).await.unwrap();
+    world.sync();
+    rotate.reconcile(t0 + 60).await.unwrap(); // next key seen everywhere
+    world.sync();
+    let first_current = keyring(&*world.home_store).await.current().unwrap().kid.clone();
+
+    // A rotation is due; the new next key reaches the home keyring only.
+    let t1 = t0 + world.policy.rotation_period;
+    let report = rotate.reconcile(t1).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Rotate]);
+    let ring = keyring(&*world.home_store).await;
+    let newest = ring.next().unwrap().kid.clone();
+    // The promoted key was in every region's JWKS before it signed: tokens verify everywhere,
+    // even in regions whose keyring replica still has the old current key.
+    sign_everywhere_and_verify_everywhere(&world, t1 + 1).await;
+
+    // eu-west-1's Secrets Manager goes down before it sees the new next key.
+    world.ap.sync();
+    world.eu.set_unavailable(true);
+    let t2 = t1 + world.policy.rotation_period;
+    let report = rotate.reconcile(t2).await.unwrap();
+    assert!(transitions(&report).is_empty(), "{report:?}");
+    assert!(report.incomplete.iter().any(|line| line.contains(EU)), "{:?}", report.incomplete);
+    let ring = keyring(&*world.home_store).await;
+    assert_eq!(ring.next().unwrap().kid, newest, "the next key waits");
+    assert_eq!(ring.next().unwrap().replicated_at, None);
+    assert_ne!(ring.current().unwrap().kid, first_current);
+    // Signing goes on in the regions that are up, with the current key; their tokens verify
+    // against the JWKS eu-west-1 served before its outage.
+    let stale_eu_jwks = serde_json::to_string(&Keyring::from_json(&world.eu_text()).unwrap().jwks()).unwrap();
+    for (region, store) in [(HOME, world.home_store.clone() as Arc<dyn KeyringStore>), (AP, world.ap.clone())]
+    {
+        let signed =
+            signer(world.kms.clone(), region, store).sign_event(json!({"claims": {}}), t2).await.unwrap();
+        assert_eq!(signed.kid, ring.current().unwrap().kid);
+        verify(&signed.token, &stale_eu_jwks, ISSUER).unwrap();
+    }
+
+    // The region returns: the key is seen everywhere, waits its pre-publication, then signs.
+    world.eu.set_unavailable(false);
+    world.sync();
+    let report = rotate.reconcile(t2 + 60).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Replicated]);
+    let report = rotate.reconcile(t2 + 120).await.unwrap();
+    assert!(transitions(&report).is_empty(), "pre-publication counts from replication");
+    let report = rotate.reconcile(t2 + 60 + world.policy.prepublication).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Rotate]);
+    assert_eq!(keyring(&*world.home_store).await.current().unwrap().kid, newest);
+    world.sync();
+    sign_everywhere_and_verify_everywhere(&world, t2 + 2 * HOUR).await;
+}
+
+impl World {
+    fn eu_text(&self) -> String {
+        kms_jwt::memory::ReplicationSource::current_text(&*self.eu).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_not_created_while_a_replica_kms_is_down_and_its_orphan_is_swept_everywhere() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = kms_jwt::unix_now();
+    rotate.reconcile(t0).await.unwrap();
+    world.sync();
+    rotate.reconcile(t0 + 60).await.unwrap();
+    world.sync();
+    let before = keyring(&*world.home_store).await;
+
+    world.kms.set_region_down(AP, true);
+    let t1 = t0 + world.policy.rotation_period;
+    let err = rotate.reconcile(t1).await.unwrap_err();
+    assert_eq!(err.code(), "KmsError", "{err}");
+    let after = keyring(&*world.home_store).await;
+    assert_eq!(after.current(), before.current(), "the current key keeps signing");
+    assert_eq!(after.pending.len(), 1, "the creation intent stays for the sweep");
+    // The primary made before replication failed, not in any keyring.
+    let orphan = world
+        .kms
+        .key_arns()
+        .into_iter()
+        .find(|arn| arn.contains(HOME) && !after.holds_arn(arn))
+        .expect("an orphaned primary");
+
+    // The region returns; a run after the intent went stale rotates and sweeps the orphan
+    // (and any replica of it) in every region.
+    world.kms.set_region_down(AP, false);
+    let later = t1 + kms_jwt::rotate::STALE_INTENT_SECS;
+    let report = rotate.reconcile(later).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Rotate], "{report:?}");
+    assert!(report.orphans_deleted.contains(&orphan), "{report:?}");
+    for (_, state) in world.kms.replicas_of(&orphan) {
+        assert!(matches!(state, FakeKeyState::PendingDeletion { .. }), "{state:?}");
+    }
+}
+
+#[tokio::test]
+async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_was_down() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = kms_jwt::unix_now();
+    rotate.reconcile(t0).await.unwrap();
+    world.sync();
+    rotate.reconcile(t0 + 60).await.unwrap();
+    let current = keyring(&*world.home_store).await.current().unwrap().clone();
+
+    world.kms.set_region_down(EU, true);
+    let report = rotate.run(Command::Revoke { kid: current.kid.clone() }, t0 + 120).await.unwrap();
+    assert_eq!(transitions(&report)[0], Transition::Revoke);
+    let states = world.kms.replicas_of(&current.kms_key_arn);
+    let eu_arn = regional_arn(&current.kms_key_arn, EU).unwrap();
+    for (arn, state) in &states {
+        if *arn == eu_arn {
+            assert_eq!(*state, FakeKeyState::Enabled, "unreachable: retried later");
+        } else {
+            // Disabled at once; the deletion is scheduled once every region is done.
+            assert_ne!(*state, FakeKeyState::Enabled, "{arn}: it can no longer sign");
+        }
+    }
+    let ring = keyring(&*world.home_store).await;
+    assert!(ring.retiring.iter().any(|k| k.kid == current.kid), "stays queued until every region is done");
+
+    world.kms.set_region_down(EU, false);
+    let report = rotate.reconcile(t0 + 180).await.unwrap();
+    assert!(report.retired.contains(&current.kid), "{report:?}");
+    assert!(world
+        .kms
+        .replicas_of(&current.kms_key_arn)
+        .iter()
+        .all(|(_, state)| matches!(state, FakeKeyState::PendingDeletion { .. })));
+    assert!(keyring(&*world.home_store).await.retiring.is_empty());
+}
+
+#[tokio::test]
+async fn fail_over_moves_the_home_and_fences_the_old_one() {
+    let world = World::new();
+    let old_home = world.home_rotator();
+    let t0 = kms_jwt::unix_now();
+    old_home.reconcile(t0).await.unwrap();
+    world.sync();
+    old_home.reconcile(t0 + 60).await.unwrap();
+    world.sync();
+
+    // us-east-1 goes down: KMS and Secrets Manager. The other regions keep signing and
+    // serving the JWKS from their replicas.
+    world.kms.set_region_down(HOME, true);
+    world.home_store.set_unavailable(true);
+    let replica_jwks: Vec<String> = {
+        let mut sets = Vec::new();
+        for store in [world.eu.clone() as Arc<dyn KeyringStore>, world.ap.clone()] {
+            sets.push(serde_json::to_string(&keyring(&*store).await.jwks()).unwrap());
+        }
+        sets
+    };
+    for (region, store) in [(EU, world.eu.clone() as Arc<dyn KeyringStore>), (AP, world.ap.clone())] {
+        let signed = signer(world.kms.clone(), region, store)
+            .sign_event(json!({"claims": {}}), t0 + 120)
+            .await
+            .unwrap();
+        for set in &replica_jwks {
+            verify(&signed.token, set, ISSUER).unwrap();
+        }
+    }
+    // A rotate in eu-west-1 without a take-over refuses: the keyring names us-east-1.
+    let eu_rotate = world.rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())]);
+    assert_eq!(eu_rotate.reconcile(t0 + 180).await.unwrap_err().code(), "NotHome");
+
+    // Fail-over: promote eu-west-1's replica secret, point ap-southeast-2's replication at it,
+    // create keys in eu-west-1 from now on, and take over.
+    world.eu.promote();
+    world.ap.repoint(world.eu.clone());
+    world.kms.set_home_region(EU);
+    let report = eu_rotate.run(Command::TakeOver, t0 + 240).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::TakeOver]);
+    let ring = keyring(&*world.eu).await;
+    assert_eq!(ring.home.as_ref().map(|h| (h.region.as_str(), h.epoch)), Some((EU, 1)));
+    world.ap.sync();
+
+    // The new home rotates: new keys are eu-west-1 primaries, replicated to ap-southeast-2.
+    let t1 = t0 + world.policy.rotation_period;
+    let report = eu_rotate.reconcile(t1).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Rotate], "{report:?}");
+    let ring = keyring(&*world.eu).await;
+    assert!(ring.next().unwrap().kms_key_arn.contains(EU));
+    world.ap.sync();
+    for (region, store) in [(EU, world.eu.clone() as Arc<dyn KeyringStore>), (AP, world.ap.clone())] {
+        let signed =
+            signer(world.kms.clone(), region, store).sign_event(json!({"claims": {}}), t1 + 1).await.unwrap();
+        assert_eq!(signed.kid, ring.current().unwrap().kid);
+    }
+
+    // us-east-1 comes back. Its rotate reads the other regions, sees epoch 1 and writes
+    // nothing: never two writers.
+    world.kms.set_region_down(HOME, false);
+    world.home_store.set_unavailable(false);
+    let untouched = world.home_store.current_text();
+    let old_region_view = vec![world.region(EU, world.eu.clone()), world.region(AP, world.ap.clone())];
+    let fenced = world.rotator(HOME, world.home_store.clone(), old_region_view);
+    let err = fenced.reconcile(t1 + world.policy.rotation_period).await.unwrap_err();
+    assert_eq!(err.code(), "NotHome", "{err}");
+    assert_eq!(world.home_store.current_text(), untouched, "the old home wrote nothing");
+    drop(old_home);
+}
+
+/// A year, in three-hour ticks: rotate runs at home (sometimes asked to rotate now); every tick
+/// each region's replica catches up with some probability; regions lose KMS or Secrets Manager for a while. Each tick every
+/// reachable region signs; every live token's key must be in every region's JWKS, whichever
+/// copy of the keyring that region holds.
+#[tokio::test]
+async fn a_year_across_three_regions_with_lag_and_outages_never_breaks_a_verifier() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = 1_700_000_000;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 10_000) as f64 / 10_000.0
+    };
+    // (kid, expires_at) of every token signed.
+    let mut live: Vec<(String, UnixTime, &'static str)> = Vec::new();
+    let mut outage_until: [(UnixTime, UnixTime); 2] = [(0, 0), (0, 0)]; // (kms, secrets) per replica
+    let (mut rotations, mut held_ticks, mut signed) = (0, 0, 0);
+    for tick in 0..(365 * 8) {
+        let now = t0 + tick * 3 * HOUR;
+        for (i, (region, replica)) in [(EU, &world.eu), (AP, &world.ap)].into_iter().enumerate() {
+            if random() < 0.01 {
+                outage_until[i].0 = now + (1 + (random() * 16.0) as i64) * 3 * HOUR;
+            }
+            if random() < 0.01 {
+                outage_until[i].1 = now + (1 + (random() * 16.0) as i64) * 3 * HOUR;
+            }
+            world.kms.set_region_down(region, now < outage_until[i].0);
+            replica.set_unavailable(now < outage_until[i].1);
+            if random() < 0.6 {
+                replica.sync();
+            }
+        }
+        // Now and then an operator asks for a rotation as soon as the next key is
+        // pre-published: the next key is then young, and lag matters.
+        let command = if random() < 0.1 { Command::Rotate { force: false } } else { Command::Reconcile };
+        match rotate.run(command, now).await {
+            Ok(report) => {
+                rotations += report.transitions.iter().filter(|t| **t == Transition::Rotate).count();
+                if report.incomplete.iter().any(|line| line.contains("awaits replication")) {
+                    held_ticks += 1;
+                }
+            }
+            Err(e) => {
+                assert_eq!(e.code(), "KmsError", "t={now}: only an unreachable region fails a run: {e}")
+            }
+        }
+        let home = keyring(&*world.home_store).await;
+        home.validate().unwrap();
+
+        // Every region that can reach its KMS and its keyring signs.
+        for (i, (region, store)) in world.stores().into_iter().enumerate() {
+            let up = i == 0 || (now >= outage_until[i - 1].0 && now >= outage_until[i - 1].1);
+            if !up {
+                continue;
+            }
+            match signer(world.kms.clone(), region, store).sign_event(json!({"claims": {}}), now).await {
+                Ok(token) => {
+                    live.push((token.kid, now + 900, region));
+                    signed += 1;
+                }
+                Err(e) => assert_eq!(e.code(), "NoCurrentKey", "t={now} {region}: {e}"),
+            }
+        }
+        // What each region's verifiers accept: its own copy of the keyring, even stale, even
+        // while its Secrets Manager is down (the jwks function serves its last good copy).
+        let mut published: Vec<HashSet<String>> = vec![home.keys.iter().map(|k| k.kid.clone()).collect()];
+        for replica in [&world.eu, &world.ap] {
+            let text = kms_jwt::memory::ReplicationSource::current_text(&**replica);
+            let ring = text.map(|t| Keyring::from_json(&t).unwrap()).unwrap_or_default();
+            published.push(ring.keys.iter().map(|k| k.kid.clone()).collect());
+        }
+        live.retain(|(_, exp, _)| *exp > now);
+        for (kid, exp, region) in &live {
+            for (set, verifier) in published.iter().zip([HOME, EU, AP]) {
+                // A region that has not received its first keyring serves nothing yet.
+                if set.is_empty() {
+                    continue;
+                }
+                assert!(
+                    set.contains(kid),
+                    "t={now}: a token of {region} (exp {exp}) is refused in {verifier}"
+                );
+            }
+        }
+    }
+    // Weekly rotation, delayed by outages but never stalled for good.
+    assert!(rotations >= 40, "{rotations} rotations in a year");
+    assert!(held_ticks > 0, "some rotations had to wait for a region");
+    assert!(signed > 365 * 8 * 2, "{signed} tokens");
+    eprintln!("a year across three regions: {rotations} rotations, {held_ticks} ticks waiting for replication, {signed} tokens");
+}
