@@ -31,10 +31,13 @@ enum Action {
         kid: String,
     },
     Status,
+    /// Multi-region fail-over: this region becomes the keyring's home.
+    #[serde(rename = "take-over")]
+    TakeOver,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unrecognized rotate event: {0}. Send an EventBridge scheduled event, {{}}, or {{\"action\": \"reconcile\" | \"rotate\" | \"revoke\" | \"status\"}}")]
+#[error("unrecognized rotate event: {0}. Send an EventBridge scheduled event, {{}}, or {{\"action\": \"reconcile\" | \"rotate\" | \"revoke\" | \"status\" | \"take-over\"}}")]
 pub struct UnrecognizedEvent(pub String);
 
 impl From<UnrecognizedEvent> for Diagnostic {
@@ -66,6 +69,7 @@ pub fn command_from_event(event: &Value) -> Result<Command, UnrecognizedEvent> {
             Ok(Action::Rotate { force }) => Ok(Command::Rotate { force }),
             Ok(Action::Revoke { kid }) => Ok(Command::Revoke { kid }),
             Ok(Action::Status) => Ok(Command::Status),
+            Ok(Action::TakeOver) => Ok(Command::TakeOver),
             Err(e) => Err(UnrecognizedEvent(e.to_string())),
         };
     }
@@ -177,6 +181,7 @@ mod tests {
             Ok(Command::Rotate { force: true })
         );
         assert_eq!(command_from_event(&json!({"action":"status"})), Ok(Command::Status));
+        assert_eq!(command_from_event(&json!({"action":"take-over"})), Ok(Command::TakeOver));
         assert_eq!(
             command_from_event(&json!({"action":"revoke","kid":"abc"})),
             Ok(Command::Revoke { kid: "abc".into() })
