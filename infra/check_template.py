@@ -6,8 +6,18 @@ understands the CloudFormation short tags (!Ref, !Sub, !GetAtt).
 The rule behind them: access to a signing key comes from the key's own policy (written by
 rotate at CreateKey from KEY_ADMIN_ROLE_ARN and KEY_USER_ROLE_ARNS), never from a tag. IAM
 only lets rotate create and tag keys, narrowed by what the request carries.
+
+Multi-Region (docs/multi-region.md) follows the same rule: replicas are created only through
+ReplicateKey, which each primary's own policy authorizes (no kms:ReplicateKey in IAM); IAM only
+lets rotate create replicas with this keyring's tags, and read (and, through Secrets Manager,
+encrypt) the other Regions' copies of its own secret. sign and jwks read their own Region's
+copy only. No IAM document depends on which Region is home or on ReplicaRegions, so that a
+failover changes no IAM policy. A single-Region stack (the default parameters) resolves to the
+resources it had before the multi-Region parameters; the conditions are evaluated below for
+that, for a home and a replica Region, and across a failover.
 """
 import itertools
+import json
 import sys
 
 from cfnlint.decode import cfn_yaml
@@ -129,12 +139,18 @@ for where, statement in iam:
         f"{where}/{sid}: no aws:ResourceTag condition (access comes from key policies, never tags)",
         not any(k.lower().startswith("aws:resourcetag/") for k in condition_keys(statement)),
     )
-    # KMS data-key use of DataKey only through the two services that encrypt with it.
+    # KMS data-key use of DataKey only through the two services that encrypt with it; the one
+    # exception, the replica Regions' copies of the keyring, is checked below (multi-Region).
     for action in actions(statement):
-        if action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        if action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"):
+            if sid == "ReplicaKeyringEncryptionThroughSecretsManager":
+                continue
             via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
             check(f"{where}/{sid}: {action} only on DataKey", is_getatt(statement.get("Resource"), "DataKey"))
             check(f"{where}/{sid}: {action} only through Secrets Manager or SQS", via is not None)
+    # Replication and promotion of keys are never IAM grants: each key's own policy decides.
+    for action in ("kms:ReplicateKey", "kms:UpdatePrimaryRegion", "kms:SynchronizeMultiRegionKey"):
+        check(f"{where}/{sid}: no {action} in IAM (a key's own policy grants it)", action not in actions(statement))
 
 # ---- functions use the explicit roles, never SAM-generated ones --------------------------
 function_roles = {"RotateFunction": "RotateRole", "SignFunction": "SignRole", "JwksFunction": "JwksRole"}
@@ -162,16 +178,36 @@ check(
         "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue",
         "secretsmanager:UpdateSecretVersionStage", "secretsmanager:ListSecretVersionIds",
         "kms:Decrypt", "kms:GenerateDataKey", "sqs:SendMessage", "logs:CreateLogStream", "logs:PutLogEvents",
+        # multi-Region only (RotateMultiRegionPolicy): the KMS service-linked role, and Encrypt on
+        # the replica Regions' keyring keys through Secrets Manager
+        "iam:CreateServiceLinkedRole", "kms:Encrypt",
     },
 )
+# How the template names the keyring: its ARN in a single-Region stack, its name (shared by
+# every Region's replica) otherwise; and this Region's secret by ARN or by name-based ARN.
+KEYRING_ID = {"Fn::If": ["KeyringByArn", {"Ref": "Keyring"}, {"Fn::Sub": "${AWS::StackName}/keyring"}]}
+OWN_SECRET_PATTERN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/keyring-??????"
+ANY_REGION_SECRET_PATTERN = "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:${AWS::StackName}/keyring-??????"
+OWN_SECRET = {"Fn::If": ["KeyringByArn", {"Ref": "Keyring"}, {"Fn::Sub": OWN_SECRET_PATTERN}]}
+REPLICA_ALIAS = {"Fn::Sub": "alias/kms-jwt/${AWS::StackName}/keyring"}
+
+
+def by_sid(role, sid):
+    found = [s for s in role_statements(role) if s.get("Sid") == sid]
+    check(f"{role}: exactly one statement {sid}", len(found) == 1)
+    return found[0] if found else {"Condition": {}, "Resource": None, "Action": []}
 allowed_tag_keys = {"kms-jwt:keyring", "kms-jwt:managed-by", "kms-jwt:request"}
 
-create = only("RotateRole", "kms:CreateKey")
-check("CreateKey is granted alone in its statement", actions(create) == ["kms:CreateKey"])
+creates = statements_with("RotateRole", "kms:CreateKey")
+check("rotate's CreateKey comes from two statements only (primaries, and replicas in replica Regions)",
+      sorted(s.get("Sid", "") for s in creates)
+      == ["CreateOnlyReplicasOfOwnKeys", "CreateOnlyTaggedSigningKeysOfTheConfiguredSpec"])
+check("CreateKey is granted alone in its statements", all(actions(s) == ["kms:CreateKey"] for s in creates))
+create = by_sid("RotateRole", "CreateOnlyTaggedSigningKeysOfTheConfiguredSpec")
 create_eq = create["Condition"].get("StringEquals", {})
 check("rotate creates only SIGN_VERIFY keys", create_eq.get("kms:KeyUsage") == "SIGN_VERIFY")
 check("rotate creates only keys of the configured spec", create_eq.get("kms:KeySpec") == {"Ref": "KeySpec"})
-check("rotate creates only keys tagged for this keyring", create_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Ref": "Keyring"})
+check("rotate creates only keys tagged for this keyring", create_eq.get("aws:RequestTag/kms-jwt:keyring") == KEYRING_ID)
 check("rotate creates only keys tagged managed-by=kms-jwt", create_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt")
 check(
     "rotate's CreateKey tag keys are a subset of kms-jwt's three",
@@ -179,12 +215,15 @@ check(
 )
 create_bool = create["Condition"].get("BoolIfExists", {})
 check("rotate never bypasses the key policy lockout check", create_bool.get("kms:BypassPolicyLockoutSafetyCheck") == "false")
-check("rotate creates single-Region keys only", create_bool.get("kms:MultiRegion") == "false")
+check("rotate creates single-Region keys, and multi-Region ones only in a multi-Region deployment",
+      create_bool.get("kms:MultiRegion") == {"Fn::If": ["MultiRegionDeployment", {"Ref": "AWS::NoValue"}, "false"]})
 
 tag = only("RotateRole", "kms:TagResource")
 check("TagResource is granted alone in its statement", actions(tag) == ["kms:TagResource"])
 tag_eq = tag["Condition"].get("StringEquals", {})
-check("rotate tags only with this keyring's value", tag_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Ref": "Keyring"})
+check("rotate tags only with this keyring's value", tag_eq.get("aws:RequestTag/kms-jwt:keyring") == KEYRING_ID)
+check("rotate's tag statement has no Region condition (it also tags replicas in replica Regions)",
+      "aws:RequestedRegion" not in condition_keys(tag))
 check("rotate tags only with managed-by=kms-jwt", tag_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt")
 check(
     "rotate's tag keys are a subset of kms-jwt's three",
@@ -199,20 +238,26 @@ list_keys = only("RotateRole", "kms:ListKeys")
 check("kms:ListKeys (the fallback) is granted alone, narrowed to this Region",
       actions(list_keys) == ["kms:ListKeys"]
       and list_keys["Condition"].get("StringEquals", {}).get("aws:RequestedRegion") == {"Ref": "AWS::Region"})
-check("rotate writes only its own secret",
-      all(s["Resource"] == {"Ref": "Keyring"} for s in role_statements("RotateRole")
-          if any(a.startswith("secretsmanager:") for a in actions(s))))
+check("rotate writes only its own Region's secret",
+      all(s["Resource"] == OWN_SECRET for s in role_statements("RotateRole")
+          if any(a.startswith("secretsmanager:") and a != "secretsmanager:GetSecretValue" for a in actions(s))))
+check("rotate reads no secret but its own keyring (this Region's, or a replica Region's copy)",
+      all(s["Resource"] in (OWN_SECRET, {"Fn::Sub": ANY_REGION_SECRET_PATTERN})
+          for s in statements_with("RotateRole", "secretsmanager:GetSecretValue")))
 check("rotate may not create a secret", "secretsmanager:CreateSecret" not in rotate)
 check("rotate's dead-letter sends go to its queue only",
       all(is_getatt(s["Resource"], "RotateDeadLetterQueue") for s in statements_with("RotateRole", "sqs:SendMessage")))
 check("rotate may encrypt dead letters (the queue uses DataKey)",
-      any(s["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
+      any(s["Condition"].get("StringEquals", {}).get("kms:ViaService") == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
           for s in statements_with("RotateRole", "kms:GenerateDataKey")))
 
 rotate_fn = resources["RotateFunction"]["Properties"]
 env = rotate_fn["Environment"]["Variables"]
 check("KEY_ADMIN_ROLE_ARN is the rotate function's own role", is_getatt(env.get("KEY_ADMIN_ROLE_ARN"), "RotateRole"))
-check("KEY_USER_ROLE_ARNS is the sign function's role", is_getatt(env.get("KEY_USER_ROLE_ARNS"), "SignRole"))
+check("KEY_USER_ROLE_ARNS is the sign function's role, plus the other Regions' sign roles when given",
+      env.get("KEY_USER_ROLE_ARNS") == {"Fn::If": ["HasPeerSigners",
+                                                   {"Fn::Join": [",", [getatt("SignRole"), {"Fn::Join": [",", {"Ref": "PeerSignRoleArns"}]}]]},
+                                                   getatt("SignRole")]})
 check("KEY_DISCOVERY is the tagging API", env.get("KEY_DISCOVERY") == "tagging-api")
 check("rotate runs one at a time", rotate_fn.get("ReservedConcurrentExecutions") == 1)
 check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get("TargetArn") == getatt("RotateDeadLetterQueue"))
@@ -231,7 +276,8 @@ for role in ("SignRole", "JwksRole"):
         check(f"{role} decrypts only through Secrets Manager",
               s["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"})
     for s in statements_with(role, "secretsmanager:GetSecretValue"):
-        check(f"{role} reads only the keyring", s["Resource"] == {"Ref": "Keyring"})
+        check(f"{role} reads only the keyring, and only this Region's (a replica Region's local replica)",
+              s["Resource"] == OWN_SECRET and "*" not in OWN_SECRET_PATTERN.split(":secret:")[0])
 
 # ---- logs: each role writes only its own function's log group ----------------------------
 for function, role in function_roles.items():
@@ -351,6 +397,168 @@ wrong = [
     if all(evaluate(a["Assert"], {"SigningAlg": alg, "KeySpec": spec}) for a in rule["Assertions"]) != (spec_of[alg] == spec)
 ]
 check(f"the rule accepts exactly the matching SigningAlg/KeySpec pairs (wrong: {wrong})", not wrong)
+
+# ---- multi-Region (docs/multi-region.md) -------------------------------------------------
+conditions = template["Conditions"]
+
+
+def condition_value(expression, values, region):
+    """Evaluates a condition of this template (Fn::Equals/Not/And/Or, Condition, and the list
+    functions the replica slots use) for parameter values and a Region."""
+    def ev(x):
+        if isinstance(x, dict):
+            (function, args), = x.items()
+            if function == "Ref":
+                return region if args == "AWS::Region" else values[args]
+            if function == "Condition":
+                return ev(conditions[args])
+            if function == "Fn::Equals":
+                return ev(args[0]) == ev(args[1])
+            if function == "Fn::Not":
+                return not ev(args[0])
+            if function == "Fn::And":
+                return all(ev(a) for a in args)
+            if function == "Fn::Or":
+                return any(ev(a) for a in args)
+            if function == "Fn::Join":
+                return args[0].join(ev(args[1]))
+            if function == "Fn::Split":
+                return ev(args[1]).split(args[0])
+            if function == "Fn::Select":
+                return ev(args[1])[int(args[0])]
+            if function == "Fn::Sub":
+                text, names = args
+                for name, value in names.items():
+                    text = text.replace("${" + name + "}", ev(value))
+                return text
+            raise ValueError(f"unexpected condition function {function}")
+        return x
+    return ev(expression)
+
+
+def scenario(region, **overrides):
+    values = {"HomeRegion": "", "ReplicaRegions": [""], "KeyringSecret": "create", "PeerSignRoleArns": [""],
+              "SignConcurrency": "0", "JwksConcurrency": "0"}
+    values.update(overrides)
+    return {name: condition_value(c, values, region) for name, c in conditions.items()}
+
+
+for name in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns"):
+    check(f"parameter {name} exists", name in parameters)
+check("HomeRegion defaults to empty (single-Region)", parameters["HomeRegion"].get("Default") == "")
+check("ReplicaRegions is a list that defaults to empty",
+      parameters["ReplicaRegions"]["Type"] == "CommaDelimitedList" and parameters["ReplicaRegions"].get("Default") == "")
+check("KeyringSecret defaults to create", parameters["KeyringSecret"].get("Default") == "create")
+
+single = scenario("eu-west-1")
+check(f"default parameters resolve to a single-Region stack ({single})",
+      single["IsHome"] and single["OwnsKeyring"] and single["KeyringByArn"]
+      and not any(single[c] for c in ("MultiRegion", "MultiRegionDeployment", "ReplicatesKeyring", "HasPeerSigners",
+                                       "TooManyReplicaRegions", "ReplicaSlot0")))
+# A failover changes HomeRegion, ReplicaRegions and KeyringSecret; IAM's control plane is in
+# us-east-1, so no IAM document may depend on them (only on a deployment being multi-Region).
+iam_conditions = set()
+for where, statement in iam:
+    text = json.dumps(statement)
+    iam_conditions |= {c for c in conditions if f'"{c}"' in text}
+    for parameter in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns"):
+        check(f"{where}/{statement.get('Sid', '?')}: no IAM statement refers to {parameter} (a failover changes no IAM policy)",
+              f'{{"Ref": "{parameter}"}}' not in text)
+for name, r in resources.items():
+    if r["Type"].startswith("AWS::IAM::") and r.get("Condition"):
+        iam_conditions.add(r["Condition"])
+check(f"IAM depends only on conditions a failover does not change ({sorted(iam_conditions)})",
+      iam_conditions <= {"MultiRegionDeployment", "KeyringByArn"})
+for region, values in [("us-east-1", {}), ("eu-west-1", {"ReplicaRegions": ["us-east-1"]}),
+                       ("eu-west-1", {"KeyringSecret": "existing", "ReplicaRegions": [""]})]:
+    before = scenario(region, HomeRegion="eu-west-1", ReplicaRegions=["us-east-1", "ap-southeast-2"])
+    after = scenario(region, **{"HomeRegion": "us-east-1", "ReplicaRegions": ["ap-southeast-2"], "KeyringSecret": "existing", **values})
+    check(f"a failover leaves the IAM conditions unchanged in {region} ({values})",
+          all(before[c] == after[c] for c in iam_conditions))
+regions = dict(HomeRegion="eu-west-1", ReplicaRegions=["us-east-1", "ap-southeast-2"])
+home, replica = scenario("eu-west-1", **regions), scenario("us-east-1", **regions)
+check("the home Region's stack creates and replicates the secret, and rotates",
+      home["IsHome"] and home["OwnsKeyring"] and home["ReplicatesKeyring"] and not home["KeyringByArn"]
+      and home["ReplicaSlot0"] and home["ReplicaSlot1"] and not home["ReplicaSlot2"])
+check("a replica Region's stack creates no secret and does not rotate",
+      not replica["IsHome"] and not replica["OwnsKeyring"] and not replica["KeyringByArn"] and replica["MultiRegion"])
+failed_over = scenario("us-east-1", HomeRegion="us-east-1", ReplicaRegions=["ap-southeast-2"], KeyringSecret="existing")
+check("after a failover the new home rotates but does not create the (promoted) secret again",
+      failed_over["IsHome"] and not failed_over["OwnsKeyring"] and not failed_over["KeyringByArn"])
+check("a sixth replica Region is refused",
+      scenario("eu-west-1", HomeRegion="eu-west-1", ReplicaRegions=[f"r-{i}-1" for i in range(6)])["TooManyReplicaRegions"]
+      and not scenario("eu-west-1", HomeRegion="eu-west-1", ReplicaRegions=[f"r-{i}-1" for i in range(5)])["TooManyReplicaRegions"])
+guard = resources.get("ReplicaRegionsLimitAtMostFive", {})
+check("the replica-Region limit fails the deployment (an unsignalled wait condition)",
+      guard.get("Type") == "AWS::CloudFormation::WaitCondition" and guard.get("Condition") == "TooManyReplicaRegions")
+check("the retained resources wait for that limit, so a refused deployment leaves nothing behind",
+      resources["DataKey"]["Properties"]["Description"]["Fn::If"][:2]
+      == ["TooManyReplicaRegions", {"Ref": "ReplicaRegionsLimitAtMostFive"}]
+      and resources["Keyring"]["Properties"]["KmsKeyId"] == {"Ref": "DataKey"})
+
+rules = template["Rules"]
+check("a rule requires HomeRegion with ReplicaRegions", "MultiRegionNeedsHomeRegion" in rules)
+check("a rule keeps HomeRegion out of ReplicaRegions", "HomeRegionIsNotAReplica" in rules)
+
+check("the keyring secret exists only in the stack that owns it", resources["Keyring"].get("Condition") == "OwnsKeyring")
+slots = keyring.get("ReplicaRegions", {}).get("Fn::If", [None, [], None])
+check("the secret is replicated only by its home stack, in multi-Region mode",
+      slots[0] == "ReplicatesKeyring" and slots[2] == {"Ref": "AWS::NoValue"})
+check("there are five replica slots, each an !If on its slot condition",
+      [slot["Fn::If"][0] for slot in slots[1]] == [f"ReplicaSlot{i}" for i in range(5)]
+      and all(slot["Fn::If"][2] == {"Ref": "AWS::NoValue"} for slot in slots[1]))
+check("each replica is encrypted with its Region's alias of that stack's DataKey",
+      all(slot["Fn::If"][1].get("KmsKeyId") == REPLICA_ALIAS for slot in slots[1]))
+alias = resources.get("ReplicaKeyringKeyAlias", {})
+check("every multi-Region stack creates that alias for its DataKey",
+      alias.get("Condition") == "MultiRegionDeployment" and alias.get("Properties", {}).get("AliasName") == REPLICA_ALIAS
+      and alias.get("Properties", {}).get("TargetKeyId") == {"Ref": "DataKey"})
+check("the functions find the keyring by ARN single-Region, by its shared name otherwise",
+      globals_env.get("KEYRING_SECRET_ID") == KEYRING_ID)
+
+replica_create = by_sid("RotateRole", "CreateOnlyReplicasOfOwnKeys")
+replica_eq = replica_create["Condition"].get("StringEquals", {})
+check("replicas are created only as replicas (kms:MultiRegionKeyType REPLICA)", replica_eq.get("kms:MultiRegionKeyType") == "REPLICA")
+check("replicas are created only with this keyring's tags",
+      replica_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Fn::Sub": "${AWS::StackName}/keyring"}
+      and replica_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt"
+      and set(replica_create["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys)
+check("replicas never bypass the key policy lockout check",
+      replica_create["Condition"].get("BoolIfExists", {}).get("kms:BypassPolicyLockoutSafetyCheck") == "false")
+slr = by_sid("RotateRole", "CreateTheMultiRegionKeyServiceLinkedRole")
+check("rotate may create only KMS's multi-Region service-linked role",
+      actions(slr) == ["iam:CreateServiceLinkedRole"]
+      and slr["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/mrk.kms.amazonaws.com/AWSServiceRoleForKeyManagementServiceMultiRegionKeys"}
+      and slr["Condition"].get("StringEquals", {}).get("iam:AWSServiceName") == "mrk.kms.amazonaws.com")
+read_replicas = by_sid("RotateRole", "ReadReplicaKeyrings")
+check("rotate only reads the other Regions' copies of its keyring",
+      actions(read_replicas) == ["secretsmanager:GetSecretValue"]
+      and read_replicas["Resource"] == {"Fn::Sub": ANY_REGION_SECRET_PATTERN})
+replica_kms = by_sid("RotateRole", "ReplicaKeyringEncryptionThroughSecretsManager")
+check("rotate uses the replica Regions' keys only through Secrets Manager, for this keyring",
+      set(actions(replica_kms)) == {"kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"}
+      and replica_kms["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}
+      and replica_kms["Condition"].get("StringLike", {}).get("kms:ViaService") == "secretsmanager.*.amazonaws.com"
+      and replica_kms["Condition"].get("StringLike", {}).get("kms:EncryptionContext:SecretARN") == {"Fn::Sub": ANY_REGION_SECRET_PATTERN})
+mr_policy = resources.get("RotateMultiRegionPolicy", {})
+check("every multi-Region grant sits in RotateMultiRegionPolicy, absent from a single-Region stack",
+      mr_policy.get("Condition") == "MultiRegionDeployment"
+      and {s.get("Sid") for s in mr_policy.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])}
+      == {"CreateOnlyReplicasOfOwnKeys", "CreateTheMultiRegionKeyServiceLinkedRole",
+          "ReadReplicaKeyrings", "ReplicaKeyringEncryptionThroughSecretsManager"})
+check("no other role gets multi-Region grants",
+      all(r["Properties"]["RoleName"] == {"Ref": "RotateRole"} for r in of_type("AWS::IAM::RolePolicy").values()
+          if r.get("Condition")))
+
+check("HOME_REGION is set only when HomeRegion is", env.get("HOME_REGION") == {"Fn::If": ["MultiRegionDeployment", {"Ref": "HomeRegion"}, {"Ref": "AWS::NoValue"}]})
+check("REPLICA_REGIONS is set only in multi-Region mode",
+      env.get("REPLICA_REGIONS") == {"Fn::If": ["MultiRegion", {"Fn::Join": [",", {"Ref": "ReplicaRegions"}]}, {"Ref": "AWS::NoValue"}]})
+check("the schedule runs only in the home Region (rotate is deployed everywhere, for failover)",
+      schedule.get("State") == {"Fn::If": ["IsHome", {"Ref": "AWS::NoValue"}, "DISABLED"]})
+for alarm in ("StalledRotationAlarm", "RetirementBacklogAlarm"):
+    props = resources[alarm]["Properties"]
+    check(f"{alarm} exists only where rotate runs", resources[alarm].get("Condition") == "IsHome")
+    check(f"{alarm} watches the keyring under the name rotate reports", props["Dimensions"] == [{"Name": "Keyring", "Value": KEYRING_ID}])
 
 # ---- the public surface ------------------------------------------------------------------
 sign_route = resources["SignFunction"]["Properties"]["Events"]["Sign"]["Properties"]
