@@ -258,6 +258,9 @@ check("KEY_USER_ROLE_ARNS is the sign function's role, plus the other Regions' s
       env.get("KEY_USER_ROLE_ARNS") == {"Fn::If": ["HasPeerSigners",
                                                    {"Fn::Join": [",", [getatt("SignRole"), {"Fn::Join": [",", {"Ref": "PeerSignRoleArns"}]}]]},
                                                    getatt("SignRole")]})
+check("PEER_ADMIN_ROLE_ARNS is the other Regions' rotate roles when given, else absent",
+      env.get("PEER_ADMIN_ROLE_ARNS") == {"Fn::If": ["HasPeerRotators", {"Fn::Join": [",", {"Ref": "PeerRotateRoleArns"}]},
+                                                     {"Ref": "AWS::NoValue"}]})
 check("KEY_DISCOVERY is the tagging API", env.get("KEY_DISCOVERY") == "tagging-api")
 check("rotate runs one at a time", rotate_fn.get("ReservedConcurrentExecutions") == 1)
 check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get("TargetArn") == getatt("RotateDeadLetterQueue"))
@@ -438,12 +441,13 @@ def condition_value(expression, values, region):
 
 def scenario(region, **overrides):
     values = {"HomeRegion": "", "ReplicaRegions": [""], "KeyringSecret": "create", "PeerSignRoleArns": [""],
+              "PeerRotateRoleArns": [""],
               "SignConcurrency": "0", "JwksConcurrency": "0"}
     values.update(overrides)
     return {name: condition_value(c, values, region) for name, c in conditions.items()}
 
 
-for name in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns"):
+for name in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns", "PeerRotateRoleArns"):
     check(f"parameter {name} exists", name in parameters)
 check("HomeRegion defaults to empty (single-Region)", parameters["HomeRegion"].get("Default") == "")
 check("ReplicaRegions is a list that defaults to empty",
@@ -453,7 +457,7 @@ check("KeyringSecret defaults to create", parameters["KeyringSecret"].get("Defau
 single = scenario("eu-west-1")
 check(f"default parameters resolve to a single-Region stack ({single})",
       single["IsHome"] and single["OwnsKeyring"] and single["KeyringByArn"]
-      and not any(single[c] for c in ("MultiRegion", "MultiRegionDeployment", "ReplicatesKeyring", "HasPeerSigners",
+      and not any(single[c] for c in ("MultiRegion", "MultiRegionDeployment", "ReplicatesKeyring", "HasPeerSigners", "HasPeerRotators",
                                        "TooManyReplicaRegions", "ReplicaSlot0")))
 # A failover changes HomeRegion, ReplicaRegions and KeyringSecret; IAM's control plane is in
 # us-east-1, so no IAM document may depend on them (only on a deployment being multi-Region).
@@ -461,7 +465,7 @@ iam_conditions = set()
 for where, statement in iam:
     text = json.dumps(statement)
     iam_conditions |= {c for c in conditions if f'"{c}"' in text}
-    for parameter in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns"):
+    for parameter in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns", "PeerRotateRoleArns"):
         check(f"{where}/{statement.get('Sid', '?')}: no IAM statement refers to {parameter} (a failover changes no IAM policy)",
               f'{{"Ref": "{parameter}"}}' not in text)
 for name, r in resources.items():

@@ -310,22 +310,26 @@ fn check_regions<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, config: 
             env.problem(format!("HOME_REGION: {home:?} is not a region name"));
         }
     }
-    if config.replica_regions.is_empty() {
+    if config.replica_regions.is_empty() && config.home_region.is_none() {
         return;
     }
-    match config.home_region.as_ref().or(config.region.as_ref()) {
-        None => env.problem("REPLICA_REGIONS needs AWS_REGION (set by Lambda) or HOME_REGION"),
-        Some(home) if config.replica_regions.contains(home) => {
-            env.problem(format!("REPLICA_REGIONS includes the home region {home}"))
+    // The region a multi-region rotate claims as home, and the local replica it addresses.
+    if config.region.is_none() {
+        env.problem("REPLICA_REGIONS / HOME_REGION need AWS_REGION (set by Lambda)");
+    }
+    if let Some(home) = config.home_region.as_ref().or(config.region.as_ref()) {
+        if config.replica_regions.contains(home) {
+            env.problem(format!("REPLICA_REGIONS includes the home region {home}"));
         }
-        Some(_) => {}
     }
 }
 
 impl RotateConfig {
-    /// Whether keys and keyring are replicated to other regions.
+    /// Whether this is a multi-region deployment: replica regions are named, or a home region
+    /// is (after a fail-over a two-region deployment may have no replica left, and must still
+    /// create multi-Region keys, fence and take over).
     pub fn is_multi_region(&self) -> bool {
-        !self.replica_regions.is_empty()
+        !self.replica_regions.is_empty() || self.home_region.is_some()
     }
 
     /// Read and check the process environment.
@@ -392,9 +396,12 @@ impl RotateConfig {
         if users.is_empty() {
             env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
         } else if !admin.is_empty() {
-            match KeyAccess::new(&admin, &users) {
+            let peers = env.list("PEER_ADMIN_ROLE_ARNS");
+            let access = KeyAccess::new(&admin, &users).and_then(|access| access.with_peer_admins(&peers));
+            match access {
                 Ok(access) => config.key_access = Some(access.with_replica_regions(&config.replica_regions)),
-                Err(e) => env.problem(format!("KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS: {e}")),
+                Err(e) => env
+                    .problem(format!("KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS / PEER_ADMIN_ROLE_ARNS: {e}")),
             }
         }
         // Settings that would let a verifier reject a valid token are refused outright.
@@ -748,7 +755,15 @@ mod tests {
             ("REPLICA_REGIONS", "eu-west-1"),
         ]))
         .unwrap_err();
-        assert!(err.to_string().contains("needs AWS_REGION"), "{err}");
+        assert!(err.to_string().contains("need AWS_REGION"), "{err}");
+        // A home region alone (a two-region deployment after a fail-over) is multi-region too.
+        let home_only = RotateConfig::from_lookup(rotate_env(&[
+            ("KEYRING_SECRET_ID", "kr"),
+            ("AWS_REGION", "eu-west-1"),
+            ("HOME_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        assert!(home_only.is_multi_region());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct KeyAccess {
     signers: Vec<RoleArn>,
     /// Multi-region: the regions rotate may replicate each key to.
     replica_regions: Vec<String>,
+    /// Multi-region: the other regions' rotate roles, which administer the key as `admin`
+    /// does once a fail-over makes one of them home.
+    peer_admins: Vec<RoleArn>,
 }
 
 impl KeyAccess {
@@ -101,7 +104,25 @@ impl KeyAccess {
                 expected: admin.account.clone(),
             });
         }
-        Ok(KeyAccess { admin, signers, replica_regions: Vec::new() })
+        Ok(KeyAccess { admin, signers, replica_regions: Vec::new(), peer_admins: Vec::new() })
+    }
+
+    /// Multi-region: let the other regions' rotate roles administer each key too (disable it,
+    /// schedule its deletion), so that after a fail-over the new home retires the keys the
+    /// old home created. Same account as the admin role.
+    pub fn with_peer_admins(mut self, peer_role_arns: &[String]) -> Result<KeyAccess, KeyPolicyError> {
+        let peers = peer_role_arns.iter().map(|arn| RoleArn::parse(arn)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(other) =
+            peers.iter().find(|p| p.account != self.admin.account || p.partition != self.admin.partition)
+        {
+            return Err(KeyPolicyError::OtherAccount {
+                role: other.arn.clone(),
+                found: other.account.clone(),
+                expected: self.admin.account.clone(),
+            });
+        }
+        self.peer_admins = peers;
+        Ok(self)
     }
 
     /// Let rotate replicate each key to `regions` (`kms:ReplicateKey`, narrowed by
@@ -137,6 +158,15 @@ impl KeyAccess {
 
     fn single_region_policy(&self, alg: SigningAlg) -> Value {
         let signers: Vec<&str> = self.signers.iter().map(|s| s.arn.as_str()).collect();
+        // A single string when there are no peers: single-region policies stay as they were.
+        let admins = if self.peer_admins.is_empty() {
+            json!(self.admin.arn)
+        } else {
+            json!(std::iter::once(&self.admin)
+                .chain(&self.peer_admins)
+                .map(|r| r.arn.as_str())
+                .collect::<Vec<_>>())
+        };
         json!({
             "Version": "2012-10-17",
             "Id": "kms-jwt-signing-key",
@@ -151,7 +181,7 @@ impl KeyAccess {
                 {
                     "Sid": "RotateAdministersThisKey",
                     "Effect": "Allow",
-                    "Principal": { "AWS": self.admin.arn },
+                    "Principal": { "AWS": admins },
                     "Action": ADMIN_ACTIONS,
                     "Resource": "*",
                 },
@@ -228,6 +258,30 @@ mod tests {
         assert_eq!(granted[0]["Condition"]["StringEquals"]["kms:ReplicaRegion"], json!(regions));
         assert!(allowing(&policy, SIGN, "kms:ReplicateKey").is_empty(), "signers never replicate");
         assert_eq!(statements(&policy).len(), 4);
+    }
+
+    /// After a fail-over the new home's rotate role retires keys the old home created: the
+    /// peers administer the key like the creator, but neither sign nor replicate it.
+    #[test]
+    fn peer_rotate_roles_administer_but_neither_sign_nor_replicate() {
+        const PEER: &str = "arn:aws:iam::123456789012:role/kms-jwt-rotate-eu";
+        let regions = ["eu-west-1".to_owned()];
+        let with_peer = access().with_replica_regions(&regions).with_peer_admins(&[PEER.to_owned()]).unwrap();
+        let policy = with_peer.policy(SigningAlg::ES256);
+        for action in ADMIN_ACTIONS {
+            assert_eq!(allowing(&policy, PEER, action).len(), 1, "{action}");
+        }
+        assert!(allowing(&policy, PEER, "kms:Sign").is_empty());
+        assert!(allowing(&policy, PEER, "kms:ReplicateKey").is_empty());
+        let elsewhere = "arn:aws:iam::999999999999:role/kms-jwt-rotate";
+        assert!(matches!(
+            access().with_peer_admins(&[elsewhere.to_owned()]),
+            Err(KeyPolicyError::OtherAccount { .. })
+        ));
+        assert!(matches!(
+            access().with_peer_admins(&["nope".to_owned()]),
+            Err(KeyPolicyError::NotARoleArn(_))
+        ));
     }
 
     #[test]
