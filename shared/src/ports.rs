@@ -172,6 +172,17 @@ pub trait KeyAdmin: Send + Sync {
         request_id: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError>;
+    /// Multi-region: give the multi-Region key `key_arn` a replica in `region` if it has none
+    /// (a region added later). Idempotent. Single-region KMS has nowhere to replicate: `Ok`.
+    async fn replicate_to(
+        &self,
+        _key_arn: &str,
+        _region: &str,
+        _alg: SigningAlg,
+        _tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        Ok(())
+    }
 }
 
 /// Failure of a keyring store operation.
@@ -258,6 +269,15 @@ impl<T: KeyAdmin + ?Sized> KeyAdmin for std::sync::Arc<T> {
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError> {
         (**self).find_keys_by_request(keyring, request_id, cursor).await
+    }
+    async fn replicate_to(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        (**self).replicate_to(key_arn, region, alg, tags).await
     }
 }
 

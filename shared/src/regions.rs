@@ -208,6 +208,16 @@ impl<K: KeyAdmin + ReplicaAdmin> KeyAdmin for MultiRegionKms<K> {
         // Primaries live in the home region and carry the run's tags.
         self.home.find_keys_by_request(keyring, request_id, cursor).await
     }
+
+    async fn replicate_to(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        self.home.replicate_key(key_arn, region, alg, tags).await
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! every region's JWKS (an independent verifier, `jsonwebtoken`); a next key becomes current
 //! only once every region has it; a region that is down holds rotation back without stopping
 //! signing elsewhere; retirement and revocation reach every region; a take-over fences the old
-//! home; and a year of rotations with random lag and outages keeps every live token verifiable
-//! in every region.
+//! home; a region added later gets replicas of the keys in use; and a year of rotations with
+//! random lag and outages keeps every live token verifiable in every region.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
@@ -314,6 +314,41 @@ async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_w
         .iter()
         .all(|(_, state)| matches!(state, FakeKeyState::PendingDeletion { .. })));
     assert!(keyring(&*world.home_store).await.retiring.is_empty());
+}
+
+#[tokio::test]
+async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_waits_for_it() {
+    let world = World::new();
+    let eu_only = world.rotator(HOME, world.home_store.clone(), vec![world.region(EU, world.eu.clone())]);
+    let t0 = kms_jwt::unix_now();
+    eu_only.reconcile(t0).await.unwrap();
+    world.sync();
+    eu_only.reconcile(t0 + 60).await.unwrap();
+    let ring = keyring(&*world.home_store).await;
+    let (current, next) = (ring.current().unwrap().clone(), ring.next().unwrap().clone());
+    assert_eq!(next.replicated_at, Some(t0 + 60));
+    assert_eq!(world.kms.replicas_of(&current.kms_key_arn).len(), 2, "home and eu-west-1");
+
+    // ap-southeast-2 joins: its keyring replica arrives, but it has no replica of the keys.
+    world.sync();
+    let ap_signer = signer(world.kms.clone(), AP, world.ap.clone());
+    assert!(ap_signer.sign_event(json!({"claims": {}}), t0 + 90).await.is_err());
+    let rotate = world.home_rotator();
+    rotate.reconcile(t0 + 120).await.unwrap();
+    for key in [&current, &next] {
+        let copies = world.kms.replicas_of(&key.kms_key_arn);
+        assert_eq!(copies.len(), 3, "{copies:?}");
+    }
+    assert_eq!(
+        keyring(&*world.home_store).await.next().unwrap().replicated_at,
+        None,
+        "the next key waits again"
+    );
+    let report = rotate.reconcile(t0 + 180).await.unwrap();
+    assert_eq!(transitions(&report), [Transition::Replicated]);
+    assert_eq!(keyring(&*world.home_store).await.next().unwrap().replicated_at, Some(t0 + 180));
+    world.sync();
+    sign_everywhere_and_verify_everywhere(&world, t0 + 200).await;
 }
 
 #[tokio::test]

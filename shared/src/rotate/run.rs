@@ -14,7 +14,7 @@ use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
 use crate::jwk::PublicJwk;
 use crate::keyring::{Home, KeyRecord, KeyState, Keyring, NewKey, PendingCreation, UnixTime};
 use crate::ports::{KeyAdmin, KeyTags, KeyringStore, KmsError, StoreError};
-use crate::regions::{regional_arn, ReplicaRegion};
+use crate::regions::{arn_region, regional_arn, ReplicaRegion};
 
 /// Compare-and-swap conflicts a run tolerates before giving up (the next run carries on).
 pub(super) const MAX_CONFLICTS: usize = 16;
@@ -382,6 +382,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let mut superseded: Vec<&KeyRecord> =
             ring.previous().filter(|k| k.superseded_everywhere_at.is_none()).collect();
         let mut every_region_answered = true;
+        let mut unstamped: Vec<String> = Vec::new();
         for region in &regions.replicas {
             let replica = match region.load().await {
                 Ok(None) => Keyring::empty(),
@@ -408,6 +409,24 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             // Previous there too (or already gone from it): that region no longer signs with it.
             superseded
                 .retain(|key| replica.find(&key.kid).is_none_or(|theirs| theirs.state == KeyState::Previous));
+            // Keys in use that this region lacks (a region added after they were replicated, or
+            // a replica deleted by hand): replicate them there; a next key waits again.
+            for key in ring.keys.iter().filter(|k| k.replicated_at.is_some() && k.state != KeyState::Previous)
+            {
+                let Some(arn) = regional_arn(&key.kms_key_arn, &region.name) else { continue };
+                match region.kms.key_enabled(&arn).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if key.state == KeyState::Next {
+                            unstamped.push(key.kid.clone());
+                        }
+                        self.replicate_missing(key, &region.name, &regions.own, run).await;
+                    }
+                    Err(e) => {
+                        run.incomplete.push(format!("region {}: replica of {}: {e}", region.name, key.kid))
+                    }
+                }
+            }
             let mut enabled = Vec::with_capacity(waiting.len());
             for key in waiting {
                 let Some(arn) = regional_arn(&key.kms_key_arn, &region.name) else {
@@ -419,7 +438,8 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 };
                 match region.kms.key_enabled(&arn).await {
                     Ok(true) => enabled.push(key),
-                    Ok(false) => {}
+                    // Still `Creating`, or never made there: (re)replicate, idempotently.
+                    Ok(false) => self.replicate_missing(key, &region.name, &regions.own, run).await,
                     Err(e) => {
                         run.incomplete.push(format!("region {}: replica of {}: {e}", region.name, key.kid));
                         every_region_answered = false;
@@ -438,8 +458,29 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         for key in ring.keys.iter().filter(|k| k.replicated_at.is_none() && !replicated.contains(&k.kid)) {
             run.incomplete.push(format!("key {} awaits replication to every region", key.kid));
         }
+        for key in observed.keys.iter_mut().filter(|k| unstamped.contains(&k.kid)) {
+            warn!(kid = %key.kid, "the next key is missing in a region: it waits until every region has it");
+            key.replicated_at = None;
+        }
         let keyring = observed.mark_replicated(&replicated, now).mark_superseded(&superseded, now);
         Ok(Observed { keyring, replicated })
+    }
+
+    /// Replicate `key` into `region`, where it is missing. Only a primary of this home region
+    /// can be replicated from here (`ReplicateKey` runs in the primary's region); a key left by
+    /// an earlier home is reported instead.
+    async fn replicate_missing(&self, key: &KeyRecord, region: &str, own: &str, run: &mut RunState) {
+        if arn_region(&key.kms_key_arn) != Some(own) {
+            run.incomplete.push(format!(
+                "key {} has no replica in {region} and its primary is in another region: replicate it there by hand",
+                key.kid
+            ));
+            return;
+        }
+        let tags = KeyTags { keyring: self.keyring_name.clone(), request_id: run.request_id.clone() };
+        if let Err(e) = self.kms.replicate_to(&key.kms_key_arn, region, key.alg, &tags).await {
+            run.incomplete.push(format!("replicating {} to {region}: {e}", key.kid));
+        }
     }
 
     /// Fail-over: name this region the keyring's home, one epoch above the last.
