@@ -55,6 +55,20 @@ pub async fn load_sdk_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
         .await
 }
 
+/// Our tags, as the SDK's `Tag`s of a `CreateKey` or `ReplicateKey` request.
+fn sdk_tags(tags: &KeyTags, operation: &'static str) -> Result<Vec<Tag>, KmsError> {
+    tags.pairs()
+        .into_iter()
+        .map(|(key, value)| {
+            Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
+                operation,
+                message: e.to_string(),
+                source: kept(e),
+            })
+        })
+        .collect()
+}
+
 /// `config` with its region replaced: the clients of a replica region.
 pub fn regional_sdk_config(config: &aws_config::SdkConfig, region: &str) -> aws_config::SdkConfig {
     config.to_builder().region(aws_config::Region::new(region.to_owned())).build()
@@ -212,22 +226,15 @@ impl KeySigner for KmsAdapter {
 #[async_trait]
 impl KeyAdmin for KmsAdapter {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
-        let mut request = self
+        let request = self
             .client
             .create_key()
             .key_usage(KeyUsageType::SignVerify)
             .key_spec(KeySpec::from(alg.kms_key_spec()))
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
             .set_multi_region(self.multi_region.then_some(true))
-            .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring));
-        for (key, value) in tags.pairs() {
-            let tag = Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
-                operation: "CreateKey",
-                message: e.to_string(),
-                source: kept(e),
-            })?;
-            request = request.tags(tag);
-        }
+            .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring))
+            .set_tags(Some(sdk_tags(tags, "CreateKey")?));
         // CreateKey is not idempotent: had the SDK retried after a lost reply, KMS would hold
         // two keys and we would learn of one. One attempt; a failure whose outcome is unknown
         // leaves the run's creation intent in place for the sweep (see `rotate`).
@@ -360,21 +367,14 @@ impl ReplicaAdmin for KmsAdapter {
         alg: SigningAlg,
         tags: &KeyTags,
     ) -> Result<(), KmsError> {
-        let mut request = self
+        let request = self
             .client
             .replicate_key()
             .key_id(key_arn)
             .replica_region(region)
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
-            .description(format!("kms-jwt {alg} signing key for keyring {} (replica)", tags.keyring));
-        for (key, value) in tags.pairs() {
-            let tag = Tag::builder().tag_key(key).tag_value(value).build().map_err(|e| KmsError::Other {
-                operation: "ReplicateKey",
-                message: e.to_string(),
-                source: kept(e),
-            })?;
-            request = request.tags(tag);
-        }
+            .description(format!("kms-jwt {alg} signing key for keyring {} (replica)", tags.keyring))
+            .set_tags(Some(sdk_tags(tags, "ReplicateKey")?));
         match request.send().await {
             Ok(_) => Ok(()),
             // A retried call (the SDK retries lost replies) finds the replica it made.

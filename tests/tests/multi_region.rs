@@ -138,6 +138,18 @@ async fn sign_everywhere_and_verify_everywhere(world: &World, now: UnixTime) -> 
     kids
 }
 
+/// Bootstrap at `t0` (now), replicate, and let a run at `t0 + 60` see the next key everywhere;
+/// every region then has the keyring. Returns `t0`.
+async fn bootstrap_everywhere(world: &World, rotate: &MultiRotator) -> UnixTime {
+    let t0 = kms_jwt::unix_now();
+    rotate.reconcile(t0).await.unwrap();
+    world.sync();
+    let report = rotate.reconcile(t0 + 60).await.unwrap();
+    assert_eq!(report.transitions, [Transition::Replicated], "{report:?}");
+    world.sync();
+    t0
+}
+
 fn transitions(report: &RotationReport) -> &[Transition] {
     &report.transitions
 }
@@ -182,11 +194,7 @@ async fn each_region_signs_with_its_replica_and_every_region_verifies_every_toke
 async fn a_next_key_waits_for_every_region_and_a_region_down_holds_rotation_not_signing() {
     let world = World::new();
     let rotate = world.home_rotator();
-    let t0 = kms_jwt::unix_now();
-    rotate.reconcile(t0).await.unwrap();
-    world.sync();
-    rotate.reconcile(t0 + 60).await.unwrap(); // next key seen everywhere
-    world.sync();
+    let t0 = bootstrap_everywhere(&world, &rotate).await;
     let first_current = keyring(&*world.home_store).await.current().unwrap().kid.clone();
 
     // A rotation is due; the new next key reaches the home keyring only.
@@ -245,11 +253,7 @@ impl World {
 async fn a_key_is_not_created_while_a_replica_kms_is_down_and_its_orphan_is_swept_everywhere() {
     let world = World::new();
     let rotate = world.home_rotator();
-    let t0 = kms_jwt::unix_now();
-    rotate.reconcile(t0).await.unwrap();
-    world.sync();
-    rotate.reconcile(t0 + 60).await.unwrap();
-    world.sync();
+    let t0 = bootstrap_everywhere(&world, &rotate).await;
     let before = keyring(&*world.home_store).await;
 
     world.kms.set_region_down(AP, true);
@@ -283,10 +287,7 @@ async fn a_key_is_not_created_while_a_replica_kms_is_down_and_its_orphan_is_swep
 async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_was_down() {
     let world = World::new();
     let rotate = world.home_rotator();
-    let t0 = kms_jwt::unix_now();
-    rotate.reconcile(t0).await.unwrap();
-    world.sync();
-    rotate.reconcile(t0 + 60).await.unwrap();
+    let t0 = bootstrap_everywhere(&world, &rotate).await;
     let current = keyring(&*world.home_store).await.current().unwrap().clone();
 
     world.kms.set_region_down(EU, true);
@@ -320,10 +321,7 @@ async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_w
 async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_waits_for_it() {
     let world = World::new();
     let eu_only = world.rotator(HOME, world.home_store.clone(), vec![world.region(EU, world.eu.clone())]);
-    let t0 = kms_jwt::unix_now();
-    eu_only.reconcile(t0).await.unwrap();
-    world.sync();
-    eu_only.reconcile(t0 + 60).await.unwrap();
+    let t0 = bootstrap_everywhere(&world, &eu_only).await;
     let ring = keyring(&*world.home_store).await;
     let (current, next) = (ring.current().unwrap().clone(), ring.next().unwrap().clone());
     assert_eq!(next.replicated_at, Some(t0 + 60));
@@ -355,11 +353,7 @@ async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_
 async fn fail_over_moves_the_home_and_fences_the_old_one() {
     let world = World::new();
     let old_home = world.home_rotator();
-    let t0 = kms_jwt::unix_now();
-    old_home.reconcile(t0).await.unwrap();
-    world.sync();
-    old_home.reconcile(t0 + 60).await.unwrap();
-    world.sync();
+    let t0 = bootstrap_everywhere(&world, &old_home).await;
 
     // us-east-1 goes down: KMS and Secrets Manager. The other regions keep signing and
     // serving the JWKS from their replicas.
