@@ -4,6 +4,10 @@
 //! 1. reads the keyring (refusing an invalid one: nothing is ever overwritten);
 //! 2. a revocation first withdraws the key in a compare-and-swap of its own, before any KMS
 //!    call, then carries on as a reconciliation (its replacement key);
+//! 2b. multi-region only: reads every replica region (its keyring copy and KMS replicas),
+//!     refusing to go on if another region is the home (fencing), replicating keys in use
+//!     where they are missing, and stamping keys seen everywhere (`replicated_at`) or no longer
+//!     current anywhere (`superseded_everywhere_at`), which the planner counts from;
 //! 3. plans the transitions due (pure `plan::plan`): bootstrap, rotation, a missing next key,
 //!    retirement of expired keys;
 //! 4. if the plan needs new KMS keys, first records an intent in the keyring, then creates
