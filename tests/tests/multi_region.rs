@@ -413,6 +413,12 @@ async fn fail_over_moves_the_home_and_fences_the_old_one() {
     let err = fenced.reconcile(t1 + world.policy.rotation_period).await.unwrap_err();
     assert_eq!(err.code(), "NotHome", "{err}");
     assert_eq!(world.home_store.current_text(), untouched, "the old home wrote nothing");
+    // Nor does a rotate of the old home configured without regions: a multi-region keyring is
+    // refused, not planned as single-region.
+    let single = Rotator::new(world.kms.clone(), world.home_store.clone(), world.policy.clone(), "kr");
+    let err = single.reconcile(t1 + world.policy.rotation_period).await.unwrap_err();
+    assert_eq!(err.code(), "MultiRegionKeyring", "{err}");
+    assert_eq!(world.home_store.current_text(), untouched);
     drop(old_home);
 }
 

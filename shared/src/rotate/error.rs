@@ -43,8 +43,15 @@ pub enum RotateError {
         own: String,
     },
     /// `take-over` was asked of a rotate function that has no multi-region configuration.
-    #[error("take-over needs REPLICA_REGIONS: this keyring is single-region")]
+    #[error("take-over needs HOME_REGION or REPLICA_REGIONS: this rotate function is single-region")]
     NotMultiRegion,
+    /// The keyring is multi-region but this rotate function has no multi-region configuration
+    /// (`REPLICA_REGIONS` or `HOME_REGION`). Nothing was written.
+    #[error("the keyring is multi-region (home {home}); set HOME_REGION (and REPLICA_REGIONS) to rotate it")]
+    MultiRegionKeyring {
+        /// The home region the keyring names.
+        home: String,
+    },
 }
 
 impl RotateError {
@@ -61,6 +68,7 @@ impl RotateError {
             RotateError::TooManyPublishedKeys(_) => "TooManyPublishedKeys",
             RotateError::NotHome { .. } => "NotHome",
             RotateError::NotMultiRegion => "NotMultiRegion",
+            RotateError::MultiRegionKeyring { .. } => "MultiRegionKeyring",
         }
     }
 }

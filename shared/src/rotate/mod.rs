@@ -4,17 +4,17 @@
 //! 1. reads the keyring (refusing an invalid one: nothing is ever overwritten);
 //! 2. a revocation first withdraws the key in a compare-and-swap of its own, before any KMS
 //!    call, then carries on as a reconciliation (its replacement key);
-//! 2b. multi-region only: reads every replica region (its keyring copy and KMS replicas),
-//!     refusing to go on if another region is the home (fencing), replicating keys in use
-//!     where they are missing, and stamping keys seen everywhere (`replicated_at`) or no longer
-//!     current anywhere (`superseded_everywhere_at`), which the planner counts from;
-//! 3. plans the transitions due (pure `plan::plan`): bootstrap, rotation, a missing next key,
+//! 3. multi-region only: reads every replica region (its keyring copy and KMS replicas),
+//!    refusing to go on if another region is the home (fencing), replicating keys in use where
+//!    they are missing, and stamping keys seen everywhere (`replicated_at`) or no longer
+//!    current anywhere (`superseded_everywhere_at`), which the planner counts from;
+//! 4. plans the transitions due (pure `plan::plan`): bootstrap, rotation, a missing next key,
 //!    retirement of expired keys;
-//! 4. if the plan needs new KMS keys, first records an intent in the keyring, then creates
+//! 5. if the plan needs new KMS keys, first records an intent in the keyring, then creates
 //!    keys tagged with the run's request id (one `CreateKey` attempt each: see `aws`);
-//! 5. writes the new keyring with compare-and-swap; on a conflict it re-reads and plans again,
+//! 6. writes the new keyring with compare-and-swap; on a conflict it re-reads and plans again,
 //!    reusing keys it already created;
-//! 6. housekeeping, within the run's time budget: disables and schedules deletion of keys in
+//! 7. housekeeping, within the run's time budget: disables and schedules deletion of keys in
 //!    the retirement queue, sweeps creation intents older than a run can live (their keys that
 //!    never made it into the keyring are scheduled for deletion), and records what it finished.
 //!

@@ -372,6 +372,11 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         run: &mut RunState,
     ) -> Result<Observed, RotateError> {
         let Some(regions) = &self.regions else {
+            // Planned as single-region, a multi-region keyring would wait for stamps that never
+            // come; and an old home configured without regions must not slip past its fence.
+            if let Some(home) = &ring.home {
+                return Err(RotateError::MultiRegionKeyring { home: home.region.clone() });
+            }
             return Ok(Observed { keyring: ring.clone(), replicated: Vec::new() });
         };
         self.check_home(ring)?;
