@@ -192,6 +192,32 @@ enum DropFailed {
     Write(StoreError),
 }
 
+/// A replica region's copy of the keyring (empty before its first replication), or `None`
+/// when it cannot be read or parsed: then no key is stamped this run.
+async fn read_replica(region: &ReplicaRegion, run: &mut RunState) -> Option<Keyring> {
+    let text = match region.load().await {
+        Ok(None) => return Some(Keyring::empty()),
+        Ok(Some(doc)) => doc.text,
+        Err(e) => {
+            warn!(region = %region.name, error = %e, "keyring replica unreadable; no key is promoted until it is");
+            run.incomplete.push(format!("region {}: keyring replica unreadable: {e}", region.name));
+            return None;
+        }
+    };
+    match Keyring::from_json(&text) {
+        Ok(replica) => Some(replica),
+        Err(e) => {
+            run.incomplete.push(format!("region {}: keyring replica unusable: {e}", region.name));
+            None
+        }
+    }
+}
+
+/// `key` is not (yet) seen in every region: it is not stamped this run.
+fn leave_unstamped(waiting: &mut Vec<&KeyRecord>, key: &KeyRecord) {
+    waiting.retain(|k| k.kid != key.kid);
+}
+
 impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
@@ -383,28 +409,18 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let mut observed = ring.clone();
         let home =
             observed.home.get_or_insert_with(|| Home { region: regions.own.clone(), epoch: 0 }).clone();
-        let mut waiting: Vec<&KeyRecord> = ring.keys.iter().filter(|k| k.replicated_at.is_none()).collect();
+        // Keys that sign or will: each must have an enabled replica everywhere.
+        let in_use: Vec<&KeyRecord> = ring.keys.iter().filter(|k| k.state != KeyState::Previous).collect();
+        let mut waiting: Vec<&KeyRecord> =
+            in_use.iter().copied().filter(|k| k.replicated_at.is_none()).collect();
         let mut superseded: Vec<&KeyRecord> =
             ring.previous().filter(|k| k.superseded_everywhere_at.is_none()).collect();
-        let mut every_region_answered = true;
+        let mut every_keyring_read = true;
         let mut unstamped: Vec<String> = Vec::new();
         for region in &regions.replicas {
-            let replica = match region.load().await {
-                Ok(None) => Keyring::empty(),
-                Ok(Some(doc)) => match Keyring::from_json(&doc.text) {
-                    Ok(replica) => replica,
-                    Err(e) => {
-                        run.incomplete.push(format!("region {}: keyring replica unusable: {e}", region.name));
-                        every_region_answered = false;
-                        continue;
-                    }
-                },
-                Err(e) => {
-                    warn!(region = %region.name, error = %e, "keyring replica unreadable; no key is promoted until it is");
-                    run.incomplete.push(format!("region {}: keyring replica unreadable: {e}", region.name));
-                    every_region_answered = false;
-                    continue;
-                }
+            let Some(replica) = read_replica(region, run).await else {
+                every_keyring_read = false;
+                continue;
             };
             if let Some(theirs) = replica.home.as_ref().filter(|theirs| theirs.epoch > home.epoch) {
                 warn!(region = %region.name, home = %theirs.region, epoch = theirs.epoch, "another region took over as home; this one stops rotating");
@@ -414,53 +430,45 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             // Previous there too (or already gone from it): that region no longer signs with it.
             superseded
                 .retain(|key| replica.find(&key.kid).is_none_or(|theirs| theirs.state == KeyState::Previous));
-            // Keys in use that this region lacks (a region added after they were replicated, or
-            // a replica deleted by hand): replicate them there; a next key waits again.
-            for key in ring.keys.iter().filter(|k| k.replicated_at.is_some() && k.state != KeyState::Previous)
-            {
-                let Some(arn) = regional_arn(&key.kms_key_arn, &region.name) else { continue };
-                match region.kms.key_enabled(&arn).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        if key.state == KeyState::Next {
-                            unstamped.push(key.kid.clone());
+            for &key in &in_use {
+                let enabled = match regional_arn(&key.kms_key_arn, &region.name) {
+                    None => {
+                        run.incomplete.push(format!(
+                            "key {} is not a multi-Region key: it cannot sign in {}",
+                            key.kid, region.name
+                        ));
+                        false
+                    }
+                    Some(arn) => match region.kms.key_enabled(&arn).await {
+                        Ok(enabled) => enabled,
+                        Err(e) => {
+                            run.incomplete
+                                .push(format!("region {}: replica of {}: {e}", region.name, key.kid));
+                            leave_unstamped(&mut waiting, key);
+                            continue;
                         }
-                        self.replicate_missing(key, &region.name, &regions.own, run).await;
-                    }
-                    Err(e) => {
-                        run.incomplete.push(format!("region {}: replica of {}: {e}", region.name, key.kid))
-                    }
-                }
-            }
-            let mut enabled = Vec::with_capacity(waiting.len());
-            for key in waiting {
-                let Some(arn) = regional_arn(&key.kms_key_arn, &region.name) else {
-                    run.incomplete.push(format!(
-                        "key {} is not a multi-Region key: it cannot sign in {}",
-                        key.kid, region.name
-                    ));
-                    continue;
+                    },
                 };
-                match region.kms.key_enabled(&arn).await {
-                    Ok(true) => enabled.push(key),
-                    // Still `Creating`, or never made there: (re)replicate, idempotently.
-                    Ok(false) => self.replicate_missing(key, &region.name, &regions.own, run).await,
-                    Err(e) => {
-                        run.incomplete.push(format!("region {}: replica of {}: {e}", region.name, key.kid));
-                        every_region_answered = false;
+                if !enabled {
+                    // Still `Creating`, never made there, or a region added since: (re)replicate,
+                    // idempotently; a next key already stamped waits again.
+                    leave_unstamped(&mut waiting, key);
+                    if key.replicated_at.is_some() && key.state == KeyState::Next {
+                        unstamped.push(key.kid.clone());
                     }
+                    self.replicate_missing(key, &region.name, &regions.own, run).await;
                 }
             }
-            waiting = enabled;
         }
-        let replicated: Vec<String> =
-            if every_region_answered { waiting.iter().map(|k| k.kid.clone()).collect() } else { Vec::new() };
-        let superseded: Vec<String> = if every_region_answered {
-            superseded.iter().map(|k| k.kid.clone()).collect()
+        let (replicated, superseded): (Vec<String>, Vec<String>) = if every_keyring_read {
+            (
+                waiting.iter().map(|k| k.kid.clone()).collect(),
+                superseded.iter().map(|k| k.kid.clone()).collect(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        for key in ring.keys.iter().filter(|k| k.replicated_at.is_none() && !replicated.contains(&k.kid)) {
+        for key in in_use.iter().filter(|k| k.replicated_at.is_none() && !replicated.contains(&k.kid)) {
             run.incomplete.push(format!("key {} awaits replication to every region", key.kid));
         }
         for key in observed.keys.iter_mut().filter(|k| unstamped.contains(&k.kid)) {
