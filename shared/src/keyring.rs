@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alg::SigningAlg;
 use crate::jwk::{JwkSet, PublicJwk, PublishedJwk};
+use crate::regions::same_kms_key;
 
 /// Seconds since the Unix epoch.
 pub type UnixTime = i64;
@@ -347,9 +348,12 @@ impl Keyring {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
-    /// Does this keyring account for the KMS key (published or retiring)?
+    /// Does this keyring account for the KMS key (published or retiring)? A multi-Region key
+    /// is one key in every region: the ARN of any of its replicas counts as the recorded one
+    /// (after a fail-over, the new home finds its local replica of a key the old home made).
     pub fn holds_arn(&self, arn: &str) -> bool {
-        self.keys.iter().any(|k| k.kms_key_arn == arn) || self.retiring.iter().any(|k| k.kms_key_arn == arn)
+        let held = |recorded: &str| same_kms_key(recorded, arn);
+        self.keys.iter().any(|k| held(&k.kms_key_arn)) || self.retiring.iter().any(|k| held(&k.kms_key_arn))
     }
 
     /// Every key verifiers must accept: next, current and previous.
@@ -424,6 +428,8 @@ impl Keyring {
                 key.state = KeyState::Current;
                 key.activated_at = Some(now);
                 key.deactivated_at = None;
+                // It signs again: its grace restarts from its next demotion, in every region.
+                key.superseded_everywhere_at = None;
             }
         }
         ring.sort();
@@ -504,6 +510,45 @@ pub(crate) mod tests {
         assert_eq!(prev[0].deactivated_at, Some(200));
         assert_eq!(rotated.next().unwrap().kid, new_key(3, 0).kid);
         assert_eq!(rotated.jwks().keys.len(), 3);
+    }
+
+    /// Two revocations in a row (the runbook's advice for several compromised keys) put a
+    /// previous key back to signing. Its old `superseded_everywhere_at` must go: counted from
+    /// it, the key would be retired at its next demotion while its new tokens are live.
+    #[test]
+    fn a_re_promoted_key_forgets_when_it_was_last_superseded() {
+        let mut ring =
+            Keyring::empty().bootstrap(new_key(1, 0), new_key(2, 0), 0).rotate(new_key(3, 100), 100);
+        ring.home = Some(Home { region: "us-east-1".into(), epoch: 0 });
+        let first = new_key(1, 0).kid;
+        let ring = ring.mark_superseded(std::slice::from_ref(&first), 110);
+        // Revoke the current key (2), then the next (3): key 1 signs again from 5000.
+        let ring = ring.revoke(&new_key(2, 0).kid, 4_000).unwrap();
+        let ring = ring.revoke(&new_key(3, 0).kid, 5_000).unwrap();
+        let again = ring.find(&first).unwrap();
+        assert_eq!((again.state, again.activated_at), (KeyState::Current, Some(5_000)));
+        assert_eq!(again.superseded_everywhere_at, None);
+        // Demoted at 9000: nothing may retire it before its new grace has run, whatever the
+        // regions said of it before.
+        let ring = ring.rotate(new_key(4, 9_000), 9_000).rotate(new_key(5, 9_001), 9_001);
+        let (kept, gone) = ring.retire_expired(9_100, 1_000);
+        assert!(gone.is_empty(), "retired {gone:?}");
+        assert!(kept.find(&first).is_some());
+    }
+
+    /// After a fail-over the new home sweeps by tag in its own region and finds its local
+    /// replica of a key the old home created and recorded under the primary's ARN.
+    #[test]
+    fn a_replica_arn_of_a_recorded_multi_region_key_is_held() {
+        let mut key = new_key(1, 0);
+        key.kms_key_arn = "arn:aws:kms:us-east-1:000000000000:key/mrk-1".into();
+        let ring = Keyring::empty().bootstrap(key, new_key(2, 0), 0);
+        assert!(ring.holds_arn("arn:aws:kms:eu-west-1:000000000000:key/mrk-1"));
+        assert!(!ring.holds_arn("arn:aws:kms:eu-west-1:000000000000:key/mrk-9"));
+        assert!(
+            !ring.holds_arn("arn:aws:kms:eu-west-1:000000000000:key/2"),
+            "single-Region keys are regional"
+        );
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub fn regional_arn(arn: &str, region: &str) -> Option<String> {
     }
 }
 
+/// Whether two key ARNs name the same KMS key: the same ARN, or one multi-Region key's ARNs
+/// in two regions (they differ only in the Region field).
+pub fn same_kms_key(a: &str, b: &str) -> bool {
+    a == b || arn_region(b).and_then(|region| regional_arn(a, region)).is_some_and(|in_b| in_b == b)
+}
+
 /// The region field of an ARN, if it has one.
 pub fn arn_region(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|region| !region.is_empty())
@@ -255,5 +261,19 @@ mod tests {
         let single = "arn:aws:kms:us-east-1:111122223333:key/1234";
         assert_eq!(local_key_arn(single, Some("eu-west-1")), single, "nothing to resolve to");
         assert_eq!(arn_region(home), Some("us-east-1"));
+    }
+
+    #[test]
+    fn a_multi_region_key_is_the_same_key_in_every_region() {
+        let home = "arn:aws:kms:us-east-1:111122223333:key/mrk-1";
+        let eu = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1";
+        assert!(same_kms_key(home, eu) && same_kms_key(eu, home) && same_kms_key(home, home));
+        assert!(!same_kms_key(home, "arn:aws:kms:eu-west-1:111122223333:key/mrk-2"));
+        assert!(!same_kms_key(home, "arn:aws:kms:eu-west-1:999999999999:key/mrk-1"), "another account");
+        let single = "arn:aws:kms:us-east-1:111122223333:key/1234";
+        assert!(
+            !same_kms_key(single, "arn:aws:kms:eu-west-1:111122223333:key/1234"),
+            "single-Region keys are regional"
+        );
     }
 }
