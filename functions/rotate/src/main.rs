@@ -48,7 +48,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let kms = MultiRegionKms::new(own_region.clone(), kms, replicas.clone());
     let rotator = Rotator::new(kms, store, config.rotation_policy(), config.keyring_secret_id.clone())
         .with_step_reserve(config.aws_timeouts.total);
-    let rotator = if config.is_multi_region() { rotator.with_regions(own_region, replicas) } else { rotator };
+    let rotator = if config.is_multi_region() {
+        rotator.with_regions(own_region, replicas).with_configured_home(config.home_region.clone())
+    } else {
+        rotator
+    };
     // A plain borrow: `lambda_runtime::run` handles one invocation at a time inside this
     // future and asks no 'static of the handler (`run_concurrent` would: Clone + Send + 'static).
     let rotator = &rotator;

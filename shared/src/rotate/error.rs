@@ -42,6 +42,23 @@ pub enum RotateError {
         /// This rotate function's region.
         own: String,
     },
+    /// Multi-region: a region's copy of the keyring could not be read, so this region cannot
+    /// prove no other region took over. Nothing was changed (fencing fails closed).
+    #[error("region {region}'s keyring copy cannot be read ({reason}); rotate changes nothing until it can")]
+    HomeUnconfirmed {
+        /// The region whose copy could not be read.
+        region: String,
+        /// Why.
+        reason: String,
+    },
+    /// `take-over` was asked of a region the deployment does not name home (`HOME_REGION`).
+    #[error("take-over refused: HOME_REGION is {configured}, not this region ({own}); change the stack's HomeRegion first")]
+    NotConfiguredHome {
+        /// The home region configured.
+        configured: String,
+        /// This rotate function's region.
+        own: String,
+    },
     /// `take-over` was asked of a rotate function that has no multi-region configuration.
     #[error("take-over needs HOME_REGION or REPLICA_REGIONS: this rotate function is single-region")]
     NotMultiRegion,
@@ -69,6 +86,21 @@ impl RotateError {
             RotateError::NotHome { .. } => "NotHome",
             RotateError::NotMultiRegion => "NotMultiRegion",
             RotateError::MultiRegionKeyring { .. } => "MultiRegionKeyring",
+            RotateError::HomeUnconfirmed { .. } => "HomeUnconfirmed",
+            RotateError::NotConfiguredHome { .. } => "NotConfiguredHome",
         }
+    }
+
+    /// Errors raised before anything was changed, after which a run must change nothing
+    /// (no housekeeping either): an invalid keyring, or a region that is not (or cannot prove
+    /// it is) the keyring's home.
+    pub fn refuses_writes(&self) -> bool {
+        matches!(
+            self,
+            RotateError::Keyring(_)
+                | RotateError::NotHome { .. }
+                | RotateError::MultiRegionKeyring { .. }
+                | RotateError::HomeUnconfirmed { .. }
+        )
     }
 }

@@ -67,6 +67,9 @@ pub struct Rotator<K, S> {
 struct Regions {
     /// This function's region: the home it claims, or must be named.
     own: String,
+    /// `HOME_REGION` as configured (`None`: this region). A take-over happens only where the
+    /// operator named this region home first.
+    configured_home: Option<String>,
     replicas: Vec<Arc<ReplicaRegion>>,
 }
 
@@ -192,25 +195,21 @@ enum DropFailed {
     Write(StoreError),
 }
 
-/// A replica region's copy of the keyring (empty before its first replication), or `None`
-/// when it cannot be read or parsed: then no key is stamped this run.
-async fn read_replica(region: &ReplicaRegion, run: &mut RunState) -> Option<Keyring> {
-    let text = match region.load().await {
-        Ok(None) => return Some(Keyring::empty()),
-        Ok(Some(doc)) => doc.text,
-        Err(e) => {
-            warn!(region = %region.name, error = %e, "keyring replica unreadable; no key is promoted until it is");
-            run.incomplete.push(format!("region {}: keyring replica unreadable: {e}", region.name));
-            return None;
-        }
-    };
-    match Keyring::from_json(&text) {
-        Ok(replica) => Some(replica),
-        Err(e) => {
-            run.incomplete.push(format!("region {}: keyring replica unusable: {e}", region.name));
-            None
-        }
+/// A replica region's copy of the keyring (empty before its first replication), or why it
+/// cannot be read or used.
+async fn read_replica(region: &ReplicaRegion) -> Result<Keyring, String> {
+    match region.load().await {
+        Ok(None) => Ok(Keyring::empty()),
+        Ok(Some(doc)) => Keyring::from_json(&doc.text).map_err(|e| format!("keyring replica unusable: {e}")),
+        Err(e) => Err(format!("keyring replica unreadable: {e}")),
     }
+}
+
+/// Does a region's copy show a home that outranks ours: a later take-over, or a rival
+/// take-over at the same epoch (two regions claiming one epoch both stop, until an operator's
+/// take-over settles it one epoch higher)?
+fn outranks(theirs: &Home, ours: &Home) -> bool {
+    theirs.epoch > ours.epoch || (theirs.epoch == ours.epoch && theirs.region != ours.region)
 }
 
 /// `key` is not (yet) seen in every region: it is not stamped this run.
@@ -235,7 +234,16 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// a key is made current only once every replica region has it (see
     /// [`crate::regions`]). `kms` should then be a [`crate::regions::MultiRegionKms`].
     pub fn with_regions(mut self, own_region: impl Into<String>, replicas: Vec<Arc<ReplicaRegion>>) -> Self {
-        self.regions = Some(Regions { own: own_region.into(), replicas });
+        self.regions = Some(Regions { own: own_region.into(), configured_home: None, replicas });
+        self
+    }
+
+    /// Multi-region: the home region the deployment names (`HOME_REGION`). A take-over is
+    /// refused in any other region. Call after [`Self::with_regions`].
+    pub fn with_configured_home(mut self, home: Option<String>) -> Self {
+        if let Some(regions) = &mut self.regions {
+            regions.configured_home = home;
+        }
         self
     }
 
@@ -303,7 +311,9 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let result = self.converge(&mode, now, &mut run).await;
         self.finish(&mut run).await;
         match result {
-            Err(e @ RotateError::Keyring(_)) => Err(e),
+            // Refused before any change: not even housekeeping (a fenced region must not
+            // retire keys or sweep, nor write its keyring).
+            Err(e) if e.refuses_writes() => Err(e),
             Err(e) => {
                 self.housekeeping(now, &mut run).await;
                 Err(e)
@@ -336,6 +346,12 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             Err(e) => {
                 warn!(error = %e, "revocation done; its replacement key is left for the next run");
                 run.incomplete.push(format!("replacement key: {e}"));
+                if e.refuses_writes() {
+                    // The withdrawal stands (revocation is never blocked); nothing else is done
+                    // by a region that is not, or cannot prove it is, the home.
+                    self.finish(&mut run).await;
+                    return Ok(self.report(done, run, now));
+                }
             }
         }
         self.finish(&mut run).await;
@@ -387,10 +403,11 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     }
 
     /// Multi-region: check this region is the writer (the keyring names it, or nobody yet, and
-    /// no region's copy shows a later take-over), then stamp `replicated_at` on every key that
-    /// every replica region now has: its KMS replica enabled, its kid in the region's keyring
-    /// replica. A region that cannot be read stamps nothing (the next key then waits, and the
-    /// current key keeps signing everywhere). Single-region: the keyring as it is.
+    /// every region's copy can be read and shows no home that outranks it), then stamp
+    /// `replicated_at` on every key that every replica region now has: its KMS replica enabled,
+    /// its kid in the region's keyring replica. Fencing fails closed: a copy that cannot be
+    /// read could hold a later take-over, so the run stops before any write or KMS change.
+    /// Single-region: the keyring as it is.
     async fn observe_regions(
         &self,
         ring: &Keyring,
@@ -409,23 +426,15 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let mut observed = ring.clone();
         let home =
             observed.home.get_or_insert_with(|| Home { region: regions.own.clone(), epoch: 0 }).clone();
+        let copies = self.fence(regions, &home).await?;
         // Keys that sign or will: each must have an enabled replica everywhere.
         let in_use: Vec<&KeyRecord> = ring.keys.iter().filter(|k| k.state != KeyState::Previous).collect();
         let mut waiting: Vec<&KeyRecord> =
             in_use.iter().copied().filter(|k| k.replicated_at.is_none()).collect();
         let mut superseded: Vec<&KeyRecord> =
             ring.previous().filter(|k| k.superseded_everywhere_at.is_none()).collect();
-        let mut every_keyring_read = true;
         let mut unstamped: Vec<String> = Vec::new();
-        for region in &regions.replicas {
-            let Some(replica) = read_replica(region, run).await else {
-                every_keyring_read = false;
-                continue;
-            };
-            if let Some(theirs) = replica.home.as_ref().filter(|theirs| theirs.epoch > home.epoch) {
-                warn!(region = %region.name, home = %theirs.region, epoch = theirs.epoch, "another region took over as home; this one stops rotating");
-                return Err(RotateError::NotHome { home: theirs.region.clone(), own: regions.own.clone() });
-            }
+        for (region, replica) in regions.replicas.iter().zip(&copies) {
             waiting.retain(|key| replica.find(&key.kid).is_some());
             // Previous there too (or already gone from it): that region no longer signs with it.
             superseded
@@ -460,14 +469,8 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 }
             }
         }
-        let (replicated, superseded): (Vec<String>, Vec<String>) = if every_keyring_read {
-            (
-                waiting.iter().map(|k| k.kid.clone()).collect(),
-                superseded.iter().map(|k| k.kid.clone()).collect(),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let replicated: Vec<String> = waiting.iter().map(|k| k.kid.clone()).collect();
+        let superseded: Vec<String> = superseded.iter().map(|k| k.kid.clone()).collect();
         for key in in_use.iter().filter(|k| k.replicated_at.is_none() && !replicated.contains(&k.kid)) {
             run.incomplete.push(format!("key {} awaits replication to every region", key.kid));
         }
@@ -477,6 +480,24 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         }
         let keyring = observed.mark_replicated(&replicated, now).mark_superseded(&superseded, now);
         Ok(Observed { keyring, replicated })
+    }
+
+    /// Every replica region's copy of the keyring, read before anything is changed, each
+    /// checked for a home that outranks `home`. Refuses when one cannot be read.
+    async fn fence(&self, regions: &Regions, home: &Home) -> Result<Vec<Keyring>, RotateError> {
+        let mut copies = Vec::with_capacity(regions.replicas.len());
+        for region in &regions.replicas {
+            let replica = read_replica(region).await.map_err(|reason| {
+                warn!(region = %region.name, %reason, "a region's keyring copy cannot be read: this region cannot prove it is still home, so it changes nothing");
+                RotateError::HomeUnconfirmed { region: region.name.clone(), reason }
+            })?;
+            if let Some(theirs) = replica.home.as_ref().filter(|theirs| outranks(theirs, home)) {
+                warn!(region = %region.name, home = %theirs.region, epoch = theirs.epoch, "another region took over as home; this one stops rotating");
+                return Err(RotateError::NotHome { home: theirs.region.clone(), own: regions.own.clone() });
+            }
+            copies.push(replica);
+        }
+        Ok(copies)
     }
 
     /// Replicate `key` into `region`, where it is missing. Only a primary of this home region
@@ -496,18 +517,37 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         }
     }
 
-    /// Fail-over: name this region the keyring's home, one epoch above the last.
+    /// Fail-over: name this region the keyring's home, one epoch above the highest any
+    /// readable copy shows (the old home's region may be down: its copy is not waited for).
+    /// Refused unless the deployment names this region home (`HOME_REGION`), so that two
+    /// regions cannot both be told to take over by one mistaken invocation.
     async fn take_over(&self, now: UnixTime, mut run: RunState) -> Result<RotationReport, RotateError> {
         let Some(regions) = &self.regions else { return Err(RotateError::NotMultiRegion) };
+        if let Some(configured) = regions.configured_home.as_ref().filter(|home| **home != regions.own) {
+            return Err(RotateError::NotConfiguredHome {
+                configured: configured.clone(),
+                own: regions.own.clone(),
+            });
+        }
+        let mut homes_elsewhere = Vec::new();
+        for region in &regions.replicas {
+            match read_replica(region).await {
+                Ok(copy) => homes_elsewhere.extend(copy.home),
+                Err(reason) => run.incomplete.push(format!("region {}: {reason}", region.name)),
+            }
+        }
         let mut conflicts = Conflicts::default();
         loop {
             let (ring, version) = self.read().await?;
             run.latest = Some((ring.clone(), version.clone()));
-            if ring.home.as_ref().is_some_and(|home| home.region == regions.own) {
+            let highest = ring.home.iter().chain(&homes_elsewhere).map(|home| home.epoch).max();
+            let ours = ring.home.as_ref().filter(|home| home.region == regions.own);
+            if ours.is_some_and(|ours| !homes_elsewhere.iter().any(|theirs| outranks(theirs, ours))) {
+                // Already home, and no copy shows a rival claim: nothing to do.
                 return Ok(self.report(Converged::default(), run, now));
             }
             let mut claimed = ring.clone();
-            let epoch = ring.home.as_ref().map_or(0, |home| home.epoch + 1);
+            let epoch = highest.map_or(0, |epoch| epoch + 1);
             claimed.home = Some(Home { region: regions.own.clone(), epoch });
             match self.store.compare_and_swap(version.as_deref(), &claimed.to_json()).await {
                 Ok(new_version) => {
