@@ -4,17 +4,25 @@ Run by scripts/lint-infra.sh (part of `make test`). Uses cfn-lint's YAML loader,
 understands the CloudFormation short tags (!Ref, !Sub, !GetAtt).
 
 The rule behind them: access to a signing key comes from the key's own policy (written by
-rotate at CreateKey from KEY_ADMIN_ROLE_ARN and KEY_USER_ROLE_ARNS), never from a tag. IAM
-only lets rotate create and tag keys, narrowed by what the request carries.
+rotate at CreateKey from KEY_ADMIN_ROLE_ARN, KEY_USER_ROLE_ARNS and KEY_POLICY_ADMIN_ARNS),
+never from a tag. IAM only lets rotate create and tag keys, narrowed by what the request
+carries (and, for retagging, by the key's own keyring tag). The key policy denies PutKeyPolicy
+and CreateGrant to everyone but the break-glass administrators (KeyPolicyAdminArns), rotate
+included, so rotate creates keys bypassing the lockout check (no condition against it).
 
 Multi-Region (docs/multi-region.md) follows the same rule: replicas are created only through
-ReplicateKey, which each primary's own policy authorizes (no kms:ReplicateKey in IAM); IAM only
-lets rotate create replicas with this keyring's tags, and read (and, through Secrets Manager,
-encrypt) the other Regions' copies of its own secret. sign and jwks read their own Region's
-copy only. No IAM document depends on which Region is home or on ReplicaRegions, so that a
-failover changes no IAM policy. A single-Region stack (the default parameters) resolves to the
-resources it had before the multi-Region parameters; the conditions are evaluated below for
-that, for a home and a replica Region, and across a failover.
+ReplicateKey, which each primary's own policy allows (never an IAM Allow); IAM only denies it
+outside ReplicaRegions (the one IAM statement naming Regions, so that adding a Region is a
+stack update), lets rotate create replicas with this keyring's tags, and read (and, through
+Secrets Manager, encrypt) the other Regions' copies of its own secret. sign and jwks read their
+own Region's copy only. No other IAM document depends on ReplicaRegions, and none on which
+Region is home. A single-Region stack (the default parameters) resolves to the resources it had
+before the multi-Region parameters; the conditions are evaluated below for that, for a home and
+a replica Region, and across a failover.
+
+Also asserted: the schedule's execution role trusts this stack's own schedule group only
+(aws:SourceArn), and the detective control (EventBridge rules on PutKeyPolicy/CreateGrant and on
+denied kms:Sign, published to an encrypted SNS topic only those rules may publish to).
 """
 import itertools
 import json
@@ -97,11 +105,12 @@ def condition_keys(statement):
 
 
 def role_actions(role):
-    return {a for s in role_statements(role) for a in actions(s)}
+    """Actions the role's policies allow (Deny statements grant nothing)."""
+    return {a for s in role_statements(role) if s["Effect"] == "Allow" for a in actions(s)}
 
 
 def statements_with(role, action):
-    return [s for s in role_statements(role) if action in actions(s)]
+    return [s for s in role_statements(role) if s["Effect"] == "Allow" and action in actions(s)]
 
 
 def only(role, action):
@@ -128,16 +137,22 @@ if failed:
 
 iam = all_iam_statements()
 check("the template has IAM statements to check", len(iam) > 10)
+# The one Deny in IAM: replication outside the replica Regions (each key's policy allows
+# ReplicateKey to its creator without a Region; IAM names the Regions).
+DENIES = {("RotateMultiRegionPolicy", "ReplicateOnlyToReplicaRegions")}
 for where, statement in iam:
     sid = statement.get("Sid", "?")
-    check(f"{where}/{sid}: allow only", statement["Effect"] == "Allow")
+    check(f"{where}/{sid}: allow only, but for the one Deny on replication outside ReplicaRegions",
+          statement["Effect"] == "Allow" or (where, sid) in DENIES)
     check(f"{where}/{sid}: no wildcard in any action", all("*" not in a for a in actions(statement)))
     if statement.get("Resource") == "*":
         check(f"{where}/{sid}: Resource '*' is narrowed by a condition", bool(statement.get("Condition")))
-    # Tags never authorize: no IAM statement reads a resource tag (nor the old kms-jwt ones).
+    # Tags never authorize: no IAM statement reads a resource tag (nor the old kms-jwt ones),
+    # except to narrow kms:TagResource to keys already carrying this keyring's tag.
     check(
         f"{where}/{sid}: no aws:ResourceTag condition (access comes from key policies, never tags)",
-        not any(k.lower().startswith("aws:resourcetag/") for k in condition_keys(statement)),
+        not any(k.lower().startswith("aws:resourcetag/") for k in condition_keys(statement))
+        or (sid == "TagOnlyWithThisKeyringsTags" and actions(statement) == ["kms:TagResource"]),
     )
     # KMS data-key use of DataKey only through the two services that encrypt with it; the one
     # exception, the replica Regions' copies of the keyring, is checked below (multi-Region).
@@ -148,9 +163,11 @@ for where, statement in iam:
             via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
             check(f"{where}/{sid}: {action} only on DataKey", is_getatt(statement.get("Resource"), "DataKey"))
             check(f"{where}/{sid}: {action} only through Secrets Manager or SQS", via is not None)
-    # Replication and promotion of keys are never IAM grants: each key's own policy decides.
+    # Replication and promotion of keys are never IAM grants: each key's own policy decides
+    # (IAM may only deny ReplicateKey outside the replica Regions).
     for action in ("kms:ReplicateKey", "kms:UpdatePrimaryRegion", "kms:SynchronizeMultiRegionKey"):
-        check(f"{where}/{sid}: no {action} in IAM (a key's own policy grants it)", action not in actions(statement))
+        check(f"{where}/{sid}: no {action} allowed in IAM (a key's own policy grants it)",
+              action not in actions(statement) or statement["Effect"] == "Deny")
 
 # ---- functions use the explicit roles, never SAM-generated ones --------------------------
 function_roles = {"RotateFunction": "RotateRole", "SignFunction": "SignRole", "JwksFunction": "JwksRole"}
@@ -213,10 +230,13 @@ check(
     "rotate's CreateKey tag keys are a subset of kms-jwt's three",
     set(create["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys,
 )
-create_bool = create["Condition"].get("BoolIfExists", {})
-check("rotate never bypasses the key policy lockout check", create_bool.get("kms:BypassPolicyLockoutSafetyCheck") == "false")
+# The key policy denies PutKeyPolicy to rotate itself, so rotate must bypass the lockout check:
+# no condition may refuse it (and none may require it either: nothing to gain).
+check("rotate may bypass the key policy lockout check (its key policies deny it PutKeyPolicy)",
+      all("kms:BypassPolicyLockoutSafetyCheck" not in json.dumps(s) for s in creates))
 check("rotate creates single-Region keys, and multi-Region ones only in a multi-Region deployment",
-      create_bool.get("kms:MultiRegion") == {"Fn::If": ["MultiRegionDeployment", {"Ref": "AWS::NoValue"}, "false"]})
+      create["Condition"].get("BoolIfExists")
+      == {"Fn::If": ["MultiRegionDeployment", {"Ref": "AWS::NoValue"}, {"kms:MultiRegion": "false"}]})
 
 tag = only("RotateRole", "kms:TagResource")
 check("TagResource is granted alone in its statement", actions(tag) == ["kms:TagResource"])
@@ -225,6 +245,9 @@ check("rotate tags only with this keyring's value", tag_eq.get("aws:RequestTag/k
 check("rotate's tag statement has no Region condition (it also tags replicas in replica Regions)",
       "aws:RequestedRegion" not in condition_keys(tag))
 check("rotate tags only with managed-by=kms-jwt", tag_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt")
+check("rotate retags only keys already tagged for this keyring (or untagged ones, as at creation)",
+      tag["Condition"].get("StringEqualsIfExists") == {"aws:ResourceTag/kms-jwt:keyring": KEYRING_ID})
+check("TagResource stays on Resource '*' (tagging at creation needs an unrestricted IAM grant)", tag["Resource"] == "*")
 check(
     "rotate's tag keys are a subset of kms-jwt's three",
     set(tag["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys,
@@ -261,6 +284,19 @@ check("KEY_USER_ROLE_ARNS is the sign function's role, plus the other Regions' s
 check("PEER_ADMIN_ROLE_ARNS is the other Regions' rotate roles when given, else absent",
       env.get("PEER_ADMIN_ROLE_ARNS") == {"Fn::If": ["HasPeerRotators", {"Fn::Join": [",", {"Ref": "PeerRotateRoleArns"}]},
                                                      {"Ref": "AWS::NoValue"}]})
+check("KEY_POLICY_ADMIN_ARNS is KeyPolicyAdminArns when given, else absent (rotate then names the account root)",
+      env.get("KEY_POLICY_ADMIN_ARNS") == {"Fn::If": ["HasKeyPolicyAdmins", {"Fn::Join": [",", {"Ref": "KeyPolicyAdminArns"}]},
+                                                      {"Ref": "AWS::NoValue"}]})
+admins = parameters.get("KeyPolicyAdminArns", {})
+check("KeyPolicyAdminArns is a list that defaults to empty (the account root user only)",
+      admins.get("Type") == "CommaDelimitedList" and admins.get("Default") == "")
+check("KeyPolicyAdminArns accepts IAM roles and the account root only",
+      admins.get("AllowedPattern") == "^(arn:[a-z-]+:iam::[0-9]{12}:(role/\\S+|root))?$")
+check("KeyPolicyAdminArns says what it is for (break glass, MFA)",
+      all(w in admins.get("Description", "") for w in ("kms:PutKeyPolicy", "kms:CreateGrant", "MFA", "root")))
+check("HasKeyPolicyAdmins is 'KeyPolicyAdminArns is not empty'",
+      template["Conditions"].get("HasKeyPolicyAdmins")
+      == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", {"Ref": "KeyPolicyAdminArns"}]}, ""]}]})
 check("KEY_DISCOVERY is the tagging API", env.get("KEY_DISCOVERY") == "tagging-api")
 check("rotate runs one at a time", rotate_fn.get("ReservedConcurrentExecutions") == 1)
 check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get("TargetArn") == getatt("RotateDeadLetterQueue"))
@@ -310,6 +346,12 @@ trust = resources["SchedulerRole"]["Properties"]["AssumeRolePolicyDocument"]["St
 check("SchedulerRole is assumed by EventBridge Scheduler of this account only",
       [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
       and all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"} for s in trust))
+check("SchedulerRole is assumed only for schedules of this stack's schedule group (aws:SourceArn)",
+      all(is_getatt(s["Condition"].get("ArnEquals", {}).get("aws:SourceArn"), "RotateScheduleGroup") for s in trust))
+check("the schedule group is this stack's own, with a generated name",
+      resources.get("RotateScheduleGroup", {}).get("Type") == "AWS::Scheduler::ScheduleGroup"
+      and "Name" not in resources.get("RotateScheduleGroup", {}).get("Properties", {}))
+check("the schedule sits in that group", schedule.get("GroupName") == {"Ref": "RotateScheduleGroup"})
 check("the dead-letter queue is encrypted with DataKey",
       resources["RotateDeadLetterQueue"]["Properties"].get("KmsMasterKeyId") == {"Ref": "DataKey"})
 
@@ -441,7 +483,7 @@ def condition_value(expression, values, region):
 
 def scenario(region, **overrides):
     values = {"HomeRegion": "", "ReplicaRegions": [""], "KeyringSecret": "create", "PeerSignRoleArns": [""],
-              "PeerRotateRoleArns": [""],
+              "PeerRotateRoleArns": [""], "KeyPolicyAdminArns": [""],
               "SignConcurrency": "0", "JwksConcurrency": "0"}
     values.update(overrides)
     return {name: condition_value(c, values, region) for name, c in conditions.items()}
@@ -460,13 +502,17 @@ check(f"default parameters resolve to a single-Region stack ({single})",
       and not any(single[c] for c in ("MultiRegion", "MultiRegionDeployment", "ReplicatesKeyring", "HasPeerSigners", "HasPeerRotators",
                                        "TooManyReplicaRegions", "ReplicaSlot0")))
 # A failover changes HomeRegion, ReplicaRegions and KeyringSecret; IAM's control plane is in
-# us-east-1, so no IAM document may depend on them (only on a deployment being multi-Region).
+# us-east-1, so IAM documents depend on them as little as possible: only on a deployment being
+# multi-Region, and on ReplicaRegions in the one Deny that names the replication Regions.
 iam_conditions = set()
 for where, statement in iam:
     text = json.dumps(statement)
     iam_conditions |= {c for c in conditions if f'"{c}"' in text}
-    for parameter in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns", "PeerRotateRoleArns"):
-        check(f"{where}/{statement.get('Sid', '?')}: no IAM statement refers to {parameter} (a failover changes no IAM policy)",
+    for parameter in ("HomeRegion", "ReplicaRegions", "KeyringSecret", "PeerSignRoleArns", "PeerRotateRoleArns",
+                      "KeyPolicyAdminArns"):
+        if parameter == "ReplicaRegions" and (where, statement.get("Sid")) in DENIES:
+            continue
+        check(f"{where}/{statement.get('Sid', '?')}: no IAM statement refers to {parameter} (a failover changes no other IAM policy)",
               f'{{"Ref": "{parameter}"}}' not in text)
 for name, r in resources.items():
     if r["Type"].startswith("AWS::IAM::") and r.get("Condition"):
@@ -527,8 +573,21 @@ check("replicas are created only with this keyring's tags",
       replica_eq.get("aws:RequestTag/kms-jwt:keyring") == {"Fn::Sub": "${AWS::StackName}/keyring"}
       and replica_eq.get("aws:RequestTag/kms-jwt:managed-by") == "kms-jwt"
       and set(replica_create["Condition"].get("ForAllValues:StringEquals", {}).get("aws:TagKeys", [])) == allowed_tag_keys)
-check("replicas never bypass the key policy lockout check",
-      replica_create["Condition"].get("BoolIfExists", {}).get("kms:BypassPolicyLockoutSafetyCheck") == "false")
+check("replicas may bypass the key policy lockout check (ReplicateKey passes the same policy)",
+      "BoolIfExists" not in replica_create["Condition"])
+deny = by_sid("RotateRole", "ReplicateOnlyToReplicaRegions")
+check("rotate may replicate keys only to ReplicaRegions (an explicit Deny, StringNotEquals: a NOR of the Regions)",
+      deny.get("Effect") == "Deny" and actions(deny) == ["kms:ReplicateKey"] and deny.get("Resource") == "*"
+      and deny.get("Condition") == {"StringNotEquals": {"kms:ReplicaRegion": {"Ref": "ReplicaRegions"}}})
+mr_statements = resources.get("RotateMultiRegionPolicy", {}).get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])
+check("the replication Deny sits in the multi-Region policy (a stack update changes it with ReplicaRegions)",
+      any(s is deny for s in mr_statements))
+for label, regions_, expected in [("two replica Regions", ["us-east-1", "ap-southeast-2"],
+                                   {"us-east-1": False, "ap-southeast-2": False, "eu-west-1": True, "eu-central-1": True}),
+                                  ("no replica Region", [""], {"us-east-1": True, "eu-west-1": True})]:
+    # StringNotEquals with a list: true when the request's value equals none of them.
+    denied = {r: all(r != v for v in regions_) for r in expected}
+    check(f"the replication Deny evaluates as intended with {label} ({denied})", denied == expected)
 slr = by_sid("RotateRole", "CreateTheMultiRegionKeyServiceLinkedRole")
 check("rotate may create only KMS's multi-Region service-linked role",
       actions(slr) == ["iam:CreateServiceLinkedRole"]
@@ -548,7 +607,7 @@ mr_policy = resources.get("RotateMultiRegionPolicy", {})
 check("every multi-Region grant sits in RotateMultiRegionPolicy, absent from a single-Region stack",
       mr_policy.get("Condition") == "MultiRegionDeployment"
       and {s.get("Sid") for s in mr_policy.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])}
-      == {"CreateOnlyReplicasOfOwnKeys", "CreateTheMultiRegionKeyServiceLinkedRole",
+      == {"CreateOnlyReplicasOfOwnKeys", "ReplicateOnlyToReplicaRegions", "CreateTheMultiRegionKeyServiceLinkedRole",
           "ReadReplicaKeyrings", "ReplicaKeyringEncryptionThroughSecretsManager"})
 check("no other role gets multi-Region grants",
       all(r["Properties"]["RoleName"] == {"Ref": "RotateRole"} for r in of_type("AWS::IAM::RolePolicy").values()
@@ -563,6 +622,50 @@ for alarm in ("StalledRotationAlarm", "RetirementBacklogAlarm"):
     props = resources[alarm]["Properties"]
     check(f"{alarm} exists only where rotate runs", resources[alarm].get("Condition") == "IsHome")
     check(f"{alarm} watches the keyring under the name rotate reports", props["Dimensions"] == [{"Name": "Keyring", "Value": KEYRING_ID}])
+
+# ---- detective control: EventBridge rules on CloudTrail, to an encrypted SNS topic ---------
+topic = resources.get("SecurityAlertsTopic", {})
+check("there is a security alerts topic, encrypted with its own key",
+      topic.get("Type") == "AWS::SNS::Topic"
+      and is_getatt(topic.get("Properties", {}).get("KmsMasterKeyId"), "SecurityAlertsKey"))
+check("every stack has the detective control (replica keys live in every Region)",
+      all(resources.get(n, {}).get("Condition") is None
+          for n in ("SecurityAlertsTopic", "SecurityAlertsKey", "SecurityAlertsTopicPolicy", "KeyPolicyChangeRule", "DeniedSignRule")))
+CLOUDTRAIL_KMS = {"source": ["aws.kms"], "detail-type": ["AWS API Call via CloudTrail"]}
+rules_ = {name: resources.get(name, {}).get("Properties", {}) for name in ("KeyPolicyChangeRule", "DeniedSignRule")}
+for name, props in rules_.items():
+    check(f"{name} is an EventBridge rule on KMS API calls via CloudTrail",
+          resources[name]["Type"] == "AWS::Events::Rule"
+          and all(props.get("EventPattern", {}).get(k) == v for k, v in CLOUDTRAIL_KMS.items())
+          and props.get("EventPattern", {}).get("detail", {}).get("eventSource") == ["kms.amazonaws.com"])
+    check(f"{name} publishes to the security alerts topic only (resource policy, no role)",
+          [t.get("Arn") for t in props.get("Targets", [])] == [{"Ref": "SecurityAlertsTopic"}]
+          and not any("RoleArn" in t for t in props.get("Targets", [])))
+change = rules_["KeyPolicyChangeRule"]
+check("KeyPolicyChangeRule matches PutKeyPolicy and CreateGrant (write events: plain ENABLED)",
+      sorted(change.get("EventPattern", {}).get("detail", {}).get("eventName", [])) == ["CreateGrant", "PutKeyPolicy"]
+      and change.get("State") == "ENABLED")
+denied_sign = rules_["DeniedSignRule"]
+check("DeniedSignRule matches denied Sign calls (read-only events: needs ALL_CLOUDTRAIL_MANAGEMENT_EVENTS)",
+      denied_sign.get("EventPattern", {}).get("detail", {}).get("eventName") == ["Sign"]
+      and denied_sign.get("EventPattern", {}).get("detail", {}).get("errorCode") == [{"prefix": "AccessDenied"}]
+      and denied_sign.get("State") == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+topic_policy = resources.get("SecurityAlertsTopicPolicy", {}).get("Properties", {})
+topic_statements = topic_policy.get("PolicyDocument", {}).get("Statement", [])
+check("only this stack's two rules may publish to the topic (aws:SourceArn)",
+      topic_policy.get("Topics") == [{"Ref": "SecurityAlertsTopic"}]
+      and [s.get("Principal") for s in topic_statements] == [{"Service": "events.amazonaws.com"}]
+      and all(s["Effect"] == "Allow" and actions(s) == ["sns:Publish"] and s["Resource"] == {"Ref": "SecurityAlertsTopic"}
+              and s.get("Condition") == {"ArnEquals": {"aws:SourceArn": [getatt("KeyPolicyChangeRule"), getatt("DeniedSignRule")]}}
+              for s in topic_statements))
+alerts_key = resources.get("SecurityAlertsKey", {}).get("Properties", {})
+alerts_key_statements = alerts_key.get("KeyPolicy", {}).get("Statement", [])
+check("the topic's key lets EventBridge encrypt for the topic, nothing else, and rotates",
+      alerts_key.get("EnableKeyRotation") is True
+      and [(s.get("Principal"), sorted(as_list(s["Action"]))) for s in alerts_key_statements]
+      == [({"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}, ["kms:*"]),
+          ({"Service": "events.amazonaws.com"}, ["kms:Decrypt", "kms:GenerateDataKey*"])])
+check("the topic's ARN is an output", template["Outputs"].get("SecurityAlertsTopicArn", {}).get("Value") == {"Ref": "SecurityAlertsTopic"})
 
 # ---- the public surface ------------------------------------------------------------------
 sign_route = resources["SignFunction"]["Properties"]["Events"]["Sign"]["Properties"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint and scan the SAM template: cfn-lint (0 errors, 0 warnings), checkov (0 failed checks;
-# the few skips sit in the template with their reasons), and the IAM assertions.
+# the few skips sit in the template with their reasons), the IAM assertions, and that the
+# rendered test stacks (shared/fixtures/test-stacks.json) are current.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/scripts/python-env.sh"   # provides uv
 
@@ -22,3 +23,5 @@ log "checkov infra/template.yaml"
 "$LINT_VENV/bin/checkov" -f "$template" --framework cloudformation --skip-download --compact --quiet
 log "IAM assertions"
 "$LINT_VENV/bin/python" "$REPO_ROOT/infra/check_template.py" "$template"
+log "test-stack fixture (shared/fixtures/test-stacks.json) matches the template"
+"$LINT_VENV/bin/python" "$REPO_ROOT/infra/render_test_stacks.py" --check
