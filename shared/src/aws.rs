@@ -232,6 +232,10 @@ impl KeyAdmin for KmsAdapter {
             .key_usage(KeyUsageType::SignVerify)
             .key_spec(KeySpec::from(alg.kms_key_spec()))
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
+            // Our key policy keeps kms:PutKeyPolicy from every rotate role (the break-glass
+            // administrators it names keep it), which KMS's lockout check would refuse
+            // (CreateKey API reference, "BypassPolicyLockoutSafetyCheck").
+            .set_bypass_policy_lockout_safety_check(self.key_access.is_some().then_some(true))
             .set_multi_region(self.multi_region.then_some(true))
             .description(format!("kms-jwt {alg} signing key for keyring {}", tags.keyring))
             .set_tags(Some(sdk_tags(tags, "CreateKey")?));
@@ -373,6 +377,8 @@ impl ReplicaAdmin for KmsAdapter {
             .key_id(key_arn)
             .replica_region(region)
             .set_policy(self.key_access.as_ref().map(|access| access.policy_json(alg)))
+            // As for CreateKey: the replica's policy keeps PutKeyPolicy from rotate.
+            .set_bypass_policy_lockout_safety_check(self.key_access.is_some().then_some(true))
             .description(format!("kms-jwt {alg} signing key for keyring {} (replica)", tags.keyring))
             .set_tags(Some(sdk_tags(tags, "ReplicateKey")?));
         match request.send().await {

