@@ -418,3 +418,31 @@ fn cross_account_needs_both() {
         .unwrap()
         .is_allowed());
 }
+
+/// What the wrapper works around, observed on iam-rs itself: if an upgrade changes this,
+/// the workarounds in `strict` can go.
+#[test]
+fn iam_rs_0_8_0_departures_from_aws() {
+    use iam_rs::{evaluate_policy, Arn, Decision as IamDecision, IAMPolicy, IAMRequest};
+    let evaluate = |policy: Value, principal: &str| {
+        let policy: IAMPolicy = serde_json::from_value(policy).unwrap();
+        let request = IAMRequest::new_with_context(
+            aws(principal),
+            "kms:Sign",
+            Arn::parse(KEY).unwrap(),
+            iam_context(&sign(principal).context).unwrap(),
+        );
+        evaluate_policy(&policy, &request).unwrap()
+    };
+    // ArnEquals with a wildcard: AWS matches it (same test as ArnLike), iam-rs does not.
+    let arn_equals = policy(json!([{
+        "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Sign", "Resource": "*",
+        "Condition": {"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/si*"}}
+    }]));
+    assert_eq!(evaluate(arn_equals, SIGN_ROLE), IamDecision::NotApplicable);
+    // A partial wildcard in a principal ARN: AWS does not allow it, iam-rs matches it.
+    let partial = policy(json!([{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/*"}, "Action": "kms:Sign", "Resource": "*"
+    }]));
+    assert_eq!(evaluate(partial, OTHER_ROLE), IamDecision::Allow);
+}
