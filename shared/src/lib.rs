@@ -10,6 +10,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod alg;
+#[cfg(any(test, feature = "test-util"))]
+pub mod authz;
 pub mod aws;
 pub mod cache;
 pub mod config;
