@@ -31,6 +31,8 @@ pub mod rotate;
 pub mod secp256k1;
 pub mod signer;
 pub mod signing_input;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_stacks;
 
 pub use alg::SigningAlg;
 pub use keyring::{Keyring, UnixTime};

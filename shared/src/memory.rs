@@ -17,11 +17,13 @@ use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::alg::{Curve, KeyFamily, SigningAlg};
+use crate::authz::{self, Decision, Request};
 use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
     KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
 };
 use crate::regions::{arn_region, regional_arn, ReplicaAdmin};
+use crate::test_stacks::{self, Deployment};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide the original failure.
@@ -76,6 +78,88 @@ struct FakeKey {
     state: FakeKeyState,
     tags: Vec<(String, String)>,
     created: tokio::time::Instant,
+    /// The key policy, as KMS stores it: per key, never synchronized between replicas.
+    policy: serde_json::Value,
+}
+
+/// KMS's default key policy (`CreateKey` without `Policy`): the account, through IAM.
+fn default_key_policy() -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": { "AWS": test_stacks::account_root() },
+            "Action": "kms:*",
+            "Resource": "*",
+        }],
+    })
+}
+
+/// What the twins authorize calls against: a deployment of the template (its roles' IAM
+/// policies), the key spec its stacks were deployed with, and what was refused.
+struct Authorization {
+    deployment: Deployment,
+    /// The template's `KeySpec` parameter as deployed: set by the first `CreateKey` (the test
+    /// deployed the stack for the algorithm it rotates with), changed by
+    /// [`MemoryKms::redeploy_for`] as a stack update would.
+    key_spec: Option<String>,
+    /// Every refusal: "caller action resource: decision".
+    denials: Vec<String>,
+}
+
+impl Default for Authorization {
+    fn default() -> Self {
+        Authorization { deployment: Deployment::single_region(), key_spec: None, denials: Vec::new() }
+    }
+}
+
+impl Authorization {
+    /// The deployment's stack in `region`, else the home's.
+    fn stack(&self, region: &str) -> Option<&test_stacks::Stack> {
+        self.deployment.stack(region).or_else(|| self.deployment.stack(&self.deployment.home))
+    }
+
+    fn identity_policies(&self, principal: &str) -> Vec<serde_json::Value> {
+        self.deployment.identity_policies(principal)
+    }
+}
+
+/// Authorize `request` (on a key with `key_policy`, or IAM alone) against `authorization`.
+/// A refusal is `Err` with the decision's text; a policy the evaluator does not understand
+/// fails the test: it must never allow, nor pass for a refusal.
+fn decide(
+    authorization: &Mutex<Authorization>,
+    request: &Request,
+    key_policy: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    let mut authorization = lock(authorization);
+    let identity = authorization.identity_policies(&request.principal);
+    let decision = if request.action.starts_with("kms:") {
+        authz::authorize_kms(request, key_policy, &identity)
+    } else {
+        authz::authorize_identity(request, &identity)
+    };
+    match decision {
+        Ok(Decision::Allow) => Ok(()),
+        Ok(refused) => {
+            let line = format!("{} {} {}: {refused}", request.principal, request.action, request.resource);
+            authorization.denials.push(line.clone());
+            Err(line)
+        }
+        // A test twin: an unknown operator or condition key stops the test here.
+        #[allow(clippy::panic)]
+        Err(e) => panic!("authorization of {} {} cannot be evaluated: {e}", request.action, request.resource),
+    }
+}
+
+/// The request-context keys of tags sent with a request.
+fn with_request_tags(mut request: Request, tags: &[(String, String)]) -> Request {
+    for (key, value) in tags {
+        request = request.with(format!("aws:RequestTag/{key}"), value.as_str());
+    }
+    request.with("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())
 }
 
 /// KMS twin, for every algorithm kms-jwt supports: ECC_NIST_P256/P384/P521, ECC_SECG_P256K1,
@@ -91,6 +175,14 @@ struct FakeKey {
 /// them. It may deny access to a key for a while after creating it (eventual consistency,
 /// see [`MemoryKms::deny_after_create`]); keys retired longer than their deletion window ago
 /// can be made to vanish ([`MemoryKms::delete_pending`]).
+///
+/// Every call is authorized as KMS does it (`crate::authz`): against the key's own policy,
+/// stored with the key, and the caller's IAM policies from the test stacks rendered from
+/// `infra/template.yaml` ([`crate::test_stacks`]). The port implementations call as the role
+/// that holds the port in the deployment: [`KeySigner`] as the sign role of the key's region,
+/// [`KeyAdmin`] and [`ReplicaAdmin`] as the home region's rotate role, creating keys with the
+/// key policy that role's configuration writes, as the AWS adapter does. Any other principal
+/// calls through [`MemoryKms::as_principal`].
 #[derive(Default)]
 pub struct MemoryKms {
     keys: Mutex<HashMap<String, FakeKey>>,
@@ -110,6 +202,8 @@ pub struct MemoryKms {
     home_region: Mutex<Option<String>>,
     /// Regions whose KMS cannot be reached.
     down_regions: Mutex<HashSet<String>>,
+    /// Every call is authorized as AWS would against the test stacks (see [`MemoryKms`]).
+    authorization: Mutex<Authorization>,
 }
 
 impl MemoryKms {
@@ -122,6 +216,89 @@ impl MemoryKms {
     /// [`ReplicaAdmin::replicate_key`] copies to other regions with the same key material.
     pub fn create_multi_region_keys(&self) {
         *lock(&self.multi_region) = true;
+        let mut authorization = lock(&self.authorization);
+        authorization.deployment = Deployment::multi_region();
+        if let Some(spec) = authorization.key_spec.clone() {
+            authorization.deployment = authorization.deployment.clone().with_key_spec(&spec);
+        }
+    }
+
+    /// Update the stacks' `KeySpec` parameter for `alg` (changing the algorithm is a stack
+    /// update: rotate's IAM lets it create keys of the deployed spec only).
+    pub fn redeploy_for(&self, alg: SigningAlg) {
+        let mut authorization = lock(&self.authorization);
+        let spec = alg.kms_key_spec();
+        authorization.deployment = authorization.deployment.clone().with_key_spec(spec);
+        authorization.key_spec = Some(spec.to_owned());
+    }
+
+    /// The deployment calls are authorized against.
+    pub fn deployment(&self) -> Deployment {
+        lock(&self.authorization).deployment.clone()
+    }
+
+    /// Every call refused so far: "caller action resource: decision".
+    pub fn denials(&self) -> Vec<String> {
+        lock(&self.authorization).denials.clone()
+    }
+
+    /// The key policy stored on the key.
+    pub fn key_policy(&self, arn: &str) -> Option<serde_json::Value> {
+        lock(&self.keys).get(arn).map(|k| k.policy.clone())
+    }
+
+    /// Calls as `principal` (a role ARN, or the account root): for tests of what a role may
+    /// not do.
+    pub fn as_principal(self: &Arc<Self>, principal: &str) -> KmsCaller {
+        KmsCaller { kms: Arc::clone(self), principal: principal.to_owned() }
+    }
+
+    /// The home region's rotate role: the caller of [`KeyAdmin`] and [`ReplicaAdmin`].
+    pub fn rotate_role(&self) -> String {
+        let home = self.home_region();
+        lock(&self.authorization).stack(&home).map(|s| s.rotate_role().to_owned()).unwrap_or_default()
+    }
+
+    /// The sign role of `key_arn`'s region: the caller of [`KeySigner`].
+    pub fn sign_role_for(&self, key_arn: &str) -> String {
+        let region = arn_region(key_arn).map_or_else(|| self.home_region(), str::to_owned);
+        lock(&self.authorization).stack(&region).map(|s| s.sign_role().to_owned()).unwrap_or_default()
+    }
+
+    /// Authorize `request` on the key `key_arn` (its stored policy; a key that does not exist
+    /// is left to the operation, which answers as KMS does) or, without a key, on IAM alone.
+    fn authorize(
+        &self,
+        operation: &'static str,
+        request: Request,
+        key_arn: Option<&str>,
+    ) -> Result<(), KmsError> {
+        let policy = match key_arn {
+            Some(arn) => match lock(&self.keys).get(arn) {
+                Some(key) => Some(key.policy.clone()),
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        decide(&self.authorization, &request, policy.as_ref())
+            .map_err(|_| KmsError::AccessDenied { operation })
+    }
+
+    /// The key policy and lockout bypass a rotate role's `CreateKey`/`ReplicateKey` sends, as
+    /// the AWS adapter does with the role's configuration; any other caller sends none (KMS's
+    /// default policy).
+    fn policy_sent_by(&self, caller: &str, alg: SigningAlg) -> (Option<serde_json::Value>, bool) {
+        let authorization = lock(&self.authorization);
+        let access = authorization
+            .deployment
+            .stacks
+            .values()
+            .find(|stack| stack.rotate_role() == caller)
+            .and_then(test_stacks::Stack::key_access);
+        match access {
+            Some(access) => (Some(access.policy(alg)), true),
+            None => (None, false),
+        }
     }
 
     /// Run `CreateKey` and key searches in `region` from now on (a fail-over's new home).
@@ -227,8 +404,24 @@ impl MemoryKms {
 #[async_trait]
 impl KeySigner for MemoryKms {
     async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
+        self.sign_as(&self.sign_role_for(key_arn), key_arn, alg, input)
+    }
+}
+
+impl MemoryKms {
+    /// `Sign` as `caller`.
+    pub fn sign_as(
+        &self,
+        caller: &str,
+        key_arn: &str,
+        alg: SigningAlg,
+        input: &SigningInput,
+    ) -> Result<Vec<u8>, KmsError> {
         self.count("Sign");
         self.reachable_arn(key_arn, "Sign")?;
+        let request = Request::new(caller, "kms:Sign", key_arn)
+            .with("kms:SigningAlgorithm", alg.kms_signing_algorithm());
+        self.authorize("Sign", request, Some(key_arn))?;
         self.count(match input {
             SigningInput::Digest(_) => "Sign/DIGEST",
             SigningInput::Raw(_) => "Sign/RAW",
@@ -287,7 +480,74 @@ impl KeySigner for MemoryKms {
 #[async_trait]
 impl KeyAdmin for MemoryKms {
     async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        self.create_key_as(&self.rotate_role(), alg, tags)
+    }
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        self.public_key_der_as(&self.rotate_role(), key_arn)
+    }
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.disable_key_as(&self.rotate_role(), key_arn)
+    }
+    async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
+        self.schedule_deletion_as(&self.rotate_role(), key_arn, window_days)
+    }
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
+        self.find_keys_as(&self.rotate_role(), keyring, request_id, cursor)
+    }
+}
+
+impl MemoryKms {
+    /// `CreateKey` as `caller`, with the key policy and lockout bypass it sends (a rotate
+    /// role: its configured policy, bypassing; anyone else: KMS's default policy).
+    pub fn create_key_as(&self, caller: &str, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        let (policy, bypass) = self.policy_sent_by(caller, alg);
+        self.create_key_with(caller, alg, tags, policy, bypass)
+    }
+
+    /// `CreateKey` as `caller` with `policy` (`None`: KMS's default) and
+    /// `BypassPolicyLockoutSafetyCheck`. Authorized as KMS does: `kms:CreateKey` and, for
+    /// the tags, `kms:TagResource` in the caller's IAM policies (no key policy exists yet),
+    /// then the lockout check unless bypassed.
+    pub fn create_key_with(
+        &self,
+        caller: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+        policy: Option<serde_json::Value>,
+        bypass_lockout_check: bool,
+    ) -> Result<String, KmsError> {
         self.count("CreateKey");
+        {
+            let mut authorization = lock(&self.authorization);
+            if authorization.key_spec.is_none() {
+                let spec = alg.kms_key_spec();
+                authorization.deployment = authorization.deployment.clone().with_key_spec(spec);
+                authorization.key_spec = Some(spec.to_owned());
+            }
+        }
+        let region = self.home_region();
+        let multi_region = *lock(&self.multi_region);
+        let tag_pairs: Vec<(String, String)> =
+            tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut create = Request::new(caller, "kms:CreateKey", "*")
+            .with("kms:KeySpec", alg.kms_key_spec())
+            .with("kms:KeyUsage", "SIGN_VERIFY")
+            .with("kms:MultiRegion", multi_region)
+            .with("kms:BypassPolicyLockoutSafetyCheck", bypass_lockout_check)
+            .with("aws:RequestedRegion", region.as_str());
+        if multi_region {
+            create = create.with("kms:MultiRegionKeyType", "PRIMARY");
+        }
+        self.authorize("CreateKey", with_request_tags(create, &tag_pairs), None)?;
+        let tag = Request::new(caller, "kms:TagResource", "*").with("aws:RequestedRegion", region.as_str());
+        self.authorize("CreateKey", with_request_tags(tag, &tag_pairs), None)?;
+        let policy = policy.unwrap_or_else(default_key_policy);
+        self.lockout_check(caller, "CreateKey", &policy, bypass_lockout_check)?;
         let private = match alg.family() {
             KeyFamily::Ec { curve: Curve::P256 } => {
                 PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng))
@@ -328,18 +588,109 @@ impl KeyAdmin for MemoryKms {
             let prefix = if *lock(&self.multi_region) { "mrk-" } else { "" };
             format!("arn:aws:kms:{region}:000000000000:key/{prefix}memory-{:08}", *counter)
         };
-        let tags = tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let created = tokio::time::Instant::now();
         let key_spec = alg.kms_key_spec();
         let private = Arc::new(private);
-        lock(&self.keys)
-            .insert(arn.clone(), FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags, created });
+        let key =
+            FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags: tag_pairs, created, policy };
+        lock(&self.keys).insert(arn.clone(), key);
         Ok(arn)
     }
 
-    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+    /// A key whose policy lets `caller` do anything with it, created as `caller` with the
+    /// stacks redeployed for `alg`. KMS authorizes before it checks a key's usage: tests of
+    /// the key-spec rules reach them through such a key ([`Self::sign_as`] the same caller).
+    pub fn create_unrestricted_key(
+        &self,
+        caller: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<String, KmsError> {
+        self.redeploy_for(alg);
+        let everything = serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": caller}, "Action": "kms:*", "Resource": "*"}]});
+        self.create_key_with(caller, alg, tags, Some(everything), false)
+    }
+
+    /// KMS's policy lockout safety check: unless bypassed, the caller must be able to change
+    /// the new policy later (`MalformedPolicyDocumentException` otherwise).
+    fn lockout_check(
+        &self,
+        caller: &str,
+        operation: &'static str,
+        policy: &serde_json::Value,
+        bypassed: bool,
+    ) -> Result<(), KmsError> {
+        if bypassed {
+            return Ok(());
+        }
+        let identity = lock(&self.authorization).identity_policies(caller);
+        let key = format!("arn:aws:kms:{}:{}:key/new", self.home_region(), test_stacks::account());
+        match authz::passes_lockout_check(caller, &key, policy, &identity) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KmsError::other(
+                operation,
+                "MalformedPolicyDocumentException: the new key policy will not allow you to update the key policy in the future",
+            )),
+            #[allow(clippy::panic)]
+            Err(e) => panic!("lockout check cannot be evaluated: {e}"),
+        }
+    }
+
+    /// `PutKeyPolicy` as `caller` (no function calls it: break-glass administrators do).
+    pub fn put_key_policy_as(
+        &self,
+        caller: &str,
+        key_arn: &str,
+        policy: serde_json::Value,
+        bypass_lockout_check: bool,
+    ) -> Result<(), KmsError> {
+        self.count("PutKeyPolicy");
+        let request = Request::new(caller, "kms:PutKeyPolicy", key_arn)
+            .with("kms:BypassPolicyLockoutSafetyCheck", bypass_lockout_check);
+        self.authorize("PutKeyPolicy", request, Some(key_arn))?;
+        self.lockout_check(caller, "PutKeyPolicy", &policy, bypass_lockout_check)?;
+        let mut keys = lock(&self.keys);
+        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        key.policy = policy;
+        Ok(())
+    }
+
+    /// `CreateGrant` as `caller`: authorization only (a grant would give its grantee the
+    /// operations it names; the twin keeps no grants).
+    pub fn create_grant_as(&self, caller: &str, key_arn: &str) -> Result<(), KmsError> {
+        self.count("CreateGrant");
+        self.authorize("CreateGrant", Request::new(caller, "kms:CreateGrant", key_arn), Some(key_arn))
+    }
+
+    /// `TagResource` as `caller`: the tags sent and the key's own tags are in the context.
+    pub fn tag_resource_as(
+        &self,
+        caller: &str,
+        key_arn: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), KmsError> {
+        self.count("TagResource");
+        let existing = self.key_tags(key_arn);
+        let mut request = with_request_tags(Request::new(caller, "kms:TagResource", key_arn), tags);
+        for (key, value) in &existing {
+            request = request.with(format!("aws:ResourceTag/{key}"), value.as_str());
+        }
+        self.authorize("TagResource", request, Some(key_arn))?;
+        let mut keys = lock(&self.keys);
+        let key = keys.get_mut(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
+        for (k, v) in tags {
+            key.tags.retain(|(old, _)| old != k);
+            key.tags.push((k.clone(), v.clone()));
+        }
+        Ok(())
+    }
+
+    /// `GetPublicKey` as `caller`.
+    pub fn public_key_der_as(&self, caller: &str, key_arn: &str) -> Result<Vec<u8>, KmsError> {
         self.count("GetPublicKey");
         self.reachable_arn(key_arn, "GetPublicKey")?;
+        self.authorize("GetPublicKey", Request::new(caller, "kms:GetPublicKey", key_arn), Some(key_arn))?;
         let keys = lock(&self.keys);
         let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
         self.denied(key, "GetPublicKey")?;
@@ -360,9 +711,11 @@ impl KeyAdmin for MemoryKms {
         der.map(|d| d.as_bytes().to_vec()).map_err(|e| KmsError::other("GetPublicKey", e.to_string()))
     }
 
-    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+    /// `DisableKey` as `caller`.
+    pub fn disable_key_as(&self, caller: &str, key_arn: &str) -> Result<(), KmsError> {
         self.count("DisableKey");
         self.reachable_arn(key_arn, "DisableKey")?;
+        self.authorize("DisableKey", Request::new(caller, "kms:DisableKey", key_arn), Some(key_arn))?;
         let mut keys = lock(&self.keys);
         // A key that no longer exists is as retired as it gets (the port's contract).
         let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
@@ -373,13 +726,18 @@ impl KeyAdmin for MemoryKms {
         Ok(())
     }
 
-    async fn find_keys_by_request(
+    /// The tag search rotate's sweep runs (`tag:GetResources`), as `caller`.
+    pub fn find_keys_as(
         &self,
+        caller: &str,
         keyring: &str,
         request_id: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError> {
         self.count("FindKeysByRequest");
+        let search =
+            Request::new(caller, "tag:GetResources", "*").with("aws:RequestedRegion", self.home_region());
+        self.authorize("FindKeys", search, None)?;
         let has = |tags: &[(String, String)], key: &str, value: &str| {
             tags.iter().any(|(k, v)| k == key && v == value)
         };
@@ -410,9 +768,17 @@ impl KeyAdmin for MemoryKms {
         Ok(KeyPage { arns, next: (end < total).then(|| end.to_string()) })
     }
 
-    async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
+    /// `ScheduleKeyDeletion` as `caller`.
+    pub fn schedule_deletion_as(
+        &self,
+        caller: &str,
+        key_arn: &str,
+        window_days: i32,
+    ) -> Result<(), KmsError> {
         self.count("ScheduleKeyDeletion");
         self.reachable_arn(key_arn, "ScheduleKeyDeletion")?;
+        let request = Request::new(caller, "kms:ScheduleKeyDeletion", key_arn);
+        self.authorize("ScheduleKeyDeletion", request, Some(key_arn))?;
         let mut keys = lock(&self.keys);
         let Some(key) = keys.get_mut(key_arn) else { return Ok(()) };
         self.denied(key, "ScheduleKeyDeletion")?;
@@ -429,12 +795,52 @@ impl ReplicaAdmin for MemoryKms {
         &self,
         key_arn: &str,
         region: &str,
-        _alg: SigningAlg,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        self.replicate_key_as(&self.rotate_role(), key_arn, region, alg, tags)
+    }
+
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        self.key_enabled_as(&self.rotate_role(), key_arn)
+    }
+}
+
+impl MemoryKms {
+    /// `ReplicateKey` as `caller`, with the policy it sends ([`Self::create_key_as`]).
+    /// Authorized as KMS documents ("Multi-Region keys: controlling access"): `kms:ReplicateKey`
+    /// on the primary (its key policy and the caller's IAM, `kms:ReplicaRegion`), and
+    /// `kms:CreateKey` and `kms:TagResource` in the caller's IAM for the replica's Region.
+    pub fn replicate_key_as(
+        &self,
+        caller: &str,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
         tags: &KeyTags,
     ) -> Result<(), KmsError> {
         self.count("ReplicateKey");
         self.reachable_arn(key_arn, "ReplicateKey")?;
         self.reachable(region, "ReplicateKey")?;
+        let (policy, bypass) = self.policy_sent_by(caller, alg);
+        let replicate = Request::new(caller, "kms:ReplicateKey", key_arn)
+            .with("kms:ReplicaRegion", region)
+            .with("kms:BypassPolicyLockoutSafetyCheck", bypass);
+        self.authorize("ReplicateKey", replicate, Some(key_arn))?;
+        let tag_pairs: Vec<(String, String)> =
+            tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let create = Request::new(caller, "kms:CreateKey", "*")
+            .with("kms:MultiRegion", true)
+            .with("kms:MultiRegionKeyType", "REPLICA")
+            .with("kms:KeySpec", alg.kms_key_spec())
+            .with("kms:KeyUsage", "SIGN_VERIFY")
+            .with("kms:BypassPolicyLockoutSafetyCheck", bypass)
+            .with("aws:RequestedRegion", region);
+        self.authorize("ReplicateKey", with_request_tags(create, &tag_pairs), None)?;
+        let tag = Request::new(caller, "kms:TagResource", "*").with("aws:RequestedRegion", region);
+        self.authorize("ReplicateKey", with_request_tags(tag, &tag_pairs), None)?;
+        let policy = policy.unwrap_or_else(default_key_policy);
+        self.lockout_check(caller, "ReplicateKey", &policy, bypass)?;
         let replica_arn = regional_arn(key_arn, region)
             .ok_or_else(|| KmsError::other("ReplicateKey", format!("{key_arn} is not a multi-Region key")))?;
         let mut keys = lock(&self.keys);
@@ -446,18 +852,86 @@ impl ReplicaAdmin for MemoryKms {
             key_spec: primary.key_spec,
             private: Arc::clone(&primary.private),
             state: FakeKeyState::Enabled,
-            tags: tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            tags: tag_pairs,
             created: tokio::time::Instant::now(),
+            policy,
         };
         // A replica that exists already is what a retried call finds.
         keys.entry(replica_arn).or_insert(replica);
         Ok(())
     }
 
-    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+    /// `DescribeKey` as `caller`: whether the key exists and is enabled.
+    pub fn key_enabled_as(&self, caller: &str, key_arn: &str) -> Result<bool, KmsError> {
         self.count("DescribeKey");
         self.reachable_arn(key_arn, "DescribeKey")?;
+        self.authorize("DescribeKey", Request::new(caller, "kms:DescribeKey", key_arn), Some(key_arn))?;
         Ok(lock(&self.keys).get(key_arn).is_some_and(|k| k.state == FakeKeyState::Enabled))
+    }
+}
+
+/// [`MemoryKms`] called by one principal: every port, as that principal.
+pub struct KmsCaller {
+    kms: Arc<MemoryKms>,
+    principal: String,
+}
+
+impl KmsCaller {
+    /// The twin behind this caller.
+    pub fn kms(&self) -> &MemoryKms {
+        &self.kms
+    }
+
+    /// The caller's ARN.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+}
+
+#[async_trait]
+impl KeySigner for KmsCaller {
+    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
+        self.kms.sign_as(&self.principal, key_arn, alg, input)
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for KmsCaller {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        self.kms.create_key_as(&self.principal, alg, tags)
+    }
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        self.kms.public_key_der_as(&self.principal, key_arn)
+    }
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.kms.disable_key_as(&self.principal, key_arn)
+    }
+    async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
+        self.kms.schedule_deletion_as(&self.principal, key_arn, window_days)
+    }
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
+        self.kms.find_keys_as(&self.principal, keyring, request_id, cursor)
+    }
+}
+
+#[async_trait]
+impl ReplicaAdmin for KmsCaller {
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        self.kms.replicate_key_as(&self.principal, key_arn, region, alg, tags)
+    }
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        self.kms.key_enabled_as(&self.principal, key_arn)
     }
 }
 
@@ -554,11 +1028,37 @@ struct StoreState {
     lagging_reads: usize,
 }
 
+/// Which secret a [`MemoryStore`] is, and whom its calls are authorized as.
+struct SecretAccess {
+    authorization: Mutex<Authorization>,
+    secret_arn: String,
+    /// The caller of the port methods: the single-Region stack's rotate role, the one role
+    /// that both reads and writes the keyring.
+    caller: String,
+}
+
+impl Default for SecretAccess {
+    fn default() -> Self {
+        let authorization = Authorization::default();
+        let (secret_arn, caller) = authorization
+            .stack("us-east-1")
+            .map(|stack| (stack.keyring_secret_arn.clone(), stack.rotate_role().to_owned()))
+            .unwrap_or_default();
+        SecretAccess { authorization: Mutex::new(authorization), secret_arn, caller }
+    }
+}
+
 /// Secrets Manager twin: versioned, with compare-and-swap promotion.
+///
+/// It is the keyring secret of the single-Region test stack ([`crate::test_stacks`]); every
+/// call is authorized against the caller's IAM policies (the secret has no resource policy).
+/// The port methods call as that stack's rotate role; [`MemoryStore::as_principal`] calls as
+/// another. Reads of the secret's KMS data key through Secrets Manager are not modelled.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<StoreState>,
     reads: Mutex<u64>,
+    access: SecretAccess,
 }
 
 impl MemoryStore {
@@ -611,9 +1111,83 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Calls as `principal` (a role ARN): for tests of what a role may not do.
+    pub fn as_principal(self: &Arc<Self>, principal: &str) -> StoreCaller {
+        StoreCaller { store: Arc::clone(self), principal: principal.to_owned() }
+    }
+
+    /// The secret's ARN.
+    pub fn secret_arn(&self) -> &str {
+        &self.access.secret_arn
+    }
+
+    /// Every call refused so far.
+    pub fn denials(&self) -> Vec<String> {
+        lock(&self.access.authorization).denials.clone()
+    }
+
+    fn authorize(&self, caller: &str, actions: &[&str]) -> Result<(), StoreError> {
+        for action in actions {
+            let request = Request::new(caller, *action, self.access.secret_arn.as_str());
+            decide(&self.access.authorization, &request, None)
+                .map_err(|refused| StoreError::unavailable(format!("AccessDeniedException: {refused}")))?;
+        }
+        Ok(())
+    }
+
+    /// `GetSecretValue` as `caller`.
+    pub fn load_as(&self, caller: &str) -> Result<Option<StoredDocument>, StoreError> {
+        self.authorize(caller, &["secretsmanager:GetSecretValue"])?;
+        self.load_unchecked()
+    }
+
+    /// `PutSecretValue` and `UpdateSecretVersionStage` (the adapter's compare-and-swap) as
+    /// `caller`.
+    pub fn compare_and_swap_as(
+        &self,
+        caller: &str,
+        expected: Option<&str>,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        self.authorize(
+            caller,
+            &["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+        )?;
+        self.compare_and_swap_unchecked(expected, text)
+    }
+}
+
 #[async_trait]
 impl KeyringStore for MemoryStore {
     async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        self.load_as(&self.access.caller)
+    }
+
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+        self.compare_and_swap_as(&self.access.caller, expected, text)
+    }
+}
+
+/// [`MemoryStore`] called by one principal.
+pub struct StoreCaller {
+    store: Arc<MemoryStore>,
+    principal: String,
+}
+
+#[async_trait]
+impl KeyringStore for StoreCaller {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        self.store.load_as(&self.principal)
+    }
+
+    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+        self.store.compare_and_swap_as(&self.principal, expected, text)
+    }
+}
+
+impl MemoryStore {
+    fn load_unchecked(&self) -> Result<Option<StoredDocument>, StoreError> {
         *lock(&self.reads) += 1;
         let mut state = lock(&self.state);
         if state.unavailable {
@@ -633,7 +1207,7 @@ impl KeyringStore for MemoryStore {
         }))
     }
 
-    async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
+    fn compare_and_swap_unchecked(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         let mut state = lock(&self.state);
         if state.unavailable {
             return Err(StoreError::unavailable("simulated outage"));
@@ -828,7 +1402,7 @@ mod tests {
     use crate::jwk::PublicJwk;
 
     fn tags() -> KeyTags {
-        KeyTags { keyring: "kr".into(), request_id: "r1".into() }
+        KeyTags { keyring: crate::test_stacks::single_region_keyring(), request_id: "r1".into() }
     }
 
     /// KMS's rule: an ECC key signs with its own curve's ECDSA only, an RSA key with any of the
@@ -837,8 +1411,10 @@ mod tests {
     #[tokio::test]
     async fn sign_refuses_algorithms_the_key_spec_does_not_support() {
         let kms = MemoryKms::new();
+        // What is refused here is refused by the key spec, after authorization passed.
+        let rotate = kms.rotate_role();
         for key_alg in SigningAlg::ALL {
-            let arn = kms.create_key(key_alg, &tags()).await.unwrap();
+            let arn = kms.create_unrestricted_key(&rotate, key_alg, &tags()).unwrap();
             let jwk = PublicJwk::from_spki_der(&kms.public_key_der(&arn).await.unwrap()).unwrap();
             assert_eq!(jwk.check_alg(key_alg), Ok(()), "{key_alg}");
             for alg in SigningAlg::ALL {
@@ -846,7 +1422,7 @@ mod tests {
                     Some(hash) => SigningInput::Digest(hash.digest(b"message")),
                     None => SigningInput::Raw(b"message".to_vec()),
                 };
-                let signed = kms.sign(&arn, alg, &input).await;
+                let signed = kms.sign_as(&rotate, &arn, alg, &input);
                 let rsa = |a: SigningAlg| matches!(a.family(), KeyFamily::Rsa { .. });
                 // KMS sees only the signing algorithm: ECDSA_SHA_256 is valid for a P-256 and a
                 // secp256k1 key, ML_DSA_SHAKE_256 for every ML-DSA key, ED25519_SHA_512 serves

@@ -44,7 +44,8 @@ fn jwks(store: &MemoryStore) -> String {
 async fn a_burst_of_forced_rotations_stops_at_the_cap_and_every_token_still_verifies() {
     let kms = Arc::new(MemoryKms::new());
     let store = Arc::new(MemoryStore::new());
-    let rotator = Rotator::new(kms.clone(), store.clone(), policy(), "kr");
+    let rotator =
+        Rotator::new(kms.clone(), store.clone(), policy(), kms_jwt::test_stacks::single_region_keyring());
     let signer = TokenSigner::new(
         kms.clone(),
         KeyringCache::new(
@@ -139,7 +140,12 @@ async fn a_due_scheduled_rotation_at_the_cap_waits_without_failing_the_run() {
     let kms = Arc::new(MemoryKms::new());
     let store = Arc::new(MemoryStore::new());
     let policy = RotationPolicy { max_published_keys: 4, ..policy() };
-    let rotator = Rotator::new(kms.clone(), store.clone(), policy.clone(), "kr");
+    let rotator = Rotator::new(
+        kms.clone(),
+        store.clone(),
+        policy.clone(),
+        kms_jwt::test_stacks::single_region_keyring(),
+    );
     let t0 = 1_800_000_000;
     rotator.run(Command::Reconcile, t0).await.unwrap();
     rotator.run(Command::Rotate { force: true }, t0 + 10).await.unwrap();
@@ -161,7 +167,12 @@ async fn a_due_scheduled_rotation_at_the_cap_waits_without_failing_the_run() {
     let before = stored(&store);
     assert_eq!(before.keys.len(), 4);
     let long_grace = RotationPolicy { retirement_grace: 2 * policy.rotation_period, ..policy.clone() };
-    let patient = Rotator::new(kms.clone(), store.clone(), long_grace.clone(), "kr");
+    let patient = Rotator::new(
+        kms.clone(),
+        store.clone(),
+        long_grace.clone(),
+        kms_jwt::test_stacks::single_region_keyring(),
+    );
     let report = patient.run(Command::Reconcile, t1 + policy.rotation_period).await.unwrap();
     let held = report.rotation_held.expect("the due rotation is held, not failed");
     assert_eq!((held.published_keys, held.max_published_keys), (5, 4));

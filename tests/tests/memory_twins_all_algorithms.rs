@@ -16,7 +16,7 @@ use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::jwk::PublicJwk;
 use kms_jwt::keyring::{Keyring, NewKey};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
-use kms_jwt::ports::{KeyAdmin, KeySigner, KeyTags, KmsError, SigningInput};
+use kms_jwt::ports::{KeyAdmin, KeyTags, KmsError, SigningInput};
 use kms_jwt::signer::{current_signing_key, TokenSigner, MAX_CLAIMS_BYTES};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::verify;
@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 const ISSUER: &str = "https://issuer.memory-twins.test";
 
 async fn new_key(kms: &MemoryKms, alg: SigningAlg, n: i64) -> NewKey {
-    let tags = KeyTags { keyring: "kr".into(), request_id: format!("r{n}") };
+    let tags =
+        KeyTags { keyring: kms_jwt::test_stacks::single_region_keyring(), request_id: format!("r{n}") };
     let arn = kms.create_key(alg, &tags).await.unwrap();
     // GetPublicKey's SubjectPublicKeyInfo, through the same parser rotate uses on KMS's answer.
     let public_jwk = PublicJwk::from_spki_der(&kms.public_key_der(&arn).await.unwrap()).unwrap();
@@ -97,9 +98,11 @@ async fn every_algorithm_signs_through_token_signer_and_verifies_independently()
 #[tokio::test]
 async fn sign_with_an_algorithm_the_key_spec_does_not_support_is_refused() {
     let kms = MemoryKms::new();
-    let tags = KeyTags { keyring: "kr".into(), request_id: "r".into() };
+    let tags = KeyTags { keyring: kms_jwt::test_stacks::single_region_keyring(), request_id: "r".into() };
+    // What is refused here is refused by the key spec, after authorization passed.
+    let rotate = kms.rotate_role();
     for key_alg in SigningAlg::ALL {
-        let arn = kms.create_key(key_alg, &tags).await.unwrap();
+        let arn = kms.create_unrestricted_key(&rotate, key_alg, &tags).unwrap();
         for alg in SigningAlg::ALL {
             let rsa = |a: SigningAlg| matches!(a.family(), KeyFamily::Rsa { .. });
             // KMS checks the signing algorithm, not the JWS name: ES256K's ECDSA_SHA_256 is
@@ -110,7 +113,7 @@ async fn sign_with_an_algorithm_the_key_spec_does_not_support_is_refused() {
                 Some(hash) => SigningInput::Digest(hash.digest(b"payload")),
                 None => SigningInput::Raw(b"payload".to_vec()),
             };
-            match kms.sign(&arn, alg, &input).await {
+            match kms.sign_as(&rotate, &arn, alg, &input) {
                 Ok(_) => assert!(supported, "a {} key signed {alg}", key_alg.kms_key_spec()),
                 Err(e) => {
                     assert!(!supported, "a {} key refused {alg}: {e}", key_alg.kms_key_spec());
@@ -125,7 +128,7 @@ async fn sign_with_an_algorithm_the_key_spec_does_not_support_is_refused() {
             Some(hash) if hash.output_len() == 32 => vec![0; 48],
             _ => vec![0; 32],
         };
-        let err = kms.sign(&arn, key_alg, &SigningInput::Digest(wrong)).await.unwrap_err();
+        let err = kms.sign_as(&rotate, &arn, key_alg, &SigningInput::Digest(wrong)).unwrap_err();
         assert!(err.to_string().contains("ValidationException"), "{key_alg}: {err}");
     }
 }

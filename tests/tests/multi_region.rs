@@ -67,7 +67,13 @@ impl World {
         replicas: Vec<Arc<ReplicaRegion>>,
     ) -> MultiRotator {
         let kms = MultiRegionKms::new(own, self.kms.clone(), replicas.clone());
-        Rotator::new(kms, store, self.policy.clone(), "kr").with_regions(own, replicas)
+        Rotator::new(
+            kms,
+            store,
+            self.policy.clone(),
+            kms_jwt::test_stacks::Deployment::multi_region().keyring_name(),
+        )
+        .with_regions(own, replicas)
     }
 
     fn home_rotator(&self) -> MultiRotator {
@@ -418,7 +424,12 @@ async fn fail_over_moves_the_home_and_fences_the_old_one() {
     assert_eq!(world.home_store.current_text(), untouched, "the old home wrote nothing");
     // Nor does a rotate of the old home configured without regions: a multi-region keyring is
     // refused, not planned as single-region.
-    let single = Rotator::new(world.kms.clone(), world.home_store.clone(), world.policy.clone(), "kr");
+    let single = Rotator::new(
+        world.kms.clone(),
+        world.home_store.clone(),
+        world.policy.clone(),
+        kms_jwt::test_stacks::Deployment::multi_region().keyring_name(),
+    );
     let err = single.reconcile(t1 + world.policy.rotation_period).await.unwrap_err();
     assert_eq!(err.code(), "MultiRegionKeyring", "{err}");
     assert_eq!(world.home_store.current_text(), untouched);

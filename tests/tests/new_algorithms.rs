@@ -15,7 +15,7 @@ use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::jwks::{respond, PublishedKeys, Site, DISCOVERY_PATH, JWKS_PATH};
 use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
-use kms_jwt::ports::{KeyAdmin, KeySigner, KeyTags, SigningInput};
+use kms_jwt::ports::{KeyTags, SigningInput};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
@@ -38,7 +38,12 @@ struct World {
 fn world(alg: SigningAlg) -> World {
     let kms = Arc::new(MemoryKms::new());
     let store = Arc::new(MemoryStore::new());
-    let rotator = Rotator::new(kms.clone(), store.clone(), RotationPolicy::for_tests(alg), "kr");
+    let rotator = Rotator::new(
+        kms.clone(),
+        store.clone(),
+        RotationPolicy::for_tests(alg),
+        kms_jwt::test_stacks::single_region_keyring(),
+    );
     let cache = KeyringCache::new(
         store.clone(),
         CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
@@ -252,17 +257,19 @@ async fn ml_dsa_87() {
 #[tokio::test]
 async fn the_twin_refuses_what_kms_refuses() {
     let kms = MemoryKms::new();
-    let tags = KeyTags { keyring: "kr".into(), request_id: "r".into() };
-    let ed = kms.create_key(SigningAlg::EdDSA, &tags).await.unwrap();
-    let ml = kms.create_key(SigningAlg::MlDsa44, &tags).await.unwrap();
-    let k1 = kms.create_key(SigningAlg::ES256K, &tags).await.unwrap();
-    let p256 = kms.create_key(SigningAlg::ES256, &tags).await.unwrap();
+    let tags = KeyTags { keyring: kms_jwt::test_stacks::single_region_keyring(), request_id: "r".into() };
+    // What is refused here is refused by the key's spec, after authorization passed.
+    let rotate = kms.rotate_role();
+    let ed = kms.create_unrestricted_key(&rotate, SigningAlg::EdDSA, &tags).unwrap();
+    let ml = kms.create_unrestricted_key(&rotate, SigningAlg::MlDsa44, &tags).unwrap();
+    let k1 = kms.create_unrestricted_key(&rotate, SigningAlg::ES256K, &tags).unwrap();
+    let p256 = kms.create_unrestricted_key(&rotate, SigningAlg::ES256, &tags).unwrap();
     let raw = |n: usize| SigningInput::Raw(vec![b'a'; n]);
     // Allowed: KMS knows key specs and its own algorithm names, not JOSE's; the same KMS
     // algorithm under another JOSE name is the same request.
-    kms.sign(&ed, SigningAlg::Ed25519, &raw(10)).await.unwrap();
-    kms.sign(&ml, SigningAlg::MlDsa44, &SigningInput::ExternalMu([1; 64])).await.unwrap();
-    kms.sign(&k1, SigningAlg::ES256K, &SigningInput::Digest(vec![1; 32])).await.unwrap();
+    kms.sign_as(&rotate, &ed, SigningAlg::Ed25519, &raw(10)).unwrap();
+    kms.sign_as(&rotate, &ml, SigningAlg::MlDsa44, &SigningInput::ExternalMu([1; 64])).unwrap();
+    kms.sign_as(&rotate, &k1, SigningAlg::ES256K, &SigningInput::Digest(vec![1; 32])).unwrap();
     for (key, alg, input, why) in [
         (&ed, SigningAlg::EdDSA, SigningInput::Digest(vec![1; 64]), "requires MessageType RAW"),
         (&ed, SigningAlg::EdDSA, raw(4097), "at most 4096"),
@@ -274,7 +281,7 @@ async fn the_twin_refuses_what_kms_refuses() {
         (&p256, SigningAlg::ES384, SigningInput::Digest(vec![1; 48]), "not valid for a ECC_NIST_P256"),
         (&k1, SigningAlg::ES384, SigningInput::Digest(vec![1; 48]), "not valid for a ECC_SECG_P256K1"),
     ] {
-        let err = kms.sign(key, alg, &input).await.expect_err(why).to_string();
+        let err = kms.sign_as(&rotate, key, alg, &input).expect_err(why).to_string();
         assert!(err.contains(why), "{why}: {err}");
     }
 }

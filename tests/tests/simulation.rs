@@ -178,7 +178,7 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
         Faulty::new(Arc::clone(&kms), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
         Faulty::new(Arc::clone(&store), decider(Arc::clone(&rng), Arc::clone(&fault_rate))),
         policy(alg),
-        "sim",
+        kms_jwt::test_stacks::single_region_keyring(),
     );
     let policy = policy(alg);
 

@@ -67,7 +67,8 @@ mod tests {
     }
 
     async fn new_key(kms: &MemoryKms, n: i64) -> NewKey {
-        let tags = KeyTags { keyring: "kr".into(), request_id: format!("r{n}") };
+        let tags =
+            KeyTags { keyring: kms_jwt::test_stacks::single_region_keyring(), request_id: format!("r{n}") };
         let arn = kms.create_key(SigningAlg::ES256, &tags).await.unwrap();
         let public_jwk = PublicJwk::from_spki_der(&kms.public_key_der(&arn).await.unwrap()).unwrap();
         NewKey {

@@ -245,7 +245,7 @@ mod tests {
             MemoryKms::new(),
             MemoryStore::new(),
             RotationPolicy::for_tests(SigningAlg::ES256),
-            "kr",
+            kms_jwt::test_stacks::single_region_keyring(),
         );
         let refused = handle(&rotator, serde_json::json!({"action": "explode"}), 0).await.unwrap_err();
         assert_eq!(refused.error_type, "UnrecognizedEvent");

@@ -26,7 +26,7 @@ fn raw(text: &str) -> Box<RawValue> {
 async fn signer() -> TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>> {
     let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
     let policy = RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
-    Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy, "kr")
+    Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy, kms_jwt::test_stacks::single_region_keyring())
         .reconcile(kms_jwt::unix_now())
         .await
         .unwrap();

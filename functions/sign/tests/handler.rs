@@ -32,7 +32,12 @@ impl Twins {
         let twins = Twins { kms: Arc::new(MemoryKms::new()), store: Arc::new(MemoryStore::new()) };
         let policy =
             RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
-        let rotator = Rotator::new(Arc::clone(&twins.kms), Arc::clone(&twins.store), policy, "kr");
+        let rotator = Rotator::new(
+            Arc::clone(&twins.kms),
+            Arc::clone(&twins.store),
+            policy,
+            kms_jwt::test_stacks::single_region_keyring(),
+        );
         rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
         twins
     }

@@ -36,10 +36,15 @@ fn claims_of(token: &str) -> Value {
 #[tokio::test(start_paused = true)]
 async fn the_configured_signer_uses_its_settings_and_never_a_stale_keyring() {
     let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-    Rotator::new(Arc::clone(&kms), Arc::clone(&store), RotationPolicy::for_tests(SigningAlg::ES256), "kr")
-        .reconcile(kms_jwt::unix_now())
-        .await
-        .unwrap();
+    Rotator::new(
+        Arc::clone(&kms),
+        Arc::clone(&store),
+        RotationPolicy::for_tests(SigningAlg::ES256),
+        kms_jwt::test_stacks::single_region_keyring(),
+    )
+    .reconcile(kms_jwt::unix_now())
+    .await
+    .unwrap();
     let signer = config().token_signer(Arc::clone(&kms), Arc::clone(&store));
 
     // ISSUER, DEFAULT_TOKEN_TTL and MAX_TOKEN_TTL.

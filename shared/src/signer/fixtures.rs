@@ -42,7 +42,15 @@ pub(super) fn signer_on<K: KeySigner>(kms: K, store: Arc<MemoryStore>) -> TokenS
 
 pub(super) async fn setup() -> (Shared, MemorySigner) {
     let shared = Shared(Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-    Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy(), "kr").reconcile(0).await.unwrap();
+    Rotator::new(
+        Arc::clone(&shared.0),
+        Arc::clone(&shared.1),
+        policy(),
+        crate::test_stacks::single_region_keyring(),
+    )
+    .reconcile(0)
+    .await
+    .unwrap();
     let signer = signer_on(Arc::clone(&shared.0), Arc::clone(&shared.1));
     (shared, signer)
 }

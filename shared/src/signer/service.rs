@@ -332,7 +332,12 @@ mod tests {
         let (shared, signer) = setup().await;
         let before = signer.sign_event(json!({"claims": {}}), 10).await.unwrap();
         // Rotate behind the signer's back, then disable the key it has cached.
-        let rotator = Rotator::new(Arc::clone(&shared.0), Arc::clone(&shared.1), policy(), "kr");
+        let rotator = Rotator::new(
+            Arc::clone(&shared.0),
+            Arc::clone(&shared.1),
+            policy(),
+            crate::test_stacks::single_region_keyring(),
+        );
         rotator.run(crate::rotate::Command::Rotate { force: true }, 20).await.unwrap();
         let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
         shared.0.disable_key(&ring.find(&before.kid).unwrap().kms_key_arn).await.unwrap();
