@@ -107,11 +107,18 @@ struct Authorization {
     key_spec: Option<String>,
     /// Every refusal: "caller action resource: decision".
     denials: Vec<String>,
+    /// IAM policies of principals outside the stacks (an administrator, a PowerUser).
+    attached: Vec<(String, serde_json::Value)>,
 }
 
 impl Default for Authorization {
     fn default() -> Self {
-        Authorization { deployment: Deployment::single_region(), key_spec: None, denials: Vec::new() }
+        Authorization {
+            deployment: Deployment::single_region(),
+            key_spec: None,
+            denials: Vec::new(),
+            attached: Vec::new(),
+        }
     }
 }
 
@@ -122,7 +129,14 @@ impl Authorization {
     }
 
     fn identity_policies(&self, principal: &str) -> Vec<serde_json::Value> {
-        self.deployment.identity_policies(principal)
+        if principal == test_stacks::account_root() {
+            // The root user: every permission, which no IAM policy can narrow.
+            return vec![serde_json::json!({"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})];
+        }
+        let mut policies = self.deployment.identity_policies(principal);
+        policies.extend(self.attached.iter().filter(|(p, _)| p == principal).map(|(_, doc)| doc.clone()));
+        policies
     }
 }
 
@@ -230,6 +244,21 @@ impl MemoryKms {
         let spec = alg.kms_key_spec();
         authorization.deployment = authorization.deployment.clone().with_key_spec(spec);
         authorization.key_spec = Some(spec.to_owned());
+    }
+
+    /// Update the stacks (a stack update: new IAM policies, a new rotate configuration); the
+    /// key spec deployed stays. Key policies stay as they are, as on AWS.
+    pub fn redeploy(&self, deployment: Deployment) {
+        let mut authorization = lock(&self.authorization);
+        authorization.deployment = match authorization.key_spec.clone() {
+            Some(spec) => deployment.with_key_spec(&spec),
+            None => deployment,
+        };
+    }
+
+    /// Attach an IAM policy to `principal`, a principal of the account outside the stacks.
+    pub fn attach_identity_policy(&self, principal: &str, policy: serde_json::Value) {
+        lock(&self.authorization).attached.push((principal.to_owned(), policy));
     }
 
     /// The deployment calls are authorized against.

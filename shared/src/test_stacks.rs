@@ -161,10 +161,27 @@ impl Deployment {
         }
         self
     }
+
+    /// The same deployment with the `ReplicaRegions` parameter set to `regions` in every
+    /// stack: rotate's configuration (`REPLICA_REGIONS`) and the IAM statement that names the
+    /// Regions keys may be replicated to (`kms:ReplicaRegion`).
+    pub fn with_replica_regions(mut self, regions: &[&str]) -> Deployment {
+        let listed = Value::from(regions.iter().map(|r| Value::from(*r)).collect::<Vec<_>>());
+        for stack in self.stacks.values_mut() {
+            for policy in stack.roles.values_mut().flat_map(|role| role.policies.iter_mut()) {
+                set_condition_values(&mut policy.document, "kms:ReplicaRegion", listed.clone());
+            }
+            if let Some(rotate) = stack.functions.get_mut("RotateFunction") {
+                rotate.environment.insert("REPLICA_REGIONS".into(), regions.join(","));
+            }
+        }
+        self
+    }
 }
 
 /// Replace the value of every condition on `key` (the parameter a stack update changes).
-fn set_condition_values(document: &mut Value, key: &str, value: &str) {
+fn set_condition_values(document: &mut Value, key: &str, value: impl Into<Value>) {
+    let value = value.into();
     let statements = match document.get_mut("Statement") {
         Some(Value::Array(statements)) => statements,
         _ => return,
@@ -174,7 +191,7 @@ fn set_condition_values(document: &mut Value, key: &str, value: &str) {
     {
         for conditions in operators.values_mut().filter_map(Value::as_object_mut) {
             if let Some(old) = conditions.get_mut(key) {
-                *old = Value::String(value.to_owned());
+                *old = value.clone();
             }
         }
     }

@@ -19,10 +19,11 @@ use std::time::Duration;
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, MemoryKms, MemoryReplica, MemoryStore};
-use kms_jwt::ports::KeyringStore;
+use kms_jwt::ports::{KeyTags, KeyringStore, KmsError};
 use kms_jwt::regions::{regional_arn, MultiRegionKms, ReplicaRegion};
 use kms_jwt::rotate::{Command, RotationPolicy, RotationReport, Rotator, Transition};
 use kms_jwt::signer::{signing_key_in, TokenSigner};
+use kms_jwt::test_stacks::Deployment;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -67,13 +68,8 @@ impl World {
         replicas: Vec<Arc<ReplicaRegion>>,
     ) -> MultiRotator {
         let kms = MultiRegionKms::new(own, self.kms.clone(), replicas.clone());
-        Rotator::new(
-            kms,
-            store,
-            self.policy.clone(),
-            kms_jwt::test_stacks::Deployment::multi_region().keyring_name(),
-        )
-        .with_regions(own, replicas)
+        Rotator::new(kms, store, self.policy.clone(), Deployment::multi_region().keyring_name())
+            .with_regions(own, replicas)
     }
 
     fn home_rotator(&self) -> MultiRotator {
@@ -329,6 +325,8 @@ async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_w
 #[tokio::test]
 async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_waits_for_it() {
     let world = World::new();
+    // The stacks are deployed with eu-west-1 as the only replica Region.
+    world.kms.redeploy(Deployment::multi_region().with_replica_regions(&[EU]));
     let eu_only = world.rotator(HOME, world.home_store.clone(), vec![world.region(EU, world.eu.clone())]);
     let t0 = bootstrap_everywhere(&world, &eu_only).await;
     let ring = keyring(&*world.home_store).await;
@@ -336,7 +334,14 @@ async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_
     assert_eq!(next.replicated_at, Some(t0 + 60));
     assert_eq!(world.kms.replicas_of(&current.kms_key_arn).len(), 2, "home and eu-west-1");
 
-    // ap-southeast-2 joins: its keyring replica arrives, but it has no replica of the keys.
+    // Until the stacks name it, rotate's IAM refuses replication to ap-southeast-2.
+    let err =
+        world.kms.replicate_key_as(&world.kms.rotate_role(), &current.kms_key_arn, AP, current.alg, &tags());
+    assert_eq!(err, Err(KmsError::AccessDenied { operation: "ReplicateKey" }));
+
+    // ap-southeast-2 joins: a stack update names it (IAM changes; the keys' policies, fixed at
+    // their creation, do not); its keyring replica arrives, but it has no replica of the keys.
+    world.kms.redeploy(Deployment::multi_region().with_replica_regions(&[EU, AP]));
     world.sync();
     let ap_signer = signer(world.kms.clone(), AP, world.ap.clone());
     assert!(ap_signer.sign_event(json!({"claims": {}}), t0 + 90).await.is_err());
@@ -356,6 +361,11 @@ async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_
     assert_eq!(keyring(&*world.home_store).await.next().unwrap().replicated_at, Some(t0 + 180));
     world.sync();
     sign_everywhere_and_verify_everywhere(&world, t0 + 200).await;
+    assert_eq!(world.kms.denials().len(), 1, "only the replication before the stack update was refused");
+}
+
+fn tags() -> KeyTags {
+    KeyTags { keyring: Deployment::multi_region().keyring_name(), request_id: "test".into() }
 }
 
 #[tokio::test]
@@ -428,12 +438,13 @@ async fn fail_over_moves_the_home_and_fences_the_old_one() {
         world.kms.clone(),
         world.home_store.clone(),
         world.policy.clone(),
-        kms_jwt::test_stacks::Deployment::multi_region().keyring_name(),
+        Deployment::multi_region().keyring_name(),
     );
     let err = single.reconcile(t1 + world.policy.rotation_period).await.unwrap_err();
     assert_eq!(err.code(), "MultiRegionKeyring", "{err}");
     assert_eq!(world.home_store.current_text(), untouched);
     drop(old_home);
+    assert_eq!(world.kms.denials(), Vec::<String>::new(), "every call of the fail-over is allowed");
 }
 
 /// A year, in three-hour ticks: rotate runs at home (sometimes asked to rotate now); every tick
@@ -531,5 +542,6 @@ async fn a_year_across_three_regions_with_lag_and_outages_never_breaks_a_verifie
     assert!(rotations >= 40, "{rotations} rotations in a year");
     assert!(held_ticks > 0, "some rotations had to wait for a region");
     assert!(signed > 365 * 8 * 2, "{signed} tokens");
+    assert_eq!(world.kms.denials(), Vec::<String>::new(), "a year of real call sequences, all allowed");
     eprintln!("a year across three regions: {rotations} rotations, {held_ticks} ticks waiting for replication, {signed} tokens");
 }

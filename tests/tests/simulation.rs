@@ -393,6 +393,9 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
     let ring = stored(&store);
     assert!(ring.retiring.is_empty(), "retirement queue drained: {:?}", ring.retiring);
     assert!(ring.pending.is_empty(), "creation intents cleared: {:?}", ring.pending);
+    // Every call rotate and sign made in the year was authorized by the template's policies.
+    assert_eq!(kms.denials(), Vec::<String>::new());
+    assert_eq!(store.denials(), Vec::<String>::new());
     for arn in kms.key_arns() {
         let state = kms.key_state(&arn).unwrap();
         assert!(
