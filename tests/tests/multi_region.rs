@@ -545,3 +545,66 @@ async fn a_year_across_three_regions_with_lag_and_outages_never_breaks_a_verifie
     assert_eq!(world.kms.denials(), Vec::<String>::new(), "a year of real call sequences, all allowed");
     eprintln!("a year across three regions: {rotations} rotations, {held_ticks} ticks waiting for replication, {signed} tokens");
 }
+
+/// Write `ring` as `replica`'s copy (promoting it: the test stands in for replication from a
+/// region that took over).
+async fn set_copy(replica: &MemoryReplica, ring: &Keyring) {
+    replica.promote();
+    let version = replica.load().await.unwrap().map(|doc| doc.version_id);
+    replica.compare_and_swap(version.as_deref(), &ring.to_json()).await.unwrap();
+}
+
+fn claimed(ring: &Keyring, region: &str, epoch: u64) -> Keyring {
+    let mut claimed = ring.clone();
+    claimed.home = Some(kms_jwt::keyring::Home { region: region.to_owned(), epoch });
+    claimed
+}
+
+/// Review finding 3: fencing fails closed. A rival claim at the same epoch fences; a fenced
+/// run does no housekeeping (no KMS retirement in any region, no write); take-over happens
+/// only where HOME_REGION names the region, one epoch above every copy it can read.
+#[tokio::test]
+async fn a_fenced_region_changes_nothing_and_take_over_outranks_every_copy() {
+    let world = World::new();
+    let rotate = world.home_rotator();
+    let t0 = bootstrap_everywhere(&world, &rotate).await;
+    // A revocation whose KMS retirement in eu-west-1 is still queued.
+    let current = keyring(&*world.home_store).await.current().unwrap().clone();
+    world.kms.set_region_down(EU, true);
+    rotate.run(Command::Revoke { kid: current.kid.clone() }, t0 + 120).await.unwrap();
+    world.kms.set_region_down(EU, false);
+    world.sync();
+    let eu_copy = regional_arn(&current.kms_key_arn, EU).unwrap();
+    assert_eq!(world.kms.key_state(&eu_copy), Some(FakeKeyState::Enabled));
+
+    // ap-southeast-2's copy shows a rival home at the same epoch (two take-overs from one base).
+    let ring = keyring(&*world.home_store).await;
+    set_copy(&world.ap, &claimed(&ring, AP, 0)).await;
+    let untouched = world.home_store.current_text();
+    let err = rotate.reconcile(t0 + 180).await.unwrap_err();
+    assert_eq!(err.code(), "NotHome", "{err}");
+    assert_eq!(world.home_store.current_text(), untouched, "no write");
+    assert_eq!(world.kms.key_state(&eu_copy), Some(FakeKeyState::Enabled), "no housekeeping either");
+    // A revocation still withdraws (never blocked), and does nothing else.
+    let published = ring.keys[0].kid.clone();
+    let report = rotate.run(Command::Revoke { kid: published }, t0 + 200).await.unwrap();
+    assert_eq!(report.transitions, [Transition::Revoke]);
+    assert_eq!(world.kms.key_state(&eu_copy), Some(FakeKeyState::Enabled), "no housekeeping");
+
+    // Take-over: refused where the deployment does not name the region home...
+    let eu_rotate = world
+        .rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())])
+        .with_configured_home(Some(HOME.to_owned()));
+    assert_eq!(eu_rotate.run(Command::TakeOver, t0 + 240).await.unwrap_err().code(), "NotConfiguredHome");
+    // ...and, where it does, one epoch above the rival's copy, though its own copy says 0.
+    world.eu.promote();
+    let eu_rotate = world
+        .rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())])
+        .with_configured_home(Some(EU.to_owned()));
+    set_copy(&world.ap, &claimed(&ring, AP, 3)).await;
+    eu_rotate.run(Command::TakeOver, t0 + 300).await.unwrap();
+    assert_eq!(
+        keyring(&*world.eu).await.home,
+        Some(kms_jwt::keyring::Home { region: EU.to_owned(), epoch: 4 })
+    );
+}
