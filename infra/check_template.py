@@ -100,8 +100,17 @@ def all_iam_statements():
     return out
 
 
+def condition_blocks(statement):
+    """The statement's condition operators, both branches of an !If included."""
+    condition = statement.get("Condition", {})
+    if list(condition) == ["Fn::If"]:
+        return [b for branch in condition["Fn::If"][1:] if isinstance(branch, dict) and "Ref" not in branch
+                for b in branch.values()]
+    return list(condition.values())
+
+
 def condition_keys(statement):
-    return {key for block in statement.get("Condition", {}).values() for key in block}
+    return {key for block in condition_blocks(statement) for key in block}
 
 
 def role_actions(role):
@@ -254,9 +263,12 @@ check(
 )
 
 discover = only("RotateRole", "tag:GetResources")
-check("tag:GetResources is granted alone, narrowed to this Region",
+# Single-Region: this Region only. Multi-Region: every Region (a crashed run of an old home
+# left its primaries there), hence the !If.
+check("tag:GetResources is granted alone, narrowed to this Region in a single-Region stack",
       actions(discover) == ["tag:GetResources"]
-      and discover["Condition"].get("StringEquals", {}).get("aws:RequestedRegion") == {"Ref": "AWS::Region"})
+      and discover["Condition"] == {"Fn::If": ["MultiRegionDeployment", {"Ref": "AWS::NoValue"},
+                                               {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}]})
 list_keys = only("RotateRole", "kms:ListKeys")
 check("kms:ListKeys (the fallback) is granted alone, narrowed to this Region",
       actions(list_keys) == ["kms:ListKeys"]

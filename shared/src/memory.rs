@@ -755,7 +755,7 @@ impl MemoryKms {
         Ok(())
     }
 
-    /// The tag search rotate's sweep runs (`tag:GetResources`), as `caller`.
+    /// The tag search rotate's sweep runs (`tag:GetResources`), as `caller`, in the home region.
     pub fn find_keys_as(
         &self,
         caller: &str,
@@ -763,21 +763,31 @@ impl MemoryKms {
         request_id: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError> {
+        self.find_keys_in(caller, &self.home_region(), keyring, request_id, cursor)
+    }
+
+    /// The tag search in `region` (the tagging API is regional), as `caller`.
+    pub fn find_keys_in(
+        &self,
+        caller: &str,
+        region: &str,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
         self.count("FindKeysByRequest");
-        let search =
-            Request::new(caller, "tag:GetResources", "*").with("aws:RequestedRegion", self.home_region());
+        let search = Request::new(caller, "tag:GetResources", "*").with("aws:RequestedRegion", region);
         self.authorize("FindKeys", search, None)?;
         let has = |tags: &[(String, String)], key: &str, value: &str| {
             tags.iter().any(|(k, v)| k == key && v == value)
         };
         // The account's keys in a stable order: foreign ones first (as a listing of a busy
         // account would mostly show), then ours by ARN.
-        let home = self.home_region();
-        self.reachable(&home, "FindKeys")?;
+        self.reachable(region, "FindKeys")?;
         let keys = lock(&self.keys);
-        // A regional search, like the tagging API's and ListKeys': the home region's keys.
+        // A regional search, like the tagging API's and ListKeys': the region's keys.
         let mut ours: Vec<(&String, &FakeKey)> =
-            keys.iter().filter(|(arn, _)| arn_region(arn) == Some(home.as_str())).collect();
+            keys.iter().filter(|(arn, _)| arn_region(arn) == Some(region)).collect();
         ours.sort_by(|a, b| a.0.cmp(b.0));
         let foreign = usize::try_from(*lock(&self.foreign_keys)).unwrap_or(usize::MAX);
         let total = foreign.saturating_add(ours.len());
@@ -896,6 +906,61 @@ impl MemoryKms {
         self.reachable_arn(key_arn, "DescribeKey")?;
         self.authorize("DescribeKey", Request::new(caller, "kms:DescribeKey", key_arn), Some(key_arn))?;
         Ok(lock(&self.keys).get(key_arn).is_some_and(|k| k.state == FakeKeyState::Enabled))
+    }
+}
+
+/// [`MemoryKms`] as one region's KMS endpoint, called by the home region's rotate role: what
+/// rotate holds for a replica region. Keys are addressed by ARN anywhere; searches are
+/// regional.
+pub struct RegionEndpoint {
+    kms: Arc<MemoryKms>,
+    region: String,
+}
+
+impl MemoryKms {
+    /// This twin as `region`'s endpoint.
+    pub fn in_region(self: &Arc<Self>, region: &str) -> RegionEndpoint {
+        RegionEndpoint { kms: Arc::clone(self), region: region.to_owned() }
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for RegionEndpoint {
+    async fn create_key(&self, alg: SigningAlg, tags: &KeyTags) -> Result<String, KmsError> {
+        self.kms.create_key(alg, tags).await
+    }
+    async fn public_key_der(&self, key_arn: &str) -> Result<Vec<u8>, KmsError> {
+        self.kms.public_key_der(key_arn).await
+    }
+    async fn disable_key(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.kms.disable_key(key_arn).await
+    }
+    async fn schedule_deletion(&self, key_arn: &str, window_days: i32) -> Result<(), KmsError> {
+        self.kms.schedule_deletion(key_arn, window_days).await
+    }
+    async fn find_keys_by_request(
+        &self,
+        keyring: &str,
+        request_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, KmsError> {
+        self.kms.find_keys_in(&self.kms.rotate_role(), &self.region, keyring, request_id, cursor)
+    }
+}
+
+#[async_trait]
+impl ReplicaAdmin for RegionEndpoint {
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        self.kms.replicate_key(key_arn, region, alg, tags).await
+    }
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        self.kms.key_enabled(key_arn).await
     }
 }
 

@@ -205,14 +205,36 @@ impl<K: KeyAdmin + ReplicaAdmin> KeyAdmin for MultiRegionKms<K> {
         self.in_every_region(key_arn, Retirement::ScheduleDeletion { pending_window_days }).await
     }
 
+    /// Every region's keys of the run, home first, then each replica region: a run's keys are
+    /// primaries of the home it ran in, which after a fail-over is a replica region (or the
+    /// old home's primary was never replicated here). The cursor names the region searched
+    /// (`<index>:<that region's cursor>`); a cursor without one is the home's.
     async fn find_keys_by_request(
         &self,
         keyring: &str,
         request_id: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError> {
-        // Primaries live in the home region and carry the run's tags.
-        self.home.find_keys_by_request(keyring, request_id, cursor).await
+        let (index, inner) = match cursor.map(|c| c.split_once(':')) {
+            None => (0, None),
+            Some(Some((index, inner))) if index.bytes().all(|b| b.is_ascii_digit()) && !index.is_empty() => {
+                (index.parse().unwrap_or(usize::MAX), Some(inner).filter(|c| !c.is_empty()))
+            }
+            Some(_) => (0, cursor),
+        };
+        let page = match index {
+            0 => self.home.find_keys_by_request(keyring, request_id, inner).await?,
+            i => match self.replicas.get(i - 1) {
+                Some(region) => region.kms.find_keys_by_request(keyring, request_id, inner).await?,
+                None => return Ok(KeyPage::default()),
+            },
+        };
+        let next = match page.next {
+            Some(more) => Some(format!("{index}:{more}")),
+            None if index < self.replicas.len() => Some(format!("{}:", index + 1)),
+            None => None,
+        };
+        Ok(KeyPage { arns: page.arns, next })
     }
 
     async fn replicate_to(

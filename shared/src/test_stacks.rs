@@ -162,17 +162,20 @@ impl Deployment {
         self
     }
 
-    /// The same deployment with the `ReplicaRegions` parameter set to `regions` in every
-    /// stack: rotate's configuration (`REPLICA_REGIONS`) and the IAM statement that names the
-    /// Regions keys may be replicated to (`kms:ReplicaRegion`).
-    pub fn with_replica_regions(mut self, regions: &[&str]) -> Deployment {
-        let listed = Value::from(regions.iter().map(|r| Value::from(*r)).collect::<Vec<_>>());
+    /// The same deployment with the `HomeRegion` and `ReplicaRegions` parameters set in every
+    /// stack, as a stack update does (adding a Region, or a fail-over): rotate's configuration
+    /// (`HOME_REGION`, `REPLICA_REGIONS`) and the IAM statement that names the Regions keys
+    /// may be replicated to (`kms:ReplicaRegion`).
+    pub fn with_regions(mut self, home: &str, replicas: &[&str]) -> Deployment {
+        let listed = Value::from(replicas.iter().map(|r| Value::from(*r)).collect::<Vec<_>>());
+        self.home = home.to_owned();
         for stack in self.stacks.values_mut() {
             for policy in stack.roles.values_mut().flat_map(|role| role.policies.iter_mut()) {
                 set_condition_values(&mut policy.document, "kms:ReplicaRegion", listed.clone());
             }
             if let Some(rotate) = stack.functions.get_mut("RotateFunction") {
-                rotate.environment.insert("REPLICA_REGIONS".into(), regions.join(","));
+                rotate.environment.insert("HOME_REGION".into(), home.to_owned());
+                rotate.environment.insert("REPLICA_REGIONS".into(), replicas.join(","));
             }
         }
         self
@@ -236,9 +239,14 @@ impl Stack {
         })
     }
 
-    /// Who may do what with the keys this stack's rotate creates: from its configuration.
+    /// Who may do what with the keys this stack's rotate creates: from its configuration. A
+    /// configuration rotate would refuse to start with is a defect of the test.
     pub fn key_access(&self) -> Option<KeyAccess> {
-        self.rotate_config().ok().and_then(|config| config.key_access)
+        match self.rotate_config() {
+            Ok(config) => config.key_access,
+            #[allow(clippy::panic)]
+            Err(e) => panic!("the {} stack's rotate would not start: {e}", self.region),
+        }
     }
 }
 

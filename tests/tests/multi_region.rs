@@ -20,7 +20,7 @@ use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, MemoryKms, MemoryReplica, MemoryStore};
 use kms_jwt::ports::{KeyTags, KeyringStore, KmsError};
-use kms_jwt::regions::{regional_arn, MultiRegionKms, ReplicaRegion};
+use kms_jwt::regions::{regional_arn, same_kms_key, MultiRegionKms, ReplicaRegion};
 use kms_jwt::rotate::{Command, RotationPolicy, RotationReport, Rotator, Transition};
 use kms_jwt::signer::{signing_key_in, TokenSigner};
 use kms_jwt::test_stacks::Deployment;
@@ -57,7 +57,11 @@ impl World {
     }
 
     fn region(&self, name: &str, store: Arc<dyn KeyringStore>) -> Arc<ReplicaRegion> {
-        Arc::new(ReplicaRegion { name: name.to_owned(), kms: self.kms.clone(), keyring: store })
+        Arc::new(ReplicaRegion {
+            name: name.to_owned(),
+            kms: Arc::new(self.kms.in_region(name)),
+            keyring: store,
+        })
     }
 
     /// The rotate function of `own`, writing `store`, with `replicas` as its other regions.
@@ -326,7 +330,7 @@ async fn revocation_disables_the_key_in_every_region_and_retries_a_region_that_w
 async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_waits_for_it() {
     let world = World::new();
     // The stacks are deployed with eu-west-1 as the only replica Region.
-    world.kms.redeploy(Deployment::multi_region().with_replica_regions(&[EU]));
+    world.kms.redeploy(Deployment::multi_region().with_regions(HOME, &[EU]));
     let eu_only = world.rotator(HOME, world.home_store.clone(), vec![world.region(EU, world.eu.clone())]);
     let t0 = bootstrap_everywhere(&world, &eu_only).await;
     let ring = keyring(&*world.home_store).await;
@@ -341,7 +345,7 @@ async fn a_region_added_later_gets_replicas_of_the_keys_in_use_and_the_next_key_
 
     // ap-southeast-2 joins: a stack update names it (IAM changes; the keys' policies, fixed at
     // their creation, do not); its keyring replica arrives, but it has no replica of the keys.
-    world.kms.redeploy(Deployment::multi_region().with_replica_regions(&[EU, AP]));
+    world.kms.redeploy(Deployment::multi_region().with_regions(HOME, &[EU, AP]));
     world.sync();
     let ap_signer = signer(world.kms.clone(), AP, world.ap.clone());
     assert!(ap_signer.sign_event(json!({"claims": {}}), t0 + 90).await.is_err());
@@ -607,4 +611,46 @@ async fn a_fenced_region_changes_nothing_and_take_over_outranks_every_copy() {
         keyring(&*world.eu).await.home,
         Some(kms_jwt::keyring::Home { region: EU.to_owned(), epoch: 4 })
     );
+}
+
+/// Review finding 7: a run of the old home that crashed before replicating its new key left a
+/// primary in the old home's region alone. After a fail-over, the new home's sweep of that
+/// run's intent searches every region by tag and retires it.
+#[tokio::test]
+async fn after_a_fail_over_the_sweep_retires_an_old_home_primary_that_never_left_its_region() {
+    let world = World::new();
+    let old_home = world.home_rotator();
+    let t0 = bootstrap_everywhere(&world, &old_home).await;
+    // eu-west-1's KMS is down when the old home rotates: the new primary is made in us-east-1
+    // and replicated nowhere; the run's intent stays.
+    world.kms.set_region_down(EU, true);
+    let t1 = t0 + world.policy.rotation_period;
+    assert_eq!(old_home.reconcile(t1).await.unwrap_err().code(), "KmsError");
+    world.kms.set_region_down(EU, false);
+    world.sync();
+    let before = keyring(&*world.home_store).await;
+    assert_eq!(before.pending.len(), 1);
+    let orphan =
+        world.kms.key_arns().into_iter().find(|arn| !before.holds_arn(arn)).expect("an orphaned primary");
+    assert_eq!(world.kms.replicas_of(&orphan).len(), 1, "in us-east-1 only");
+
+    // Fail-over to eu-west-1; us-east-1 stays as a replica region.
+    world.eu.promote();
+    world.ap.repoint(world.eu.clone());
+    world.kms.set_home_region(EU);
+    let new_home = world.rotator(
+        EU,
+        world.eu.clone(),
+        vec![world.region(AP, world.ap.clone()), world.region(HOME, world.home_store.clone())],
+    );
+    // The stacks are updated first (HomeRegion eu-west-1, us-east-1 a replica), then the
+    // take-over.
+    world.kms.redeploy(Deployment::multi_region().with_regions(EU, &[AP, HOME]));
+    new_home.run(Command::TakeOver, t1 + 60).await.unwrap();
+    world.ap.sync();
+    let report = new_home.reconcile(t1 + kms_jwt::rotate::STALE_INTENT_SECS + 120).await;
+    let report = report.unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.orphans_deleted.iter().any(|arn| same_kms_key(arn, &orphan)), "{report:?}");
+    assert!(matches!(world.kms.key_state(&orphan), Some(FakeKeyState::PendingDeletion { .. })));
+    assert!(keyring(&*world.eu).await.pending.is_empty(), "the intent is settled");
 }
