@@ -590,10 +590,13 @@ async fn a_fenced_region_changes_nothing_and_take_over_outranks_every_copy() {
     assert_eq!(world.home_store.current_text(), untouched, "no write");
     assert_eq!(world.kms.key_state(&eu_copy), Some(FakeKeyState::Enabled), "no housekeeping either");
     // A revocation still withdraws (never blocked), and does nothing else.
-    let published = ring.keys[0].kid.clone();
-    let report = rotate.run(Command::Revoke { kid: published }, t0 + 200).await.unwrap();
+    let published = ring.keys[0].clone();
+    let report = rotate.run(Command::Revoke { kid: published.kid.clone() }, t0 + 200).await.unwrap();
     assert_eq!(report.transitions, [Transition::Revoke]);
     assert_eq!(world.kms.key_state(&eu_copy), Some(FakeKeyState::Enabled), "no housekeeping");
+    for (arn, state) in world.kms.replicas_of(&published.kms_key_arn) {
+        assert_eq!(state, FakeKeyState::Disabled, "the revoked key stops signing at once: {arn}");
+    }
 
     // Take-over: refused where the deployment does not name the region home...
     let eu_rotate = world

@@ -347,8 +347,11 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 warn!(error = %e, "revocation done; its replacement key is left for the next run");
                 run.incomplete.push(format!("replacement key: {e}"));
                 if e.refuses_writes() {
-                    // The withdrawal stands (revocation is never blocked); nothing else is done
-                    // by a region that is not, or cannot prove it is, the home.
+                    // The withdrawal stands (revocation is never blocked), and the revoked key
+                    // stops signing at once: disabling it is what the operator asked for,
+                    // whichever region is home. Nothing else is done (no housekeeping, no
+                    // write) by a region that is not, or cannot prove it is, the home.
+                    self.disable_revoked(kid, &mut run).await;
                     self.finish(&mut run).await;
                     return Ok(self.report(done, run, now));
                 }
@@ -357,6 +360,17 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         self.finish(&mut run).await;
         self.housekeeping(now, &mut run).await;
         Ok(self.report(done, run, now))
+    }
+
+    /// Disable the revoked key `kid` in every region (it waits in the retirement queue, which
+    /// a later run of the home settles). A failure is reported; the withdrawal stands.
+    async fn disable_revoked(&self, kid: &str, run: &mut RunState) {
+        let revoked = run.latest.as_ref().and_then(|(ring, _)| ring.retiring.iter().find(|k| k.kid == kid));
+        let Some(arn) = revoked.map(|k| k.kms_key_arn.clone()) else { return };
+        match self.kms.disable_key(&arn).await {
+            Ok(()) => warn!(kid, "revoked key disabled"),
+            Err(e) => run.incomplete.push(format!("disabling revoked key {kid}: {e}")),
+        }
     }
 
     /// The withdrawal itself: `kid` leaves the keyring in a compare-and-swap of its own.
