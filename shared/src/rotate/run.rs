@@ -1033,14 +1033,18 @@ mod tests {
     use crate::memory::{FakeKeyState, MemoryKms, MemoryStore};
     use crate::ports::KeyTags;
     use crate::rotate::tests::{policy, DAY, HOUR};
+    use crate::test_stacks::single_region_keyring;
 
     fn rotator() -> Rotator<MemoryKms, MemoryStore> {
-        Rotator::new(
-            MemoryKms::new(),
-            MemoryStore::new(),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
+        Rotator::new(MemoryKms::new(), MemoryStore::new(), policy(), single_region_keyring())
+    }
+
+    /// A rotator over twins the test also holds, as the single-Region stack configures it.
+    fn shared_rotator(
+        kms: &Arc<MemoryKms>,
+        store: &Arc<MemoryStore>,
+    ) -> Rotator<Arc<MemoryKms>, Arc<MemoryStore>> {
+        Rotator::new(Arc::clone(kms), Arc::clone(store), policy(), single_region_keyring())
     }
 
     fn stored(r: &Rotator<MemoryKms, MemoryStore>) -> Keyring {
@@ -1051,8 +1055,7 @@ mod tests {
     async fn a_new_algorithm_is_pre_published_before_it_signs() {
         let (kms, store) = (std::sync::Arc::new(MemoryKms::new()), std::sync::Arc::new(MemoryStore::new()));
         let t0 = 1_700_000_000;
-        let es256 =
-            Rotator::new(kms.clone(), store.clone(), policy(), crate::test_stacks::single_region_keyring());
+        let es256 = Rotator::new(kms.clone(), store.clone(), policy(), single_region_keyring());
         es256.reconcile(t0).await.unwrap();
         // The operator switches the algorithm (a stack update: rotate's IAM names the key
         // spec): new keys follow it, published keys keep theirs.
@@ -1061,7 +1064,7 @@ mod tests {
             kms.clone(),
             store.clone(),
             RotationPolicy { alg: SigningAlg::ES384, ..policy() },
-            crate::test_stacks::single_region_keyring(),
+            single_region_keyring(),
         );
         let first = es384.reconcile(t0 + policy().rotation_period).await.unwrap();
         assert_eq!(first.transitions, vec![Transition::Rotate]);
@@ -1103,10 +1106,7 @@ mod tests {
             Some(FakeKeyState::PendingDeletion { window_days: 30 })
         );
         let tags = r.kms().key_tags(&gone.kms_key_arn);
-        assert!(
-            tags.contains(&("kms-jwt:keyring".to_string(), crate::test_stacks::single_region_keyring())),
-            "{tags:?}"
-        );
+        assert!(tags.contains(&("kms-jwt:keyring".to_string(), single_region_keyring())), "{tags:?}");
         assert!(tags.iter().any(|(k, _)| k == "kms-jwt:request"), "{tags:?}");
     }
 
@@ -1173,7 +1173,7 @@ mod tests {
         store: Arc<MemoryStore>,
         decide: impl FnMut(&'static str) -> Fault + Send + 'static,
     ) -> Rotator<Faulty<Arc<MemoryKms>>, Arc<MemoryStore>> {
-        Rotator::new(Faulty::new(kms, decide), store, policy(), crate::test_stacks::single_region_keyring())
+        Rotator::new(Faulty::new(kms, decide), store, policy(), single_region_keyring())
     }
 
     fn stored_in(store: &MemoryStore) -> Keyring {
@@ -1204,15 +1204,7 @@ mod tests {
     #[tokio::test]
     async fn revocation_withdraws_the_key_even_when_kms_cannot_create_its_replacement() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-        Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
-        .reconcile(0)
-        .await
-        .unwrap();
+        shared_rotator(&kms, &store).reconcile(0).await.unwrap();
         let compromised = stored_in(&store).current().unwrap().clone();
         let r = faulty_rotator(Arc::clone(&kms), Arc::clone(&store), |op| {
             if op == "CreateKey" {
@@ -1234,39 +1226,20 @@ mod tests {
         assert_eq!(report.retired, vec![compromised.kid.clone()], "and the KMS key is disabled");
         assert_ne!(kms.key_state(&compromised.kms_key_arn), Some(FakeKeyState::Enabled));
         // The replacement comes with the next run that can create keys.
-        let later = Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
-        .reconcile(120)
-        .await
-        .unwrap();
+        let later = shared_rotator(&kms, &store).reconcile(120).await.unwrap();
         assert_eq!(later.transitions, vec![Transition::AddNext]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn revocation_and_sweeps_of_a_huge_account_stay_inside_the_time_budget() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-        Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
-        .reconcile(0)
-        .await
-        .unwrap();
+        shared_rotator(&kms, &store).reconcile(0).await.unwrap();
         // A run died after tagging a key with its request id and before recording it; the
         // account holds thousands of other keys, listed a slow page at a time.
         let orphan = kms
             .create_key(
                 SigningAlg::ES256,
-                &KeyTags {
-                    keyring: crate::test_stacks::single_region_keyring(),
-                    request_id: "dead-run".into(),
-                },
+                &KeyTags { keyring: single_region_keyring(), request_id: "dead-run".into() },
             )
             .await
             .unwrap();
@@ -1305,22 +1278,11 @@ mod tests {
     #[tokio::test]
     async fn a_failing_key_search_keeps_the_intent_and_a_later_run_finds_the_orphan() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-        Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
-        .reconcile(0)
-        .await
-        .unwrap();
+        shared_rotator(&kms, &store).reconcile(0).await.unwrap();
         let orphan = kms
             .create_key(
                 SigningAlg::ES256,
-                &KeyTags {
-                    keyring: crate::test_stacks::single_region_keyring(),
-                    request_id: "dead-run".into(),
-                },
+                &KeyTags { keyring: single_region_keyring(), request_id: "dead-run".into() },
             )
             .await
             .unwrap();
@@ -1332,15 +1294,7 @@ mod tests {
         let report = throttled.reconcile(DAY).await.unwrap();
         assert!(report.incomplete.iter().any(|s| s.contains("dead-run")), "{:?}", report.incomplete);
         assert_eq!(stored_in(&store).pending.len(), 1, "the intent is kept");
-        Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        )
-        .reconcile(DAY + HOUR)
-        .await
-        .unwrap();
+        shared_rotator(&kms, &store).reconcile(DAY + HOUR).await.unwrap();
         assert!(stored_in(&store).pending.is_empty());
         assert!(matches!(kms.key_state(&orphan), Some(FakeKeyState::PendingDeletion { .. })));
     }
@@ -1364,12 +1318,7 @@ mod tests {
                 Fault::Pass
             }
         }));
-        let r = Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&faulty_store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        );
+        let r = Rotator::new(Arc::clone(&kms), Arc::clone(&faulty_store), policy(), single_region_keyring());
         assert_eq!(r.reconcile(0).await.unwrap_err().code(), "KeyringStoreError");
         let ring = stored_in(&store);
         assert_eq!(ring.keys.len(), 2, "the write landed");
@@ -1388,12 +1337,7 @@ mod tests {
     async fn a_new_key_kms_denies_for_a_while_is_waited_for() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
         kms.deny_after_create(Duration::from_secs(3));
-        let r = Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        );
+        let r = shared_rotator(&kms, &store);
         let report = r.reconcile(0).await.unwrap();
         assert_eq!(report.transitions, vec![Transition::Bootstrap]);
         assert_eq!(kms.key_arns().len(), 2, "no key was created twice");
@@ -1404,12 +1348,7 @@ mod tests {
     async fn a_new_key_denied_for_longer_than_a_run_is_swept_later_with_no_orphan() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
         kms.deny_after_create(Duration::from_secs(300));
-        let r = Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        );
+        let r = shared_rotator(&kms, &store);
         assert_eq!(r.reconcile(0).await.unwrap_err().code(), "KmsError");
         assert_eq!(stored_in(&store).pending.len(), 1, "the intent covers the key KMS would not let us use");
         kms.deny_after_create(Duration::ZERO); // KMS has caught up
@@ -1423,12 +1362,7 @@ mod tests {
     #[tokio::test]
     async fn queued_keys_kms_already_deleted_leave_the_queue() {
         let (kms, store) = (Arc::new(MemoryKms::new()), Arc::new(MemoryStore::new()));
-        let r = Rotator::new(
-            Arc::clone(&kms),
-            Arc::clone(&store),
-            policy(),
-            crate::test_stacks::single_region_keyring(),
-        );
+        let r = shared_rotator(&kms, &store);
         r.reconcile(0).await.unwrap();
         let first = stored_in(&store).current().unwrap().clone();
         r.run(Command::Rotate { force: true }, 10).await.unwrap();
@@ -1473,7 +1407,7 @@ mod tests {
                 MemoryKms::new(),
                 MemoryStore::with_document(text),
                 policy(),
-                crate::test_stacks::single_region_keyring(),
+                single_region_keyring(),
             );
             let err = r.reconcile(0).await.unwrap_err();
             assert_eq!(err.code(), "KeyringInvalid");
