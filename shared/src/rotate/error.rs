@@ -1,10 +1,12 @@
 //! Why a run failed.
 
 use super::report::RotationHeld;
-use super::run::MAX_CONFLICTS;
 use crate::jwk::JwkError;
 use crate::keyring::KeyringError;
 use crate::ports::{KmsError, StoreError};
+
+/// Compare-and-swap conflicts a run tolerates before giving up (the next run carries on).
+pub(super) const MAX_CONFLICTS: usize = 16;
 
 /// Why a rotate run failed; [`RotateError::code`] names it for the Lambda `errorType`.
 #[derive(Debug, thiserror::Error)]
