@@ -429,7 +429,7 @@ fn invoke_cli(port: u16, function: &str, file: &Path) -> (bool, String, String) 
     )
 }
 
-/// Every sample in `events/`, through the real `cargo lambda invoke`, answers as the README
+/// Every sample in `events/`, through the real `cargo lambda invoke`, answers as docs/functions.md
 /// says. Samples with a placeholder (a kid, an ETag) get the live value substituted.
 #[tokio::test]
 async fn every_sample_event_answers_as_documented() {

@@ -286,7 +286,7 @@ async fn the_twin_refuses_what_kms_refuses() {
     }
 }
 
-/// The sizes the README gives for ML-DSA tokens and JWKS entries (with a `sub` claim and the
+/// The sizes docs/verifiers.md gives for ML-DSA tokens and JWKS entries (with a `sub` claim and the
 /// registered ones), and how many keys fit in the 150,000 bytes rotate allows.
 #[tokio::test]
 async fn ml_dsa_token_and_jwks_sizes_are_as_documented() {

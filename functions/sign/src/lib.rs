@@ -21,7 +21,7 @@ use tracing::Instrument;
 /// Every line logged meanwhile, the audit line of each token among them, carries the Lambda
 /// `request_id` and who called: for `POST /sign` the IAM principal API Gateway authenticated;
 /// for a direct invocation Lambda names no caller, and CloudTrail's `Invoke` data events do
-/// (README, "Audit: who minted a token").
+/// (docs/functions.md, "Audit: who minted a token").
 pub async fn handle<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
     payload: &RawValue,

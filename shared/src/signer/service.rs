@@ -18,7 +18,7 @@ use crate::signing_input::InputPlan;
 
 /// KMS calls in flight per batch.
 const BATCH_CONCURRENCY: usize = 16;
-/// The `tracing` target of the one line logged per issued token (see the README, "Audit").
+/// The `tracing` target of the one line logged per issued token (see docs/functions.md, "Audit: who minted a token").
 pub const AUDIT_TARGET: &str = "kms_jwt::audit";
 
 /// A signed token and what a caller needs to know about it without decoding it.
