@@ -46,7 +46,12 @@ fn harness() -> &'static Harness {
         let store = Arc::new(MemoryStore::new());
         let now = kms_jwt::unix_now();
         let policy = RotationPolicy::for_tests(SigningAlg::ES256);
-        let rotator = Rotator::new(Arc::clone(&kms), Arc::clone(&store), policy, "fuzz");
+        let rotator = Rotator::new(
+            Arc::clone(&kms),
+            Arc::clone(&store),
+            policy,
+            kms_jwt::test_stacks::single_region_keyring(),
+        );
         runtime.block_on(rotator.reconcile(now)).expect("bootstrap the keyring");
         let cache = KeyringCache::new(
             Arc::clone(&store),

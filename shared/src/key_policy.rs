@@ -286,7 +286,7 @@ mod tests {
     }
 
     // What each principal may do is evaluated, as AWS does, by the twins' authorizer
-    // (`crate::authz`, tests in `tests/tests/authorization.rs`); these pin the document's shape.
+    // (`crate::authz`, tests in `tests/tests/twins/authorization.rs`); these pin the document's shape.
 
     #[test]
     fn denies_name_exactly_the_principals_allowed_to_mint_or_change_access() {

@@ -1,5 +1,5 @@
 //! Against LocalStack, for each of the nine algorithms and ES256K (LocalStack has secp256k1 keys;
-//! it refuses Ed25519 and ML-DSA ones, which `new_algorithms.rs` covers with the twin): bootstrap
+//! it refuses Ed25519 and ML-DSA ones, which `es256k_eddsa_ml_dsa.rs` covers with the twin): bootstrap
 //! → sign → JWKS from the jwks service → verify with an ordinary library; rotate; retire. Every
 //! token is also verified in Node, with `aws-jwt-verify` and `jose` fetching that JWKS over HTTP
 //! (`tests/node`), and ES256K with `@noble/curves` (neither library implements it, and both

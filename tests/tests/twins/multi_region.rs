@@ -10,7 +10,6 @@
 //! signing elsewhere; retirement and revocation reach every region; a take-over fences the old
 //! home; a region added later gets replicas of the keys in use; and a year of rotations with
 //! random lag and outages keeps every live token verifiable in every region.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

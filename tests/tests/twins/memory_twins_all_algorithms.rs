@@ -3,8 +3,7 @@
 //! by an independent verifier from the JWKS alone (`jsonwebtoken` on aws-lc; `p521` for ES512,
 //! `k256` for ES256K). Also KMS's refusals, for every algorithm: a signing algorithm the key
 //! spec does not support, and a digest of the wrong length. EdDSA and ML-DSA tokens are
-//! verified in `new_algorithms.rs`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! verified in `es256k_eddsa_ml_dsa.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

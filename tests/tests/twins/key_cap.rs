@@ -2,7 +2,6 @@
 //! rotations stops at the cap with a clear error, creates no key it cannot publish, and every
 //! token signed along the way still verifies; revocation is never refused; the rotation
 //! becomes possible exactly when the error said. In-memory twins, real ES256 signatures.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 //! `infra/template.yaml` (`kms_jwt::test_stacks`). Each role tries what it must not do and
 //! is refused; what it must do is allowed (the lifecycle, revocation and fail-over suites run
 //! on the same enforcing twins and assert that nothing they do is refused).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

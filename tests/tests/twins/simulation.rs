@@ -5,7 +5,6 @@
 //! the rotator in a Lambda sandbox that is frozen between ticks: its monotonic clock stands
 //! still while the wall clock moves on. After every tick the invariants that keep verifiers
 //! working, and KMS tidy, are checked.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
