@@ -167,8 +167,12 @@ async fn create_key_asks_for_the_key_spec_and_pins_the_signing_algorithm() {
         assert_eq!(target, "TrentService.CreateKey");
         assert_eq!(body["KeySpec"], alg.kms_key_spec(), "{alg}");
         assert_eq!(body["KeyUsage"], "SIGN_VERIFY");
+        // The key policy keeps PutKeyPolicy from rotate itself, so KMS's lockout check is
+        // bypassed (the break-glass administrators it names keep PutKeyPolicy).
+        assert_eq!(body["BypassPolicyLockoutSafetyCheck"], true);
         let policy: Value = serde_json::from_str(body["Policy"].as_str().unwrap()).unwrap();
-        let sign = &policy["Statement"][2];
+        let statements = policy["Statement"].as_array().unwrap();
+        let sign = statements.iter().find(|s| s["Sid"] == "SignOnlyWithTheKeyringAlgorithm").unwrap();
         assert_eq!(sign["Action"], "kms:Sign");
         assert_eq!(
             sign["Condition"]["StringEquals"]["kms:SigningAlgorithm"],
