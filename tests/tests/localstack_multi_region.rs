@@ -240,13 +240,14 @@ async fn three_regions_sign_with_one_keyring_and_a_region_down_holds_rotation() 
     let newest = regions.keyring(&regions.home).await.next().unwrap().clone();
     assert_eq!(newest.replicated_at, None);
 
-    // eu-west-1 becomes unreachable: its keyring cannot be read, so the newest key is not
+    // eu-west-1 becomes unreachable: its keyring copy cannot be read, so rotate cannot prove
+    // it is still the home and changes nothing (fencing fails closed); the newest key is not
     // stamped and the next rotation waits; home and ap-southeast-2 keep signing.
     regions.eu_proxy.set_up(false);
     let t2 = t1 + policy().rotation_period;
-    let report = rotate.reconcile(t2).await.unwrap();
-    assert!(report.transitions.is_empty(), "{report:?}");
-    assert!(report.incomplete.iter().any(|line| line.contains(EU)), "{:?}", report.incomplete);
+    let err = rotate.reconcile(t2).await.unwrap_err();
+    assert_eq!(err.code(), "HomeUnconfirmed", "{err}");
+    assert!(err.to_string().contains(EU), "{err}");
     let current = regions.keyring(&regions.home).await.current().unwrap().kid.clone();
     for (region, sdk) in [(HOME, &regions.home), (AP, &regions.ap)] {
         let signed = regions.signer(region, sdk).sign_event(json!({"claims": {}}), t2).await.unwrap();
