@@ -427,7 +427,7 @@ def evaluate(expression, values):
     return expression
 
 
-# KMS "Key spec reference" and shared/src/alg.rs (kms_key_spec).
+# KMS "Key spec reference" and shared/src/jose/alg.rs (kms_key_spec).
 spec_of = {"ES256": "ECC_NIST_P256", "ES384": "ECC_NIST_P384", "ES512": "ECC_NIST_P521",
            "RS256": "RSA_2048", "PS256": "RSA_2048", "RS384": "RSA_3072", "PS384": "RSA_3072",
            "RS512": "RSA_4096", "PS512": "RSA_4096", "ES256K": "ECC_SECG_P256K1",

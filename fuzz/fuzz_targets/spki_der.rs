@@ -3,7 +3,7 @@
 //! thumbprint, algorithm check and a JSON round trip all work on it.
 #![no_main]
 
-use kms_jwt::jwk::PublicJwk;
+use kms_jwt::jose::jwk::PublicJwk;
 use kms_jwt::SigningAlg;
 use libfuzzer_sys::fuzz_target;
 

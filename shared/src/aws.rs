@@ -18,7 +18,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use crate::alg::SigningAlg;
+use crate::jose::alg::SigningAlg;
 use crate::key_policy::KeyAccess;
 use crate::ports::{
     ErrorSource, KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError,

@@ -6,8 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::alg::SigningAlg;
 use crate::aws::CallTimeouts;
+use crate::jose::alg::SigningAlg;
 use crate::key_policy::KeyAccess;
 use crate::rotate::RotationPolicy;
 

@@ -276,7 +276,7 @@ mod tests {
     /// well under the 150,000 bytes the HTTP API authorizer and ALB accept.
     #[test]
     fn discovery_and_jwks_carry_what_aws_jwt_authorizers_read() {
-        use crate::jwk::PublicJwk;
+        use crate::jose::jwk::PublicJwk;
         let site = Site::new("https://auth.example.com", None, Duration::from_secs(300));
         let rsa_4096 = |seed: u8| {
             let mut key = new_key(seed, 0);

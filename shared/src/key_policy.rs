@@ -25,7 +25,7 @@
 
 use serde_json::{json, Value};
 
-use crate::alg::SigningAlg;
+use crate::jose::alg::SigningAlg;
 
 /// Why a set of role ARNs cannot make a key policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alg::SigningAlg;
-use crate::jwk::{JwkSet, PublicJwk, PublishedJwk};
+use crate::jose::alg::SigningAlg;
+use crate::jose::jwk::{JwkSet, PublicJwk, PublishedJwk};
 use crate::regions::same_kms_key;
 
 /// Seconds since the Unix epoch.

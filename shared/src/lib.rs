@@ -1,7 +1,7 @@
 //! kms-jwt: JWT signing keys that live in AWS KMS, rotated without breaking verifiers.
 //!
 //! The crate is the domain of the three Lambda functions:
-//! - [`jwk`], [`jws`], [`alg`]: pure JOSE encoding (RFC 7515/7517/7518/7638);
+//! - [`jose`]: the algorithms and pure JOSE encoding (RFC 7515/7517/7518/7638);
 //! - [`keyring`]: the keyring document and its lifecycle, with an injected clock;
 //! - [`rotate`], [`signer`], [`jwks`]: the services behind each function;
 //! - [`ports`]: the KMS and Secrets Manager traits, with [`aws`] adapters and, behind the
@@ -9,32 +9,27 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod alg;
 #[cfg(any(test, feature = "test-util"))]
 pub mod authz;
 pub mod aws;
 pub mod cache;
 pub mod config;
-pub mod jwk;
+pub mod jose;
 pub mod jwks;
-pub mod jws;
 pub mod key_policy;
 pub mod keyring;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 #[cfg(any(test, feature = "test-util"))]
 mod memory_keys;
-pub mod ml_dsa;
 pub mod ports;
 pub mod regions;
 pub mod rotate;
-pub mod secp256k1;
 pub mod signer;
-pub mod signing_input;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_stacks;
 
-pub use alg::SigningAlg;
+pub use jose::alg::SigningAlg;
 pub use keyring::{Keyring, UnixTime};
 
 /// Wall-clock time in Unix seconds: the one place the real clock is read.

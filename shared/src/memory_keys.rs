@@ -7,7 +7,7 @@ use k256::ecdsa::signature::hazmat::PrehashSigner;
 use ml_dsa::{Keypair as _, MlDsa44, MlDsa65, MlDsa87};
 use p256::elliptic_curve::rand_core::{OsRng, RngCore};
 
-use crate::alg::{KeyFamily, MlDsaLevel, SigningAlg};
+use crate::jose::alg::{KeyFamily, MlDsaLevel, SigningAlg};
 use crate::ports::SigningInput;
 
 /// Private halves of the keys the twin holds besides NIST ECDSA and RSA.
@@ -26,7 +26,7 @@ impl ExtraKey {
         OsRng.fill_bytes(&mut seed);
         let seed = ml_dsa::Seed::from(seed);
         Some(match alg.family() {
-            KeyFamily::Ec { curve: crate::alg::Curve::Secp256k1 } => {
+            KeyFamily::Ec { curve: crate::jose::alg::Curve::Secp256k1 } => {
                 ExtraKey::Secp256k1(k256::ecdsa::SigningKey::random(&mut OsRng))
             }
             KeyFamily::Ed25519 => ExtraKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
@@ -146,7 +146,7 @@ pub(crate) fn check_sign_request(
     }
     let len = input.message().len();
     match (kms_alg, input) {
-        (_, SigningInput::Raw(_)) if len > crate::ml_dsa::KMS_RAW_MESSAGE_LIMIT => {
+        (_, SigningInput::Raw(_)) if len > crate::jose::ml_dsa::KMS_RAW_MESSAGE_LIMIT => {
             Err(format!("ValidationException: a RAW message is at most 4096 bytes, not {len}"))
         }
         ("ED25519_SHA_512", SigningInput::Raw(_)) => Ok(()),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::alg::SigningAlg;
-pub use crate::signing_input::SigningInput;
+use crate::jose::alg::SigningAlg;
+pub use crate::jose::signing_input::SigningInput;
 
 /// The error a port error was made from (the AWS SDK's), kept as its
 /// [`source`](std::error::Error::source) so that logging the error chain shows AWS's cause.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::warn;
 
-use crate::alg::SigningAlg;
+use crate::jose::alg::SigningAlg;
 use crate::ports::{KeyAdmin, KeyPage, KeyTags, KeyringStore, KmsError, StoreError, StoredDocument};
 
 /// The ARN of the same multi-Region key in `region`: `arn:PARTITION:kms:REGION:ACCOUNT:key/mrk-…`

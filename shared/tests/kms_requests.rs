@@ -16,10 +16,10 @@ use aws_smithy_types::body::SdkBody;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use kms_jwt::aws::KmsAdapter;
-use kms_jwt::jwk::PublicJwk;
+use kms_jwt::jose::jwk::PublicJwk;
+use kms_jwt::jose::signing_input::InputPlan;
 use kms_jwt::key_policy::KeyAccess;
 use kms_jwt::ports::{KeyAdmin, KeySigner, KeyTags, SigningInput};
-use kms_jwt::signing_input::InputPlan;
 use kms_jwt::SigningAlg;
 use serde_json::{json, Value};
 

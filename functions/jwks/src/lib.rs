@@ -28,7 +28,7 @@ mod tests {
     use std::time::Duration;
 
     use kms_jwt::cache::CachePolicy;
-    use kms_jwt::jwk::PublicJwk;
+    use kms_jwt::jose::jwk::PublicJwk;
     use kms_jwt::jwks::{JwksService, Site};
     use kms_jwt::keyring::{Keyring, NewKey};
     use kms_jwt::memory::{MemoryKms, MemoryStore};

@@ -21,8 +21,8 @@ use p256::pkcs8::EncodePublicKey;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::alg::{Curve, KeyFamily, SigningAlg};
 use crate::authz::{self, Decision, Request};
+use crate::jose::alg::{Curve, KeyFamily, SigningAlg};
 use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
     KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
@@ -53,7 +53,7 @@ pub use store::*;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwk::PublicJwk;
+    use crate::jose::jwk::PublicJwk;
 
     fn tags() -> KeyTags {
         KeyTags { keyring: crate::test_stacks::single_region_keyring(), request_id: "r1".into() }

@@ -1,7 +1,7 @@
 //! Why a run failed.
 
 use super::report::RotationHeld;
-use crate::jwk::JwkError;
+use crate::jose::jwk::JwkError;
 use crate::keyring::KeyringError;
 use crate::ports::{KmsError, StoreError};
 

@@ -43,7 +43,7 @@ pub use run::{Command, Rotator, DEFAULT_RUN_BUDGET, DEFAULT_STEP_RESERVE, STALE_
 #[cfg(test)]
 pub(crate) mod tests {
     use super::RotationPolicy;
-    use crate::alg::SigningAlg;
+    use crate::jose::alg::SigningAlg;
 
     pub const HOUR: i64 = 3_600;
     pub const DAY: i64 = 86_400;

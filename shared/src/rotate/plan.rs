@@ -268,7 +268,7 @@ mod tests {
         // Keys big enough that the byte limit binds before any sensible key-count cap.
         let big = |seed: u8| {
             let mut key = new_key(seed, t0);
-            if let crate::jwk::PublicJwk::Ec { x, .. } = &mut key.public_jwk {
+            if let crate::jose::jwk::PublicJwk::Ec { x, .. } = &mut key.public_jwk {
                 x.push_str(&"A".repeat(20_000));
             }
             key

@@ -1,6 +1,6 @@
 //! Lifecycle timing and the published-key limits a run plans with.
 
-use crate::alg::SigningAlg;
+use crate::jose::alg::SigningAlg;
 
 /// Lifecycle timing derived from configuration, in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::alg::SigningAlg;
+use crate::jose::alg::SigningAlg;
 use crate::keyring::{KeyState, Keyring, UnixTime};
 
 /// A lifecycle step a run took.

@@ -11,7 +11,7 @@ use super::error::{RotateError, MAX_CONFLICTS};
 use super::plan::{early_activation, plan, withdraw, Mode, Need, Plan};
 use super::policy::RotationPolicy;
 use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
-use crate::jwk::PublicJwk;
+use crate::jose::jwk::PublicJwk;
 use crate::keyring::{Home, KeyRecord, KeyState, Keyring, NewKey, PendingCreation, UnixTime};
 use crate::ports::{KeyAdmin, KeyTags, KeyringStore, KmsError, StoreError};
 use crate::regions::{arn_region, regional_arn, ReplicaRegion};
@@ -371,7 +371,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alg::SigningAlg;
+    use crate::jose::alg::SigningAlg;
     use crate::memory::{FakeKeyState, MemoryKms, MemoryStore};
     use crate::ports::KeyTags;
     use crate::rotate::tests::{policy, DAY, HOUR};

@@ -3,9 +3,9 @@
 
 use super::{MAX_BATCH, MAX_CLAIMS_BYTES};
 use crate::cache::CacheError;
-use crate::jws::SignatureError;
+use crate::jose::jws::SignatureError;
+use crate::jose::signing_input::InputTooLarge;
 use crate::ports::KmsError;
-use crate::signing_input::InputTooLarge;
 
 /// Why a request was not signed. [`SignError::code`] is the stable contract; the `Display`
 /// text is for logs and may name AWS resources, [`SignError::public_message`] is for callers.
@@ -187,7 +187,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alg::SigningAlg;
+    use crate::jose::alg::SigningAlg;
     use crate::ports::{KeySigner, SigningInput, StoreError};
     use crate::signer::fixtures::*;
 

@@ -9,8 +9,8 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{current_signing_key, SignAnswer, SignError, SignedToken, TokenSigner};
-use crate::alg::SigningAlg;
 use crate::cache::{CachePolicy, KeyringCache};
+use crate::jose::alg::SigningAlg;
 use crate::memory::{MemoryKms, MemoryStore};
 use crate::ports::KeySigner;
 use crate::rotate::{RotationPolicy, Rotator};

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use super::request::{parse_invocation, parse_single, prepare, Parsed, Prepared, TtlBounds};
 use super::{SignError, SignRequest};
-use crate::alg::SigningAlg;
 use crate::cache::KeyringCache;
-use crate::jws::{self, Header};
+use crate::jose::alg::SigningAlg;
+use crate::jose::jws::{self, Header};
+use crate::jose::signing_input::InputPlan;
 use crate::keyring::{Keyring, UnixTime};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
-use crate::signing_input::InputPlan;
 
 /// KMS calls in flight per batch.
 const BATCH_CONCURRENCY: usize = 16;
@@ -281,7 +281,7 @@ mod tests {
 
         // Verify R||S against the public key in the keyring, as a consumer would.
         let ring = Keyring::from_json(&shared.1.current_text().unwrap()).unwrap();
-        let crate::jwk::PublicJwk::Ec { x, y, .. } = &ring.find(&first.kid).unwrap().public_jwk else {
+        let crate::jose::jwk::PublicJwk::Ec { x, y, .. } = &ring.find(&first.kid).unwrap().public_jwk else {
             panic!("EC key")
         };
         let jwk = format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#);

@@ -9,8 +9,8 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPubl
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{DecodingKey, Validation};
-use kms_jwt::jwk::{JwkSet, PublicJwk, PublishedJwk};
-use kms_jwt::jws::{self, Header};
+use kms_jwt::jose::jwk::{JwkSet, PublicJwk, PublishedJwk};
+use kms_jwt::jose::jws::{self, Header};
 use kms_jwt::SigningAlg;
 use serde_json::{json, Value};
 

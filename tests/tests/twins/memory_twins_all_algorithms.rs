@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kms_jwt::alg::KeyFamily;
 use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::jwk::PublicJwk;
+use kms_jwt::jose::alg::KeyFamily;
+use kms_jwt::jose::jwk::PublicJwk;
 use kms_jwt::keyring::{Keyring, NewKey};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyAdmin, KeyTags, KmsError, SigningInput};

@@ -12,9 +12,9 @@
 //! algorithm, which JOSE does not define), so its tokens are refused above the limit, before
 //! KMS is called.
 
-use crate::alg::{HashAlg, KeyFamily, SigningAlg};
-use crate::jwk::PublicJwk;
-use crate::ml_dsa::{PublicKeyHash, KMS_RAW_MESSAGE_LIMIT};
+use crate::jose::alg::{HashAlg, KeyFamily, SigningAlg};
+use crate::jose::jwk::PublicJwk;
+use crate::jose::ml_dsa::{PublicKeyHash, KMS_RAW_MESSAGE_LIMIT};
 
 /// The `Message` of one KMS `Sign` call, tagged with its `MessageType`.
 #[derive(Debug, Clone, PartialEq, Eq)]

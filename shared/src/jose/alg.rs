@@ -214,7 +214,7 @@ impl SigningAlg {
 
     /// The hash we compute locally before KMS signs the digest, or `None` when KMS must see
     /// the message itself: Ed25519 (`ED25519_SHA_512` accepts only `MessageType=RAW`) and
-    /// ML-DSA (RAW, or the external μ of [`crate::ml_dsa`]).
+    /// ML-DSA (RAW, or the external μ of [`crate::jose::ml_dsa`]).
     pub fn hash(self) -> Option<HashAlg> {
         use SigningAlg::*;
         match self {

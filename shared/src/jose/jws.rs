@@ -10,7 +10,7 @@ use der::asn1::UintRef;
 use der::{Decode, Sequence};
 use serde::Serialize;
 
-use crate::alg::{Curve, KeyFamily, SigningAlg};
+use crate::jose::alg::{Curve, KeyFamily, SigningAlg};
 
 /// Why the signature KMS returned cannot go into a JWS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +81,7 @@ pub fn jose_signature(alg: SigningAlg, kms_signature: &[u8]) -> Result<Vec<u8>, 
     match alg.family() {
         KeyFamily::Ec { curve: Curve::Secp256k1 } => {
             let mut rs = ecdsa_der_to_jose(kms_signature, 32)?;
-            crate::secp256k1::normalize_low_s(&mut rs);
+            crate::jose::secp256k1::normalize_low_s(&mut rs);
             Ok(rs)
         }
         KeyFamily::Ec { curve } => ecdsa_der_to_jose(kms_signature, curve.coordinate_len()),
