@@ -7,9 +7,9 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::arn::same_kms_key;
 use crate::jose::alg::SigningAlg;
 use crate::jose::jwk::{JwkSet, PublicJwk, PublishedJwk};
-use crate::regions::same_kms_key;
 
 /// Seconds since the Unix epoch.
 pub type UnixTime = i64;

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod arn;
 #[cfg(any(test, feature = "test-util"))]
 pub mod authz;
 pub mod aws;

@@ -172,18 +172,29 @@ pub trait KeyAdmin: Send + Sync {
         request_id: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, KmsError>;
-    /// Multi-region: give the multi-Region key `key_arn` a replica in `region` if it has none
-    /// (a region added later). Idempotent. Single-region KMS has nowhere to replicate: `Ok`.
-    async fn replicate_to(
-        &self,
-        _key_arn: &str,
-        _region: &str,
-        _alg: SigningAlg,
-        _tags: &KeyTags,
-    ) -> Result<(), KmsError> {
-        Ok(())
-    }
 }
+
+/// Replicates multi-Region keys and checks their replicas: the multi-region part of key
+/// administration, held by the rotate function only. Called on the KMS of the region the
+/// primary key is in (`ReplicateKey` runs there) and on each replica region's KMS.
+#[async_trait]
+pub trait ReplicaAdmin: Send + Sync {
+    /// Replicate the multi-Region primary `key_arn` into `region`, with the key policy of a
+    /// key of `alg` and `tags`. A replica that already exists is success (a retried call).
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError>;
+    /// Whether the key exists and is `Enabled` (a fresh replica is `Creating` for a while).
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError>;
+}
+
+/// All that rotate does to keys in one region: [`KeyAdmin`] and [`ReplicaAdmin`].
+pub trait RotateKms: KeyAdmin + ReplicaAdmin {}
+impl<T: KeyAdmin + ReplicaAdmin + ?Sized> RotateKms for T {}
 
 /// Failure of a keyring store operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -270,14 +281,21 @@ impl<T: KeyAdmin + ?Sized> KeyAdmin for std::sync::Arc<T> {
     ) -> Result<KeyPage, KmsError> {
         (**self).find_keys_by_request(keyring, request_id, cursor).await
     }
-    async fn replicate_to(
+}
+
+#[async_trait]
+impl<T: ReplicaAdmin + ?Sized> ReplicaAdmin for std::sync::Arc<T> {
+    async fn replicate_key(
         &self,
         key_arn: &str,
         region: &str,
         alg: SigningAlg,
         tags: &KeyTags,
     ) -> Result<(), KmsError> {
-        (**self).replicate_to(key_arn, region, alg, tags).await
+        (**self).replicate_key(key_arn, region, alg, tags).await
+    }
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        (**self).key_enabled(key_arn).await
     }
 }
 

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use aws_sdk_kms::types::{KeyState as KmsKeyState, Tag};
-use kms_jwt::aws::{CallTimeouts, KmsAdapter, SecretsManagerStore};
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
+use kms_jwt::config::CallTimeouts;
 use kms_jwt::key_policy::KeyAccess;
 use kms_jwt::keyring::{Keyring, PendingCreation};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};

@@ -22,11 +22,12 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::{KeyState as KmsKeyState, MultiRegionKeyType};
 use aws_sdk_secretsmanager::types::ReplicaRegionType;
+use kms_jwt::arn::regional_arn;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::keyring::Keyring;
 use kms_jwt::ports::KeyringStore;
-use kms_jwt::regions::{regional_arn, MultiRegionKms, ReplicaRegion};
+use kms_jwt::regions::ReplicaRegion;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, Transition};
 use kms_jwt::signer::{signing_key_in, TokenSigner};
 use kms_jwt::SigningAlg;
@@ -52,7 +53,7 @@ fn policy() -> RotationPolicy {
     }
 }
 
-struct Regions {
+struct ThreeRegions {
     secret: String,
     home: aws_config::SdkConfig,
     /// eu-west-1 goes through a proxy the test can take down.
@@ -63,8 +64,8 @@ struct Regions {
     eu_secrets: aws_config::SdkConfig,
 }
 
-impl Regions {
-    async fn new() -> Regions {
+impl ThreeRegions {
+    async fn new() -> ThreeRegions {
         let eu_proxy = AwsProxy::start_for_localstack().await.unwrap();
         let eu = eu_proxy
             .sdk_loader()
@@ -79,7 +80,7 @@ impl Regions {
             .load()
             .await;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        Regions {
+        ThreeRegions {
             secret: format!("kms-jwt-multi-region-{nanos}"),
             home: sdk(Some(HOME)).await,
             eu_proxy,
@@ -102,25 +103,22 @@ impl Regions {
         [(HOME, &self.home), (EU, &self.eu), (AP, &self.ap)]
     }
 
-    fn replicas(&self) -> Vec<Arc<ReplicaRegion>> {
+    fn replicas(&self) -> Vec<ReplicaRegion> {
         [(EU, &self.eu), (AP, &self.ap)]
             .into_iter()
-            .map(|(name, sdk)| {
-                Arc::new(ReplicaRegion {
-                    name: name.to_owned(),
-                    kms: Arc::new(KmsAdapter::new(sdk)),
-                    keyring: Arc::new(SecretsManagerStore::new(self.secrets_of(name), &self.secret, None)),
-                })
+            .map(|(name, sdk)| ReplicaRegion {
+                name: name.to_owned(),
+                kms: Arc::new(KmsAdapter::new(sdk)),
+                keyring: Arc::new(SecretsManagerStore::new(self.secrets_of(name), &self.secret, None)),
             })
             .collect()
     }
 
-    /// The home rotate function, as `rotate`'s main wires it with `REPLICA_REGIONS`.
-    fn rotator(&self) -> Rotator<MultiRegionKms<KmsAdapter>, SecretsManagerStore> {
-        let kms =
-            MultiRegionKms::new(HOME, KmsAdapter::new(&self.home).with_multi_region_keys(), self.replicas());
+    /// The home rotate function, as `aws::wiring::rotator` wires it with `REPLICA_REGIONS`.
+    fn rotator(&self) -> Rotator<KmsAdapter, SecretsManagerStore> {
+        let kms = KmsAdapter::new(&self.home).with_multi_region_keys();
         Rotator::new(kms, SecretsManagerStore::new(&self.home, &self.secret, None), policy(), &self.secret)
-            .with_regions(HOME, self.replicas())
+            .with_regions(kms_jwt::regions::Regions::new(HOME, self.replicas()))
     }
 
     fn signer(
@@ -190,7 +188,7 @@ async fn key_in(sdk: &aws_config::SdkConfig, arn: &str) -> (KmsKeyState, Option<
 
 #[tokio::test]
 async fn three_regions_sign_with_one_keyring_and_a_region_down_holds_rotation() {
-    let regions = Regions::new().await;
+    let regions = ThreeRegions::new().await;
     // The template creates the secret with its replica regions; so does the test.
     aws_sdk_secretsmanager::Client::new(&regions.home)
         .create_secret()
@@ -279,11 +277,11 @@ async fn three_regions_sign_with_one_keyring_and_a_region_down_holds_rotation() 
 
     // A rotate function in a replica region is not the writer.
     let eu_rotate = Rotator::new(
-        MultiRegionKms::new(EU, KmsAdapter::new(&regions.eu), Vec::new()),
+        KmsAdapter::new(&regions.eu),
         SecretsManagerStore::new(regions.secrets_of(EU), &regions.secret, None),
         policy(),
         &regions.secret,
     )
-    .with_regions(EU, Vec::new());
+    .with_regions(kms_jwt::regions::Regions::new(EU, Vec::new()));
     assert_eq!(eu_rotate.reconcile(t2 + 5 * 3_600).await.unwrap_err().code(), "NotHome");
 }

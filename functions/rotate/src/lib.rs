@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kms_jwt::ports::{KeyAdmin, KeyringStore};
+use kms_jwt::ports::{KeyringStore, RotateKms};
 use kms_jwt::rotate::{Command, RotateError, RotationReport, Rotator, DEFAULT_RUN_BUDGET};
 use lambda_runtime::Diagnostic;
 use serde_json::Value;
@@ -126,7 +126,7 @@ pub fn run_deadline(lambda_deadline_ms: u64, now: SystemTime) -> tokio::time::In
     tokio::time::Instant::now() + remaining.saturating_sub(ANSWER_MARGIN)
 }
 
-pub async fn handle<K: KeyAdmin, S: KeyringStore>(
+pub async fn handle<K: RotateKms, S: KeyringStore>(
     rotator: &Rotator<K, S>,
     payload: Value,
     lambda_deadline_ms: u64,

@@ -1,7 +1,7 @@
 //! sign: `{"claims": {...}, "ttl_seconds": 900}` (or a batch, directly or as `POST /sign`) → JWTs
 //! signed inside KMS.
 
-use kms_jwt::aws::{load_sdk_config, KmsAdapter, SecretsManagerStore};
+use kms_jwt::aws::wiring;
 use kms_jwt::config::SignConfig;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
@@ -10,10 +10,8 @@ use serde_json::value::RawValue;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = SignConfig::from_env()?;
-    let sdk = load_sdk_config(config.aws_timeouts).await;
-    let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
     // Lives as long as `run`, which borrows it: the runtime asks nothing to be `'static`.
-    let signer = config.token_signer(KmsAdapter::new(&sdk), store);
+    let signer = wiring::token_signer(&config).await;
     let signer = &signer;
     // The payload stays text until the handler has checked its size.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {

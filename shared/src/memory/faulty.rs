@@ -159,6 +159,32 @@ impl<T: KeyAdmin> KeyAdmin for Faulty<T> {
 }
 
 #[async_trait]
+impl<T: ReplicaAdmin> ReplicaAdmin for Faulty<T> {
+    async fn replicate_key(
+        &self,
+        key_arn: &str,
+        region: &str,
+        alg: SigningAlg,
+        tags: &KeyTags,
+    ) -> Result<(), KmsError> {
+        faulty!(
+            self,
+            "ReplicateKey",
+            |fault| injected_kms("ReplicateKey", fault),
+            self.inner.replicate_key(key_arn, region, alg, tags)
+        )
+    }
+    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
+        faulty!(
+            self,
+            "DescribeKey",
+            |fault| injected_kms("DescribeKey", fault),
+            self.inner.key_enabled(key_arn)
+        )
+    }
+}
+
+#[async_trait]
 impl<T: KeyringStore> KeyringStore for Faulty<T> {
     async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
         faulty!(self, "GetSecretValue", injected_store, self.inner.load())

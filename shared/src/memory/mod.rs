@@ -21,13 +21,14 @@ use p256::pkcs8::EncodePublicKey;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use sha2::{Sha256, Sha384, Sha512};
 
+use crate::arn::{arn_region, regional_arn};
 use crate::authz::{self, Decision, Request};
 use crate::jose::alg::{Curve, KeyFamily, SigningAlg};
 use crate::memory_keys::{check_sign_request, ExtraKey};
 use crate::ports::{
-    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError, StoredDocument,
+    KeyAdmin, KeyPage, KeySigner, KeyTags, KeyringStore, KmsError, ReplicaAdmin, SigningInput, StoreError,
+    StoredDocument,
 };
-use crate::regions::{arn_region, regional_arn, ReplicaAdmin};
 use crate::test_stacks::{self, Deployment};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,7 +1,6 @@
 //! The reconciler: carries out a plan against KMS and the keyring store (see the module docs
 //! of [`crate::rotate`] for the order of a run).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,13 +10,15 @@ use super::error::{RotateError, MAX_CONFLICTS};
 use super::plan::{early_activation, plan, withdraw, Mode, Need, Plan};
 use super::policy::RotationPolicy;
 use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
+use crate::arn::{arn_region, local_key_arn, regional_arn};
 use crate::jose::jwk::PublicJwk;
 use crate::keyring::{Home, KeyRecord, KeyState, Keyring, NewKey, PendingCreation, UnixTime};
-use crate::ports::{KeyAdmin, KeyTags, KeyringStore, KmsError, StoreError};
-use crate::regions::{arn_region, regional_arn, ReplicaRegion};
+use crate::ports::{KeyAdmin, KeyPage, KeyTags, KeyringStore, KmsError, RotateKms, StoreError};
+use crate::regions::{Regions, ReplicaRegion};
 
 mod converge;
 mod housekeeping;
+mod kms_everywhere;
 mod regions;
 mod revoke;
 
@@ -62,16 +63,6 @@ pub struct Rotator<K, S> {
     keyring_name: String,
     step_reserve: Duration,
     regions: Option<Regions>,
-}
-
-/// A multi-region rotator's view of the other regions.
-struct Regions {
-    /// This function's region: the home it claims, or must be named.
-    own: String,
-    /// `HOME_REGION` as configured (`None`: this region). A take-over happens only where the
-    /// operator named this region home first.
-    configured_home: Option<String>,
-    replicas: Vec<Arc<ReplicaRegion>>,
 }
 
 /// What a run saw of the replica regions.
@@ -196,7 +187,7 @@ enum DropFailed {
     Write(StoreError),
 }
 
-impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
+impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
         Rotator {
@@ -209,20 +200,11 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         }
     }
 
-    /// Rotate a multi-region keyring from `own_region` (its home), replicated to `replicas`:
-    /// a key is made current only once every replica region has it (see
-    /// [`crate::regions`]). `kms` should then be a [`crate::regions::MultiRegionKms`].
-    pub fn with_regions(mut self, own_region: impl Into<String>, replicas: Vec<Arc<ReplicaRegion>>) -> Self {
-        self.regions = Some(Regions { own: own_region.into(), configured_home: None, replicas });
-        self
-    }
-
-    /// Multi-region: the home region the deployment names (`HOME_REGION`). A take-over is
-    /// refused in any other region. Call after [`Self::with_regions`].
-    pub fn with_configured_home(mut self, home: Option<String>) -> Self {
-        if let Some(regions) = &mut self.regions {
-            regions.configured_home = home;
-        }
+    /// Rotate a multi-region keyring from `regions.own()` (its home), replicated to the other
+    /// regions: keys are created as multi-Region primaries here (`kms` must create them so)
+    /// and made current only once every region has them (see [`crate::regions`]).
+    pub fn with_regions(mut self, regions: Regions) -> Self {
+        self.regions = Some(regions);
         self
     }
 

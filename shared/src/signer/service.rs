@@ -56,13 +56,13 @@ pub struct SigningKey {
 }
 
 /// The current key as a signer in `region` uses it: a multi-Region key through its replica
-/// in that region (see [`crate::regions::local_key_arn`]), anything else as recorded.
+/// in that region (see [`crate::arn::local_key_arn`]), anything else as recorded.
 pub fn signing_key_in(
     region: Option<String>,
 ) -> impl Fn(&Keyring) -> Option<SigningKey> + Send + Sync + 'static {
     move |ring| {
         current_signing_key(ring).map(|key| SigningKey {
-            kms_key_arn: crate::regions::local_key_arn(&key.kms_key_arn, region.as_deref()),
+            kms_key_arn: crate::arn::local_key_arn(&key.kms_key_arn, region.as_deref()),
             ..key
         })
     }

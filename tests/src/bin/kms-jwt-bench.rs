@@ -190,7 +190,7 @@ async fn multi_region_bench(
     report: &mut String,
 ) -> Result<(), Error> {
     use kms_jwt::aws::regional_sdk_config;
-    use kms_jwt::regions::{MultiRegionKms, ReplicaRegion};
+    use kms_jwt::regions::{Regions, ReplicaRegion};
     const IN_FLIGHT: usize = 16;
     let regions = &BENCH_REGIONS[..options.regions.max(1)];
     let secret_id = format!("kms-jwt-bench-mr/{}", uuid::Uuid::new_v4());
@@ -209,26 +209,22 @@ async fn multi_region_bench(
     let home = regional_sdk_config(&base, regions[0]);
     // LocalStack 4.13.1 cannot read a replica secret (GetSecretValue fails on it): every
     // region reads the primary here, once per cache TTL; the KMS calls go to each region.
-    let replicas: Vec<Arc<ReplicaRegion>> = regions[1..]
+    let replicas: Vec<ReplicaRegion> = regions[1..]
         .iter()
-        .map(|region| {
-            Arc::new(ReplicaRegion {
-                name: (*region).to_owned(),
-                kms: Arc::new(KmsAdapter::new(&regional_sdk_config(&base, region))),
-                keyring: Arc::new(SecretsManagerStore::new(&home, secret_id.clone(), None)),
-            })
+        .map(|region| ReplicaRegion {
+            name: (*region).to_owned(),
+            kms: Arc::new(KmsAdapter::new(&regional_sdk_config(&base, region))),
+            keyring: Arc::new(SecretsManagerStore::new(&home, secret_id.clone(), None)),
         })
         .collect();
     let policy = RotateConfig::from_lookup(lookup(&env))?.rotation_policy();
-    let kms =
-        MultiRegionKms::new(regions[0], KmsAdapter::new(&home).with_multi_region_keys(), replicas.clone());
     kms_jwt::rotate::Rotator::new(
-        kms,
+        KmsAdapter::new(&home).with_multi_region_keys(),
         SecretsManagerStore::new(&home, secret_id.clone(), None),
         policy,
         secret_id.clone(),
     )
-    .with_regions(regions[0], replicas)
+    .with_regions(Regions::new(regions[0], replicas))
     .reconcile(kms_jwt::unix_now())
     .await?;
     let config = SignConfig::from_lookup(lookup(&env))?;

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
+use kms_jwt::arn::regional_arn;
 use kms_jwt::authz::{authorize_assume_role, authorize_identity, ContextValue, Request};
 use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError};
-use kms_jwt::regions::regional_arn;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
 use kms_jwt::test_stacks::{self, Deployment};
 use kms_jwt::SigningAlg;

@@ -15,11 +15,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kms_jwt::arn::{regional_arn, same_kms_key};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, MemoryKms, MemoryReplica, MemoryStore};
 use kms_jwt::ports::{KeyTags, KeyringStore, KmsError};
-use kms_jwt::regions::{regional_arn, same_kms_key, MultiRegionKms, ReplicaRegion};
+use kms_jwt::regions::{Regions, ReplicaRegion};
 use kms_jwt::rotate::{Command, RotationPolicy, RotationReport, Rotator, Transition};
 use kms_jwt::signer::{signing_key_in, TokenSigner};
 use kms_jwt::test_stacks::Deployment;
@@ -33,7 +34,7 @@ const AP: &str = "ap-southeast-2";
 const ISSUER: &str = "https://issuer.multi-region.test";
 const HOUR: i64 = 3_600;
 
-type MultiRotator = Rotator<MultiRegionKms<Arc<MemoryKms>>, Arc<dyn KeyringStore>>;
+type MultiRotator = Rotator<Arc<MemoryKms>, Arc<dyn KeyringStore>>;
 
 /// Three regions' KMS (one twin: multi-Region keys live in all), the home secret and its two
 /// replicas.
@@ -55,24 +56,26 @@ impl World {
         World { kms, home_store, eu, ap, policy: RotationPolicy::for_tests(SigningAlg::ES256) }
     }
 
-    fn region(&self, name: &str, store: Arc<dyn KeyringStore>) -> Arc<ReplicaRegion> {
-        Arc::new(ReplicaRegion {
-            name: name.to_owned(),
-            kms: Arc::new(self.kms.in_region(name)),
-            keyring: store,
-        })
+    fn region(&self, name: &str, store: Arc<dyn KeyringStore>) -> ReplicaRegion {
+        ReplicaRegion { name: name.to_owned(), kms: Arc::new(self.kms.in_region(name)), keyring: store }
     }
 
     /// The rotate function of `own`, writing `store`, with `replicas` as its other regions.
-    fn rotator(
+    fn rotator(&self, own: &str, store: Arc<dyn KeyringStore>, replicas: Vec<ReplicaRegion>) -> MultiRotator {
+        self.configured_rotator(own, None, store, replicas)
+    }
+
+    /// [`Self::rotator`] of a deployment whose `HOME_REGION` is `home`.
+    fn configured_rotator(
         &self,
         own: &str,
+        home: Option<&str>,
         store: Arc<dyn KeyringStore>,
-        replicas: Vec<Arc<ReplicaRegion>>,
+        replicas: Vec<ReplicaRegion>,
     ) -> MultiRotator {
-        let kms = MultiRegionKms::new(own, self.kms.clone(), replicas.clone());
-        Rotator::new(kms, store, self.policy.clone(), Deployment::multi_region().keyring_name())
-            .with_regions(own, replicas)
+        let regions = Regions::new(own, replicas).with_configured_home(home.map(str::to_owned));
+        Rotator::new(self.kms.clone(), store, self.policy.clone(), Deployment::multi_region().keyring_name())
+            .with_regions(regions)
     }
 
     fn home_rotator(&self) -> MultiRotator {
@@ -598,15 +601,13 @@ async fn a_fenced_region_changes_nothing_and_take_over_outranks_every_copy() {
     }
 
     // Take-over: refused where the deployment does not name the region home...
-    let eu_rotate = world
-        .rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())])
-        .with_configured_home(Some(HOME.to_owned()));
+    let eu_rotate =
+        world.configured_rotator(EU, Some(HOME), world.eu.clone(), vec![world.region(AP, world.ap.clone())]);
     assert_eq!(eu_rotate.run(Command::TakeOver, t0 + 240).await.unwrap_err().code(), "NotConfiguredHome");
     // ...and, where it does, one epoch above the rival's copy, though its own copy says 0.
     world.eu.promote();
-    let eu_rotate = world
-        .rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())])
-        .with_configured_home(Some(EU.to_owned()));
+    let eu_rotate =
+        world.configured_rotator(EU, Some(EU), world.eu.clone(), vec![world.region(AP, world.ap.clone())]);
     set_copy(&world.ap, &claimed(&ring, AP, 3)).await;
     eu_rotate.run(Command::TakeOver, t0 + 300).await.unwrap();
     assert_eq!(

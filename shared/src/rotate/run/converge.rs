@@ -16,7 +16,7 @@ fn drop_fulfilled_intent(plan: &mut Plan, run: &RunState) {
 /// How long a run waits for a key it just created to become usable.
 const NEW_KEY_PATIENCE: Duration = Duration::from_secs(10);
 
-impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
+impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// Plan, create the keys the plan needs (after recording the intent), and write; on a
     /// conflict, read and plan again, reusing the keys already created.
     pub(super) async fn converge(
@@ -203,7 +203,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let tags = KeyTags { keyring: self.keyring_name.clone(), request_id: run.request_id.clone() };
         let mut backoff = Duration::from_millis(200);
         let arn = loop {
-            match self.kms.create_key(self.policy.alg, &tags).await {
+            match self.create_key_everywhere(&tags).await {
                 Ok(arn) => break arn,
                 // Throttled means refused: nothing was created, so asking again is safe.
                 Err(KmsError::Throttled) if run.has_time_for(4) && backoff < Duration::from_secs(2) => {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
+impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// Finish what earlier runs (and this one) left, as far as the time budget allows: KMS
     /// retirement of queued keys, then sweeps of stale creation intents; then record what was
     /// finished in one more write. Failures are logged and reported; the next run carries on.
@@ -68,8 +68,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             if !run.has_time_for(3) {
                 return Ok(SweepProgress::Paused(cursor));
             }
-            let search =
-                self.kms.find_keys_by_request(&self.keyring_name, &intent.request_id, cursor.as_deref());
+            let search = self.find_keys_everywhere(&intent.request_id, cursor.as_deref());
             let page = match tokio::time::timeout_at(run.soft_deadline(), search).await {
                 Err(_elapsed) => return Ok(SweepProgress::Paused(cursor)),
                 Ok(page) => page?,
@@ -128,10 +127,5 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                 run.incomplete.push(format!("recording housekeeping: {e}"));
             }
         }
-    }
-
-    pub(super) async fn retire_kms_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.kms.disable_key(arn).await?;
-        self.kms.schedule_deletion(arn, self.policy.deletion_window_days).await
     }
 }

@@ -26,12 +26,12 @@ fn leave_unstamped(waiting: &mut Vec<&KeyRecord>, key: &KeyRecord) {
     waiting.retain(|k| k.kid != key.kid);
 }
 
-impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
+impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// Multi-region: refuse a keyring that names another home region.
     pub(super) fn check_home(&self, ring: &Keyring) -> Result<(), RotateError> {
         match (&self.regions, &ring.home) {
-            (Some(regions), Some(home)) if home.region != regions.own => {
-                Err(RotateError::NotHome { home: home.region.clone(), own: regions.own.clone() })
+            (Some(regions), Some(home)) if home.region != regions.own() => {
+                Err(RotateError::NotHome { home: home.region.clone(), own: regions.own().to_owned() })
             }
             _ => Ok(()),
         }
@@ -60,7 +60,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         self.check_home(ring)?;
         let mut observed = ring.clone();
         let home =
-            observed.home.get_or_insert_with(|| Home { region: regions.own.clone(), epoch: 0 }).clone();
+            observed.home.get_or_insert_with(|| Home { region: regions.own().to_owned(), epoch: 0 }).clone();
         let copies = self.fence(regions, &home).await?;
         // Keys that sign or will: each must have an enabled replica everywhere.
         let in_use: Vec<&KeyRecord> = ring.keys.iter().filter(|k| k.state != KeyState::Previous).collect();
@@ -69,7 +69,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         let mut superseded: Vec<&KeyRecord> =
             ring.previous().filter(|k| k.superseded_everywhere_at.is_none()).collect();
         let mut unstamped: Vec<String> = Vec::new();
-        for (region, replica) in regions.replicas.iter().zip(&copies) {
+        for (region, replica) in regions.replicas().iter().zip(&copies) {
             waiting.retain(|key| replica.find(&key.kid).is_some());
             // Previous there too (or already gone from it): that region no longer signs with it.
             superseded
@@ -100,7 +100,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
                     if key.replicated_at.is_some() && key.state == KeyState::Next {
                         unstamped.push(key.kid.clone());
                     }
-                    self.replicate_missing(key, &region.name, &regions.own, run).await;
+                    self.replicate_missing(key, &region.name, regions.own(), run).await;
                 }
             }
         }
@@ -120,15 +120,18 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     /// Every replica region's copy of the keyring, read before anything is changed, each
     /// checked for a home that outranks `home`. Refuses when one cannot be read.
     pub(super) async fn fence(&self, regions: &Regions, home: &Home) -> Result<Vec<Keyring>, RotateError> {
-        let mut copies = Vec::with_capacity(regions.replicas.len());
-        for region in &regions.replicas {
+        let mut copies = Vec::with_capacity(regions.replicas().len());
+        for region in regions.replicas() {
             let replica = read_replica(region).await.map_err(|reason| {
                 warn!(region = %region.name, %reason, "a region's keyring copy cannot be read: this region cannot prove it is still home, so it changes nothing");
                 RotateError::HomeUnconfirmed { region: region.name.clone(), reason }
             })?;
             if let Some(theirs) = replica.home.as_ref().filter(|theirs| outranks(theirs, home)) {
                 warn!(region = %region.name, home = %theirs.region, epoch = theirs.epoch, "another region took over as home; this one stops rotating");
-                return Err(RotateError::NotHome { home: theirs.region.clone(), own: regions.own.clone() });
+                return Err(RotateError::NotHome {
+                    home: theirs.region.clone(),
+                    own: regions.own().to_owned(),
+                });
             }
             copies.push(replica);
         }
@@ -153,7 +156,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             return;
         }
         let tags = KeyTags { keyring: self.keyring_name.clone(), request_id: run.request_id.clone() };
-        if let Err(e) = self.kms.replicate_to(&key.kms_key_arn, region, key.alg, &tags).await {
+        if let Err(e) = self.kms.replicate_key(&key.kms_key_arn, region, key.alg, &tags).await {
             run.incomplete.push(format!("replicating {} to {region}: {e}", key.kid));
         }
     }
@@ -168,14 +171,14 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
         mut run: RunState,
     ) -> Result<RotationReport, RotateError> {
         let Some(regions) = &self.regions else { return Err(RotateError::NotMultiRegion) };
-        if let Some(configured) = regions.configured_home.as_ref().filter(|home| **home != regions.own) {
+        if let Some(configured) = regions.configured_home().filter(|home| *home != regions.own()) {
             return Err(RotateError::NotConfiguredHome {
-                configured: configured.clone(),
-                own: regions.own.clone(),
+                configured: configured.to_owned(),
+                own: regions.own().to_owned(),
             });
         }
         let mut homes_elsewhere = Vec::new();
-        for region in &regions.replicas {
+        for region in regions.replicas() {
             match read_replica(region).await {
                 Ok(copy) => homes_elsewhere.extend(copy.home),
                 Err(reason) => run.incomplete.push(format!("region {}: {reason}", region.name)),
@@ -186,17 +189,17 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
             let (ring, version) = self.read().await?;
             run.latest = Some((ring.clone(), version.clone()));
             let highest = ring.home.iter().chain(&homes_elsewhere).map(|home| home.epoch).max();
-            let ours = ring.home.as_ref().filter(|home| home.region == regions.own);
+            let ours = ring.home.as_ref().filter(|home| home.region == regions.own());
             if ours.is_some_and(|ours| !homes_elsewhere.iter().any(|theirs| outranks(theirs, ours))) {
                 // Already home, and no copy shows a rival claim: nothing to do.
                 return Ok(self.report(Converged::default(), run, now));
             }
             let mut claimed = ring.clone();
             let epoch = highest.map_or(0, |epoch| epoch + 1);
-            claimed.home = Some(Home { region: regions.own.clone(), epoch });
+            claimed.home = Some(Home { region: regions.own().to_owned(), epoch });
             match self.store.compare_and_swap(version.as_deref(), &claimed.to_json()).await {
                 Ok(new_version) => {
-                    warn!(home = %regions.own, epoch, "took over as the keyring's home region");
+                    warn!(home = %regions.own(), epoch, "took over as the keyring's home region");
                     run.record_written(claimed, new_version);
                     let converged =
                         Converged { transitions: vec![Transition::TakeOver], ..Converged::default() };

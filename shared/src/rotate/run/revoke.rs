@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
+impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// Withdraw a compromised key: one compare-and-swap with no KMS call before it, so neither
     /// a failing KMS nor a large account can keep the key published. The replacement key, the
     /// KMS retirement and sweeps follow; their failures are reported, never undo the withdrawal.
@@ -46,7 +46,7 @@ impl<K: KeyAdmin, S: KeyringStore> Rotator<K, S> {
     pub(super) async fn disable_revoked(&self, kid: &str, run: &mut RunState) {
         let revoked = run.latest.as_ref().and_then(|(ring, _)| ring.retiring.iter().find(|k| k.kid == kid));
         let Some(arn) = revoked.map(|k| k.kms_key_arn.clone()) else { return };
-        match self.kms.disable_key(&arn).await {
+        match self.disable_everywhere(&arn).await {
             Ok(()) => warn!(kid, "revoked key disabled"),
             Err(e) => run.incomplete.push(format!("disabling revoked key {kid}: {e}")),
         }

@@ -1,0 +1,71 @@
+//! The sign function's settings.
+
+use std::time::Duration;
+
+use super::{CallTimeouts, ConfigError, EnvReader, DEFAULT_CACHE_TTL};
+
+/// Settings of the sign function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignConfig {
+    /// Name or ARN of the Secrets Manager secret that holds the keyring (`KEYRING_SECRET_ID`).
+    pub keyring_secret_id: String,
+    /// The `iss` of every token (`ISSUER`); see [`check_verifier_url`].
+    pub issuer: String,
+    /// Longest lifetime a request may ask for (`MAX_TOKEN_TTL`, default 1 hour).
+    pub max_token_ttl: Duration,
+    /// Lifetime of a token whose request names none (`DEFAULT_TOKEN_TTL`, default 15 minutes or
+    /// `MAX_TOKEN_TTL` if shorter).
+    pub default_token_ttl: Duration,
+    /// How long the current key is taken from memory before the keyring is read again
+    /// (`KEYRING_CACHE_TTL`, default 60 s).
+    pub keyring_cache_ttl: Duration,
+    /// Time limits of every AWS call (`AWS_CALL_ATTEMPT_TIMEOUT`, `AWS_CALL_TIMEOUT`).
+    pub aws_timeouts: CallTimeouts,
+    /// The function's region (`AWS_REGION`, set by Lambda): a multi-Region key signs through
+    /// its replica here.
+    pub region: Option<String>,
+}
+
+impl SignConfig {
+    /// Read and check the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_env`] over any source of variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let max_token_ttl = env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600));
+        let config = SignConfig {
+            keyring_secret_id: env.required("KEYRING_SECRET_ID"),
+            issuer: env.required_verifier_url("ISSUER"),
+            default_token_ttl: env.duration("DEFAULT_TOKEN_TTL", Duration::from_secs(900).min(max_token_ttl)),
+            max_token_ttl,
+            keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
+            aws_timeouts: env.call_timeouts(),
+            region: env.optional("AWS_REGION"),
+        };
+        if config.default_token_ttl > config.max_token_ttl {
+            env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
+        }
+        env.finish(config)
+    }
+
+    /// The signer the sign function runs: tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless
+    /// a request asks for up to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
+    /// never served stale, because signing with a retired key would mint unverifiable tokens.
+    pub fn token_signer<K, S>(&self, kms: K, store: S) -> crate::signer::TokenSigner<K, S>
+    where
+        K: crate::ports::KeySigner,
+        S: crate::ports::KeyringStore,
+    {
+        use crate::cache::{CachePolicy, KeyringCache};
+        use crate::signer::{signing_key_in, TokenSigner};
+        let keyring = KeyringCache::new(
+            store,
+            CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: Duration::ZERO },
+            signing_key_in(self.region.clone()),
+        );
+        TokenSigner::new(kms, keyring, self.issuer.clone(), self.default_token_ttl, self.max_token_ttl)
+    }
+}
