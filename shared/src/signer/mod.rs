@@ -17,14 +17,19 @@
 //!   (first or last member wins; big integers become floats or errors), so a front end could
 //!   check something other than what gets signed.
 //!
-//! Parts: `request` (the contract, its limits and the strict parse), `service`
-//! ([`TokenSigner`], token assembly, the audit line) and `error` ([`SignError`]).
+//! Parts: `request` (the contract and its limits), `prepare` (the claim checks before any key
+//! or clock), `invocation` (text in, one request or a batch out), `strict_json` (the reader
+//! that refuses duplicate members and oversized integers), `service` ([`TokenSigner`], token
+//! assembly, the audit line) and `error` ([`SignError`]).
 
 mod error;
 #[cfg(test)]
 mod fixtures;
+mod invocation;
+mod prepare;
 mod request;
 mod service;
+mod strict_json;
 
 pub use error::SignError;
 pub use request::{

@@ -7,7 +7,8 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::request::{parse_invocation, parse_single, prepare, Parsed, Prepared, TtlBounds};
+use super::invocation::{parse_invocation, parse_single, Parsed};
+use super::prepare::{prepare, Prepared, TtlBounds};
 use super::{SignError, SignRequest};
 use crate::cache::KeyringCache;
 use crate::jose::alg::SigningAlg;
