@@ -23,6 +23,7 @@ pub mod keyring;
 pub mod memory;
 #[cfg(any(test, feature = "test-util"))]
 mod memory_keys;
+pub mod minting;
 pub mod ports;
 pub mod regions;
 pub mod rotate;

@@ -5,6 +5,7 @@ use super::{MAX_BATCH, MAX_CLAIMS_BYTES};
 use crate::cache::CacheError;
 use crate::jose::jws::SignatureError;
 use crate::jose::signing_input::InputTooLarge;
+use crate::minting::Denial;
 use crate::ports::KmsError;
 
 /// Why a request was not signed. [`SignError::code`] is the stable contract; the `Display`
@@ -63,6 +64,10 @@ pub enum SignError {
     /// A batch that is empty or holds more than [`MAX_BATCH`] requests.
     #[error("a batch holds 1 to {MAX_BATCH} requests, not {0}")]
     InvalidBatchSize(usize),
+    /// The minting policy does not let this caller mint this token: the rule tried and the
+    /// check it failed, never what the policy allows.
+    #[error("{0}")]
+    NotAllowed(Denial),
     /// The keyring has no current key: rotate has not bootstrapped it yet.
     #[error("the keyring has no current key yet; run rotate first")]
     NoCurrentKey,
@@ -101,6 +106,7 @@ impl SignError {
             SignError::ClaimsTooLarge { .. } => "ClaimsTooLarge",
             SignError::InvalidTtl { .. } => "InvalidTtl",
             SignError::InvalidBatchSize(_) => "InvalidBatchSize",
+            SignError::NotAllowed(_) => "NotAllowed",
             SignError::NoCurrentKey => "NoCurrentKey",
             SignError::Keyring(_) => "KeyringUnavailable",
             SignError::Kms(KmsError::Throttled) => "KmsThrottled",
@@ -131,6 +137,7 @@ impl SignError {
                 | SignError::ClaimsTooLarge { .. }
                 | SignError::InvalidTtl { .. }
                 | SignError::InvalidBatchSize(_)
+                | SignError::NotAllowed(_)
                 | SignError::SigningInputTooLarge(_)
         )
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::prepare::{prepare, Prepared, TtlBounds};
+use super::prepare::{prepare, Checks, Prepared};
 use super::request::{parse_request, MAX_BATCH, MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
 use super::strict_json::{ParseState, Strict};
 use super::SignError;
@@ -21,7 +21,7 @@ pub(super) enum Parsed {
 
 /// Read one request (a batch is refused) from its JSON text: refused unread over
 /// [`MAX_REQUEST_BYTES`], then read strictly and prepared.
-pub(super) fn parse_single(text: &str, bounds: TtlBounds) -> Result<Prepared, SignError> {
+pub(super) fn parse_single(text: &str, bounds: Checks<'_>) -> Result<Prepared, SignError> {
     if text.len() > MAX_REQUEST_BYTES {
         return Err(SignError::RequestTooLarge { what: "a single request", limit: MAX_REQUEST_BYTES });
     }
@@ -33,7 +33,7 @@ pub(super) fn parse_single(text: &str, bounds: TtlBounds) -> Result<Prepared, Si
 /// Read an invocation, one request or a batch, from its JSON text: refused unread over
 /// [`MAX_BATCH_BYTES`]. Size, duplicate members and out-of-range integers refuse all of it;
 /// a batch keeps a verdict per request.
-pub(super) fn parse_invocation(text: &str, bounds: TtlBounds) -> Result<Parsed, SignError> {
+pub(super) fn parse_invocation(text: &str, bounds: Checks<'_>) -> Result<Parsed, SignError> {
     if text.len() > MAX_BATCH_BYTES {
         return Err(SignError::RequestTooLarge { what: "the invocation", limit: MAX_BATCH_BYTES });
     }
@@ -47,7 +47,7 @@ pub(super) fn parse_invocation(text: &str, bounds: TtlBounds) -> Result<Parsed, 
 struct InvocationSeed<'s> {
     state: &'s ParseState,
     text_len: usize,
-    bounds: TtlBounds,
+    bounds: Checks<'s>,
 }
 
 impl InvocationSeed<'_> {
@@ -135,7 +135,7 @@ impl<'de> Visitor<'de> for InvocationSeed<'_> {
 /// compact ([`Prepared`]) before the next is read, so at most one request's tree exists.
 struct BatchSeed<'s> {
     state: &'s ParseState,
-    bounds: TtlBounds,
+    bounds: Checks<'s>,
 }
 
 impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {

@@ -8,13 +8,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::invocation::{parse_invocation, parse_single, Parsed};
-use super::prepare::{prepare, Prepared, TtlBounds};
+use super::prepare::{prepare, Checks, Prepared, TtlBounds};
 use super::{SignError, SignRequest};
 use crate::cache::KeyringCache;
 use crate::jose::alg::SigningAlg;
 use crate::jose::jws::{self, Header};
 use crate::jose::signing_input::InputPlan;
 use crate::keyring::{Keyring, UnixTime};
+use crate::minting::{Caller, MintingPolicy};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
 
 /// KMS calls in flight per batch.
@@ -111,6 +112,9 @@ pub struct TokenSigner<K, S> {
     keyring: KeyringCache<S, Option<SigningKey>>,
     issuer: String,
     bounds: TtlBounds,
+    /// `None`: every request that passes the claim checks is signed (a library default; the
+    /// sign function always has a policy, see [`crate::config::SignConfig`]).
+    minting: Option<MintingPolicy>,
 }
 
 impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
@@ -128,14 +132,26 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
             keyring,
             issuer,
             bounds: TtlBounds { default: default_ttl.as_secs(), max: max_ttl.as_secs() },
+            minting: None,
         }
+    }
+
+    /// Sign only what `policy` allows each caller.
+    pub fn with_minting_policy(mut self, policy: MintingPolicy) -> Self {
+        self.minting = Some(policy);
+        self
+    }
+
+    fn checks<'a>(&'a self, caller: &'a Caller) -> Checks<'a> {
+        Checks { bounds: self.bounds, minting: self.minting.as_ref(), caller }
     }
 
     /// Sign one request given as JSON text (`{"claims": {...}, "ttl_seconds": 900}`); a batch
     /// is refused. Text over [`MAX_REQUEST_BYTES`](super::MAX_REQUEST_BYTES) is refused
     /// unread.
+    /// The caller is a direct invoker (see [`Self::invoke_json_as`]).
     pub async fn sign_json(&self, text: &str, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_prepared(parse_single(text, self.bounds)?, now).await
+        self.sign_prepared(parse_single(text, self.checks(&Caller::DirectInvoke))?, now).await
     }
 
     /// [`Self::sign_json`] for a request already in memory (Rust callers and tests): it is
@@ -147,8 +163,20 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     /// Answer an invocation given as JSON text: a single request gives its token; a batch
     /// gives a token or an error per request, in request order. Size, duplicate members and
     /// out-of-range integers refuse the whole invocation, before any KMS call or keyring read.
+    /// The caller is a direct invoker: see [`Self::invoke_json_as`].
     pub async fn invoke_json(&self, text: &str, now: UnixTime) -> Result<SignAnswer, SignError> {
-        match parse_invocation(text, self.bounds)? {
+        self.invoke_json_as(&Caller::DirectInvoke, text, now).await
+    }
+
+    /// [`Self::invoke_json`] for `caller`, whose minting rules decide each request (before
+    /// any KMS call or keyring read).
+    pub async fn invoke_json_as(
+        &self,
+        caller: &Caller,
+        text: &str,
+        now: UnixTime,
+    ) -> Result<SignAnswer, SignError> {
+        match parse_invocation(text, self.checks(caller))? {
             Parsed::Single(request) => Ok(SignAnswer::Single(self.sign_prepared(request, now).await?)),
             Parsed::Batch(requests) => {
                 let results = stream::iter(requests)
@@ -179,16 +207,16 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         self.invoke_json(&payload.to_string(), now).await
     }
 
-    /// Sign a request: the caller's claims plus `iss`, `iat` = `now`, `exp` and a random `jti`.
+    /// Sign a request of a direct invoker: the caller's claims plus `iss`, `iat` = `now`, `exp` and a random `jti`.
     ///
     /// No `nbf`: it would equal `iat`, and a verifier that checks `nbf` with no leeway on a
     /// clock running behind ours would refuse a fresh token. RFC 7519 makes it optional.
     pub async fn sign(&self, request: SignRequest, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_prepared(prepare(request, self.bounds)?, now).await
+        self.sign_prepared(prepare(request, self.checks(&Caller::DirectInvoke))?, now).await
     }
 
     async fn sign_prepared(&self, request: Prepared, now: UnixTime) -> Result<SignedToken, SignError> {
-        let Prepared { claims, ttl, typ, audit } = request;
+        let Prepared { claims, ttl, typ, audit, rule } = request;
         let expires_at = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let registered = Registered {
             iss: &self.issuer,
@@ -225,6 +253,7 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
             iat = registered.iat,
             exp = registered.exp,
             typ,
+            rule = rule.as_deref(),
             "token issued"
         );
         Ok(SignedToken { expires_at, ..token })
@@ -326,6 +355,60 @@ mod tests {
         assert_eq!(refused(&shared, &signer, extra).await, "InvalidRequest");
         let err = signer.invoke(json!({"requests": vec![json!({"claims": {}}); 250]}), 0).await.unwrap_err();
         assert_eq!(err.to_string(), "a batch holds 1 to 100 requests, not 250");
+    }
+
+    #[tokio::test]
+    async fn the_minting_policy_decides_before_any_kms_call_and_act_names_the_caller() {
+        use crate::minting::{parse_policy, Caller, PrincipalArn};
+        let (shared, signer) = setup().await;
+        let policy = parse_policy(
+            r#"{"version": 1, "rules": [{"id": "orders", "callers": ["arn:aws:iam::123456789012:role/orders"],
+                "audiences": ["https://api.test"], "subject": {"pattern": "user-*"},
+                "claims": {"scope": {"space_delimited": ["orders:read"]}}, "max_ttl_seconds": 300, "act": true}]}"#,
+        )
+        .unwrap();
+        let signer = signer.with_minting_policy(policy);
+        let orders = Caller::Iam(PrincipalArn::new("arn:aws:sts::123456789012:assumed-role/orders/s1"));
+        let signs = shared.0.calls("Sign");
+        for (caller, request, code) in [
+            (
+                &Caller::DirectInvoke,
+                r#"{"claims": {"sub": "user-1"}, "audience": "https://api.test"}"#,
+                "NotAllowed",
+            ),
+            (&orders, r#"{"claims": {"sub": "admin"}, "audience": "https://api.test"}"#, "NotAllowed"),
+            (
+                &orders,
+                r#"{"claims": {"sub": "user-1", "scope": "orders:write"}, "audience": "https://api.test"}"#,
+                "NotAllowed",
+            ),
+            (
+                &orders,
+                r#"{"claims": {"sub": "user-1"}, "audience": "https://api.test", "ttl_seconds": 301}"#,
+                "NotAllowed",
+            ),
+        ] {
+            let err = signer.invoke_json_as(caller, request, 0).await.unwrap_err();
+            assert_eq!(err.code(), code, "{request}");
+            assert!(err.is_client_error() && !err.public_message().contains("orders:read"), "{err}");
+        }
+        assert_eq!(shared.0.calls("Sign"), signs, "a refusal never reaches KMS");
+
+        let request =
+            r#"{"claims": {"sub": "user-1", "scope": "orders:read"}, "audience": "https://api.test"}"#;
+        let SignAnswer::Single(token) = signer.invoke_json_as(&orders, request, 1_000).await.unwrap() else {
+            panic!("single")
+        };
+        let claims = payload_of(&token.token);
+        assert_eq!(claims["act"], json!({"sub": "arn:aws:iam::123456789012:role/orders"}));
+        assert_eq!(token.expires_at, 1_300, "no ttl_seconds: at most the rule's lifetime");
+        let batch = json!({"requests": [{"claims": {"sub": "user-2"}, "audience": "https://api.test"}, {"claims": {"sub": "x"}}]});
+        let results = verdicts(signer.invoke_json_as(&orders, &batch.to_string(), 0).await.unwrap());
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results[1].as_ref().unwrap_err().to_string(),
+            "not allowed by minting rule \"orders\": the audience is missing or not allowed"
+        );
     }
 
     #[tokio::test]
