@@ -2,6 +2,7 @@
 //! the event envelope in, an HTTP answer out. The sign contract itself is the signer's.
 
 use base64::Engine;
+use kms_jwt::minting::{self, Check, Denial, PrincipalArn};
 use kms_jwt::ports::{KeySigner, KeyringStore};
 use kms_jwt::signer::{SignError, TokenSigner, MAX_BATCH_BYTES};
 use kms_jwt::UnixTime;
@@ -117,6 +118,7 @@ impl HttpEvent {
 pub fn status(error: &SignError) -> u16 {
     match error {
         SignError::RequestTooLarge { .. } => 413,
+        SignError::NotAllowed(_) => 403,
         e if e.is_client_error() => 400,
         e if e.is_retryable() => 503,
         _ => 502,
@@ -150,8 +152,16 @@ pub async fn respond<K: KeySigner, S: KeyringStore>(
         let error = json!({"error": {"code": "MethodNotAllowed", "message": "use POST"}});
         return answer(405, &error, &[("allow", "POST")]);
     }
+    // The caller API Gateway authenticated. A route without IAM authorization names nobody:
+    // such a request is refused, never taken for a direct invocation.
+    let Some(caller) = event.caller().principal_arn.map(|arn| minting::Caller::Iam(PrincipalArn::new(arn)))
+    else {
+        let error = SignError::NotAllowed(Denial { rule: None, check: Check::NoRuleForCaller });
+        crate::log_refusal(&error);
+        return answer(403, &json!({"error": crate::wire::error_json(&error)}), &[]);
+    };
     let signed = match event.into_body() {
-        Ok(body) => signer.invoke_json(&body, now).await,
+        Ok(body) => signer.invoke_json_as(&caller, &body, now).await,
         Err(e) => Err(e),
     };
     match signed {

@@ -1,5 +1,7 @@
 //! The sign function's Lambda handler: a direct invocation (one request or a batch) or
-//! `POST /sign` through API Gateway. The binary (`main.rs`) only wires it up.
+//! `POST /sign` through API Gateway, one or the other per deployment (`SIGN_TRANSPORT`), so
+//! that the caller's identity comes only from what AWS attests. The binary (`main.rs`) only
+//! wires it up.
 //!
 //! The invocation arrives as JSON text ([`RawValue`]: lambda_runtime checks it is JSON and
 //! copies it, nothing more), so the signer can refuse an oversize request by its length
@@ -8,6 +10,7 @@
 pub mod http;
 pub mod wire;
 
+use kms_jwt::config::SignTransport;
 use kms_jwt::ports::{KeySigner, KeyringStore};
 use kms_jwt::signer::{SignAnswer, SignError, TokenSigner};
 use lambda_runtime::Diagnostic;
@@ -15,40 +18,61 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::Instrument;
 
-/// Answer one invocation: HTTP events get an HTTP answer (errors included), direct
-/// invocations the answer or a Lambda error whose `errorType` is the error code.
+/// Answer one invocation as the deployment's transport reads it.
 ///
-/// Every line logged meanwhile, the audit line of each token among them, carries the Lambda
-/// `request_id` and who called: for `POST /sign` the IAM principal API Gateway authenticated;
-/// for a direct invocation Lambda names no caller, and CloudTrail's `Invoke` data events do
-/// (docs/functions.md, "Audit: who minted a token").
+/// `direct` (Lambda `Invoke` by trusted backends): the payload is a sign request or a batch,
+/// answered as such or as a Lambda error whose `errorType` is the error code. No request
+/// context is read, so an API Gateway-shaped payload is an invalid request, never an
+/// identity: Lambda names no invoker to the function, so the audit line says `via=direct`
+/// and nothing more (CloudTrail's `Invoke` data events name the caller), and the minting
+/// policy gives direct invokers only its `direct_invoke` rules.
+///
+/// `api-gateway` (a function only API Gateway may invoke, its resource policy bound to the
+/// API): the caller is the IAM principal API Gateway's IAM authorization put in the request
+/// context [APIGW2], and the answer is HTTP (4xx for bad input, 403 `NotAllowed`).
+///
+/// [APIGW2]: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
 pub async fn handle<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
+    transport: SignTransport,
     payload: &RawValue,
     request_id: &str,
 ) -> Result<Value, Diagnostic> {
     let text = payload.get();
-    // POST /sign through API Gateway (IAM-authorized) answers HTTP, with 4xx for bad input.
-    if let Some(event) = http::HttpEvent::parse(text) {
-        let caller = event.caller();
-        let span = tracing::info_span!(
-            "sign",
-            request_id,
-            via = "api-gateway",
-            caller = caller.principal_arn.as_deref(),
-            caller_account = caller.account_id.as_deref(),
-            api_request_id = caller.api_request_id.as_deref(),
-        );
-        return Ok(async {
-            let answer = http::respond(signer, event, kms_jwt::unix_now()).await;
-            tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
-            answer
+    match transport {
+        SignTransport::Direct => {
+            let span = tracing::info_span!("sign", request_id, via = "direct");
+            Ok(direct(signer, text).instrument(span).await?)
         }
-        .instrument(span)
-        .await);
+        SignTransport::ApiGateway => {
+            let Some(event) = http::HttpEvent::parse(text) else {
+                // Only API Gateway may invoke this function: anything else is a misconfigured
+                // permission, refused without reading it further.
+                let span = tracing::info_span!("sign", request_id, via = "api-gateway");
+                let _entered = span.enter();
+                let refusal =
+                    SignError::InvalidRequest("this function answers API Gateway events only".into());
+                log_refusal(&refusal);
+                return Err(Refusal(refusal).into());
+            };
+            let caller = event.caller();
+            let span = tracing::info_span!(
+                "sign",
+                request_id,
+                via = "api-gateway",
+                caller = caller.principal_arn.as_deref(),
+                caller_account = caller.account_id.as_deref(),
+                api_request_id = caller.api_request_id.as_deref(),
+            );
+            Ok(async {
+                let answer = http::respond(signer, event, kms_jwt::unix_now()).await;
+                tracing::info!(status = %answer["statusCode"], "sign request over HTTP answered");
+                answer
+            }
+            .instrument(span)
+            .await)
+        }
     }
-    let span = tracing::info_span!("sign", request_id, via = "direct-invoke");
-    Ok(direct(signer, text).instrument(span).await?)
 }
 
 async fn direct<K: KeySigner, S: KeyringStore>(

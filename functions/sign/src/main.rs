@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let signer = &signer;
     // The payload stays text until the handler has checked its size.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Box<RawValue>>| async move {
-        kms_jwt_sign::handle(signer, &event.payload, &event.context.request_id).await
+        kms_jwt_sign::handle(signer, config.transport, &event.payload, &event.context.request_id).await
     }))
     .await
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignTransport;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
@@ -102,7 +103,8 @@ async fn every_token_gets_one_audit_line_naming_its_caller_and_no_other_claim() 
         "body": batch.to_string(),
         "requestContext": {"stage": "prod", "requestId": "api-req-1",
             "identity": {"userArn": principal, "accountId": "123456789012", "caller": "AROAEXAMPLE:session-7"}}});
-    let answer = handle(&signer, &raw(&event.to_string()), REQUEST_ID).await.unwrap();
+    let answer =
+        handle(&signer, SignTransport::ApiGateway, &raw(&event.to_string()), REQUEST_ID).await.unwrap();
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     let http_tokens: Vec<String> =
         body["results"].as_array().unwrap().iter().map(|r| r["token"].as_str().unwrap().to_owned()).collect();
@@ -111,15 +113,24 @@ async fn every_token_gets_one_audit_line_naming_its_caller_and_no_other_claim() 
         "body": json!({"claims": {"email": secret}, "subject": "carol"}).to_string(),
         "requestContext": {"http": {"method": "POST", "path": "/sign"}, "requestId": "api-req-2",
             "authorizer": {"iam": {"userArn": principal, "accountId": "123456789012"}}}});
-    let answer = handle(&signer, &raw(&http_api.to_string()), REQUEST_ID).await.unwrap();
+    let answer =
+        handle(&signer, SignTransport::ApiGateway, &raw(&http_api.to_string()), REQUEST_ID).await.unwrap();
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     let http_api_token = body["token"].as_str().unwrap().to_owned();
     // A direct invocation: Lambda's request id is what there is.
     let direct = json!({"claims": {"email": secret}, "subject": "dave"}).to_string();
-    let direct = handle(&signer, &raw(&direct), "direct-request-id").await.unwrap();
+    let direct = handle(&signer, SignTransport::Direct, &raw(&direct), "direct-request-id").await.unwrap();
     let direct_token = direct["token"].as_str().unwrap().to_owned();
+    // A direct invoker forging API Gateway's context: the direct function reads no context,
+    // so the payload is an invalid sign request, signed for nobody and logged as direct.
+    let forged = json!({"version": "2.0", "rawPath": "/sign", "body": json!({"claims": {}, "subject": "mallory"}).to_string(),
+        "requestContext": {"http": {"method": "POST"}, "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:role/admin"}}}});
+    let refusal = handle(&signer, SignTransport::Direct, &raw(&forged.to_string()), "forged-request-id")
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.error_type, "InvalidRequest");
     // A refused request issues nothing, so it has no audit line.
-    handle(&signer, &raw(r#"{"claims":{"exp":1}}"#), REQUEST_ID).await.unwrap_err();
+    handle(&signer, SignTransport::Direct, &raw(r#"{"claims":{"exp":1}}"#), REQUEST_ID).await.unwrap_err();
 
     let lines = logs.issued();
     assert_eq!(lines.len(), 4, "one line per token: {}", logs.text());
@@ -158,7 +169,7 @@ async fn every_token_gets_one_audit_line_naming_its_caller_and_no_other_claim() 
     assert_eq!(lines[0]["span"]["api_request_id"], "api-req-1");
     assert_eq!(lines[2]["span"]["api_request_id"], "api-req-2");
     assert_eq!(lines[3]["span"]["request_id"], "direct-request-id");
-    assert_eq!(lines[3]["span"]["via"], "direct-invoke");
+    assert_eq!(lines[3]["span"]["via"], "direct");
     assert!(lines[3]["span"].get("caller").is_none());
 
     // Never a token, a signature or another claim's value, in any line.
@@ -168,4 +179,16 @@ async fn every_token_gets_one_audit_line_naming_its_caller_and_no_other_claim() 
         assert!(!text.contains(token.as_str()) && !text.contains(signature), "a token was logged");
     }
     assert!(!text.contains(secret) && !text.contains("admin"), "a claim value was logged: {text}");
+    // The forged invocation's lines name no caller: only Lambda's request id and `direct`.
+    let forged_lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["span"]["request_id"] == "forged-request-id")
+        .collect();
+    assert!(!forged_lines.is_empty(), "the refusal is logged: {text}");
+    for line in forged_lines {
+        assert_eq!(line["span"]["via"], "direct", "{line}");
+        assert!(line["span"].get("caller").is_none(), "{line}");
+    }
+    assert!(!text.contains("role/admin") && !text.contains("mallory"), "forged identity logged: {text}");
 }

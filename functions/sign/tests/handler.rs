@@ -9,7 +9,9 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignTransport;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
+use kms_jwt::minting::{parse_policy, ALLOW_ALL_POLICY};
 use kms_jwt::ports::{KeySigner, KmsError};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::signer::{current_signing_key, TokenSigner, MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
@@ -19,6 +21,10 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 const ARN: &str = "arn:aws:kms:eu-west-1:123456789012:key/0f7c1d1e-0000-4000-8000-000000000000";
+const API: SignTransport = SignTransport::ApiGateway;
+const DIRECT: SignTransport = SignTransport::Direct;
+/// The IAM principal API Gateway's IAM authorization names in the events below.
+const CALLER: &str = "arn:aws:sts::123456789012:assumed-role/orders/session-1";
 /// The Lambda request id the runtime hands the handler.
 const REQUEST_ID: &str = "5a1c3a4e-1111-4222-8333-944455566677";
 
@@ -76,14 +82,15 @@ fn raw(text: &str) -> Box<RawValue> {
 fn http_event(method: &str, path: &str, body: Option<&str>) -> String {
     json!({"version": "2.0", "rawPath": path, "body": body, "isBase64Encoded": false,
            "headers": {"content-type": "application/json"},
-           "requestContext": {"http": {"method": method, "path": path}}})
+           "requestContext": {"http": {"method": method, "path": path},
+               "authorizer": {"iam": {"userArn": CALLER, "accountId": "123456789012"}}}})
     .to_string()
 }
 
 /// A REST API (payload 1.0) event with a base64 body.
 fn rest_event(body_base64: &str) -> String {
     json!({"httpMethod": "POST", "path": "/prod/sign", "isBase64Encoded": true, "body": body_base64,
-           "requestContext": {"stage": "prod"}})
+           "requestContext": {"stage": "prod", "identity": {"userArn": CALLER}}})
     .to_string()
 }
 
@@ -98,10 +105,14 @@ fn http_outcome(answer: &Value) -> (u64, Option<String>, Value) {
 async fn http_requests_get_http_answers() {
     let twins = Twins::new().await;
     let signer = twins.signer();
-    let ok =
-        handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{"sub":"a"}}"#))), REQUEST_ID)
-            .await
-            .unwrap();
+    let ok = handle(
+        &signer,
+        API,
+        &raw(&http_event("POST", "/sign", Some(r#"{"claims":{"sub":"a"}}"#))),
+        REQUEST_ID,
+    )
+    .await
+    .unwrap();
     assert_eq!(ok["statusCode"], 200);
     let body: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
     assert!(body["token"].as_str().unwrap().starts_with("ey"));
@@ -119,15 +130,16 @@ async fn http_requests_get_http_answers() {
         (http_event("POST", "/other", Some("{}")), 404, "NotFound"),
         (rest_event("not base64!"), 400, "InvalidJson"),
     ] {
-        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
+        let answer = handle(&signer, API, &raw(&event), REQUEST_ID).await.unwrap();
         let (got_status, got_code, _) = http_outcome(&answer);
         assert_eq!((got_status, got_code.as_deref()), (status, Some(code)), "{event}");
     }
-    let rest =
-        handle(&signer, &raw(&rest_event(&STANDARD.encode(r#"{"claims":{}}"#))), REQUEST_ID).await.unwrap();
+    let rest = handle(&signer, API, &raw(&rest_event(&STANDARD.encode(r#"{"claims":{}}"#))), REQUEST_ID)
+        .await
+        .unwrap();
     assert_eq!(rest["statusCode"], 200);
     let batch = STANDARD.encode(r#"{"requests":[{"claims":{}},{"claims":{"exp":1}}]}"#);
-    let answer = handle(&signer, &raw(&rest_event(&batch)), REQUEST_ID).await.unwrap();
+    let answer = handle(&signer, API, &raw(&rest_event(&batch)), REQUEST_ID).await.unwrap();
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["results"][1]["error"]["code"], "ReservedClaim");
     assert_eq!(twins.kms.calls("Sign"), 3);
@@ -152,7 +164,7 @@ async fn oversize_http_bodies_get_413_without_touching_kms_or_the_keyring() {
         http_event("POST", "/sign", Some(&plain_over)),
         rest_event(&STANDARD.encode(&plain_over)),
     ] {
-        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
+        let answer = handle(&signer, API, &raw(&event), REQUEST_ID).await.unwrap();
         let (status, code, _) = http_outcome(&answer);
         assert_eq!((status, code.as_deref()), (413, Some("RequestTooLarge")), "{}", &event[..200]);
     }
@@ -161,7 +173,7 @@ async fn oversize_http_bodies_get_413_without_touching_kms_or_the_keyring() {
     let small = r#"{"claims":{"sub":"a"}}"#;
     let at_limit = format!("{small}{}", " ".repeat(MAX_REQUEST_BYTES - small.len()));
     for event in [http_event("POST", "/sign", Some(&at_limit)), rest_event(&STANDARD.encode(&at_limit))] {
-        let answer = handle(&signer, &raw(&event), REQUEST_ID).await.unwrap();
+        let answer = handle(&signer, API, &raw(&event), REQUEST_ID).await.unwrap();
         assert_eq!(http_outcome(&answer).0, 200, "{answer}");
     }
 }
@@ -174,13 +186,13 @@ async fn oversize_direct_invocations_are_refused_with_the_error_type() {
     let single = format!(r#"{{"claims":{{"a":[{}0]}}}}"#, "0,".repeat(MAX_REQUEST_BYTES / 2));
     let batch = format!(r#"{{"requests":[{}]}}"#, vec![r#"{"claims":{"n":1}}"#; 200_000].join(","));
     for payload in [single, batch] {
-        let error = handle(&signer, &raw(&payload), REQUEST_ID).await.unwrap_err();
+        let error = handle(&signer, DIRECT, &raw(&payload), REQUEST_ID).await.unwrap_err();
         assert_eq!(error.error_type, "RequestTooLarge");
     }
     assert_eq!(twins.touched(), before);
-    let signed = handle(&signer, &raw(r#"{"claims":{"sub":"a"}}"#), REQUEST_ID).await.unwrap();
+    let signed = handle(&signer, DIRECT, &raw(r#"{"claims":{"sub":"a"}}"#), REQUEST_ID).await.unwrap();
     assert!(signed["token"].is_string());
-    let refused = handle(&signer, &raw(r#"{"claims":{"exp":1}}"#), REQUEST_ID).await.unwrap_err();
+    let refused = handle(&signer, DIRECT, &raw(r#"{"claims":{"exp":1}}"#), REQUEST_ID).await.unwrap_err();
     assert_eq!(refused.error_type, "ReservedClaim");
 }
 
@@ -212,7 +224,7 @@ async fn kms_failures_answer_retryable_or_not_and_name_no_arn() {
     ] {
         let signer = twins.signer_with(FailingKms(error.clone()));
         let answer =
-            handle(&signer, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{}}"#))), REQUEST_ID)
+            handle(&signer, API, &raw(&http_event("POST", "/sign", Some(r#"{"claims":{}}"#))), REQUEST_ID)
                 .await
                 .unwrap();
         let (got_status, got_code, headers) = http_outcome(&answer);
@@ -222,8 +234,66 @@ async fn kms_failures_answer_retryable_or_not_and_name_no_arn() {
         assert_eq!(body["error"]["retryable"], retryable);
         assert!(!answer.to_string().contains("arn:"), "{answer}");
 
-        let direct = handle(&signer, &raw(r#"{"claims":{}}"#), REQUEST_ID).await.unwrap_err();
+        let direct = handle(&signer, DIRECT, &raw(r#"{"claims":{}}"#), REQUEST_ID).await.unwrap_err();
         assert_eq!(direct.error_type, code);
         assert!(!direct.error_message.contains("arn:"), "{}", direct.error_message);
     }
+}
+
+#[tokio::test]
+async fn each_transport_reads_only_its_own_payloads() {
+    let twins = Twins::new().await;
+    let signer = twins.signer();
+    let before = twins.touched();
+    // An API Gateway function answers API Gateway events only.
+    let error = handle(&signer, API, &raw(r#"{"claims":{"sub":"a"}}"#), REQUEST_ID).await.unwrap_err();
+    assert_eq!(error.error_type, "InvalidRequest");
+    // A route without IAM authorization names no caller: 403, never a direct invocation.
+    let anonymous = json!({"version": "2.0", "rawPath": "/sign", "body": r#"{"claims":{}}"#,
+        "requestContext": {"http": {"method": "POST", "path": "/sign"}}});
+    let answer = handle(&signer, API, &raw(&anonymous.to_string()), REQUEST_ID).await.unwrap();
+    assert_eq!(http_outcome(&answer).0, 403);
+    assert_eq!(http_outcome(&answer).1.as_deref(), Some("NotAllowed"));
+    // A direct function reads no request context: an event-shaped payload is a bad request
+    // (its `headers` member is the first thing refused).
+    let event = http_event("POST", "/sign", Some(r#"{"claims":{}}"#));
+    let error = handle(&signer, DIRECT, &raw(&event), REQUEST_ID).await.unwrap_err();
+    assert_eq!(error.error_type, "HeaderNotAllowed");
+    assert_eq!(twins.touched(), before, "nothing signed, nothing read");
+}
+
+#[tokio::test]
+async fn the_minting_policy_answers_403_over_http_naming_the_rule() {
+    let twins = Twins::new().await;
+    let policy = parse_policy(
+        r#"{"version": 1, "rules": [{"id": "orders", "callers": ["arn:aws:iam::123456789012:role/orders"],
+            "audiences": ["https://api.test"], "subject": "caller", "max_ttl_seconds": 60}]}"#,
+    )
+    .unwrap();
+    let signer = twins.signer().with_minting_policy(policy);
+    let ok = http_event("POST", "/sign", Some(r#"{"claims":{},"audience":"https://api.test"}"#));
+    let answer = handle(&signer, API, &raw(&ok), REQUEST_ID).await.unwrap();
+    assert_eq!(http_outcome(&answer).0, 200, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let payload = body["token"].as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+            .unwrap();
+    assert_eq!(claims["sub"], "arn:aws:iam::123456789012:role/orders");
+    let other = http_event("POST", "/sign", Some(r#"{"claims":{},"audience":"https://other.test"}"#));
+    let answer = handle(&signer, API, &raw(&other), REQUEST_ID).await.unwrap();
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(http_outcome(&answer).0, 403);
+    assert_eq!(
+        body["error"]["message"],
+        "not allowed by minting rule \"orders\": the audience is missing or not allowed"
+    );
+    // Direct invokers match no rule of this policy.
+    let direct = handle(&signer, DIRECT, &raw(r#"{"claims":{},"audience":"https://api.test"}"#), REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(direct.error_type, "NotAllowed");
+    // The allow-all policy upgraded deployments start with signs what sign signed before.
+    let open = twins.signer().with_minting_policy(parse_policy(ALLOW_ALL_POLICY).unwrap());
+    assert!(handle(&open, DIRECT, &raw(r#"{"claims":{"sub":"x"}}"#), REQUEST_ID).await.is_ok());
 }

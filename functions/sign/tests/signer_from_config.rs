@@ -14,8 +14,13 @@ use kms_jwt::SigningAlg;
 use serde_json::{json, Value};
 
 fn config() -> SignConfig {
+    config_with_policy(Some(kms_jwt::minting::ALLOW_ALL_POLICY))
+}
+
+fn config_with_policy(policy: Option<&'static str>) -> SignConfig {
     SignConfig::from_lookup(|name| {
         let value = match name {
+            "MINTING_POLICY" => policy?,
             "KEYRING_SECRET_ID" => "kr",
             "ISSUER" => "https://issuer.example.com",
             "DEFAULT_TOKEN_TTL" => "10m",
@@ -45,6 +50,10 @@ async fn the_configured_signer_uses_its_settings_and_never_a_stale_keyring() {
     .reconcile(kms_jwt::unix_now())
     .await
     .unwrap();
+    // No MINTING_POLICY: no rule, every request refused before KMS.
+    let closed = config_with_policy(None).token_signer(Arc::clone(&kms), Arc::clone(&store));
+    assert_eq!(closed.sign_event(json!({"claims": {}}), 1_000).await.unwrap_err().code(), "NotAllowed");
+    assert_eq!(kms.calls("Sign"), 0);
     let signer = config().token_signer(Arc::clone(&kms), Arc::clone(&store));
 
     // ISSUER, DEFAULT_TOKEN_TTL and MAX_TOKEN_TTL.

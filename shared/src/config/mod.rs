@@ -14,7 +14,7 @@ mod sign;
 
 pub use jwks::JwksConfig;
 pub use rotate::{KeyDiscoveryMode, RotateConfig};
-pub use sign::SignConfig;
+pub use sign::{SignConfig, SignTransport};
 
 /// Time limits of every AWS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,20 @@
 use std::time::Duration;
 
 use super::{CallTimeouts, ConfigError, EnvReader, DEFAULT_CACHE_TTL};
+use crate::minting::{parse_policy, MintingPolicy};
+
+/// How requests reach a sign function, fixed per deployment (`SIGN_TRANSPORT`): it decides
+/// where the caller's identity may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignTransport {
+    /// `direct` (the default): Lambda `Invoke` by trusted backends. The payload is a sign
+    /// request and nothing else; no request context is read, so none can be forged.
+    #[default]
+    Direct,
+    /// `api-gateway`: only API Gateway invokes the function (its resource policy names the
+    /// API), and the caller is the IAM principal API Gateway's IAM authorization attests.
+    ApiGateway,
+}
 
 /// Settings of the sign function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +38,11 @@ pub struct SignConfig {
     /// The function's region (`AWS_REGION`, set by Lambda): a multi-Region key signs through
     /// its replica here.
     pub region: Option<String>,
+    /// Who may mint what (`MINTING_POLICY`, a policy document; docs/minting.md). Unset: no
+    /// rule, every request is refused. A document that does not validate stops the cold start.
+    pub minting_policy: Option<MintingPolicy>,
+    /// How requests arrive (`SIGN_TRANSPORT`: `direct` or `api-gateway`).
+    pub transport: SignTransport,
 }
 
 impl SignConfig {
@@ -44,14 +63,29 @@ impl SignConfig {
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             aws_timeouts: env.call_timeouts(),
             region: env.optional("AWS_REGION"),
+            minting_policy: None,
+            transport: SignTransport::Direct,
         };
+        let mut config = config;
+        if let Some(text) = env.optional("MINTING_POLICY") {
+            match parse_policy(&text) {
+                Ok(policy) => config.minting_policy = Some(policy),
+                Err(e) => e.problems.iter().for_each(|p| env.problem(format!("MINTING_POLICY: {p}"))),
+            }
+        }
+        match env.optional("SIGN_TRANSPORT").as_deref() {
+            None | Some("direct") => {}
+            Some("api-gateway") => config.transport = SignTransport::ApiGateway,
+            Some(other) => env.problem(format!("SIGN_TRANSPORT ({other:?}) must be direct or api-gateway")),
+        }
         if config.default_token_ttl > config.max_token_ttl {
             env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
         }
         env.finish(config)
     }
 
-    /// The signer the sign function runs: tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless
+    /// The signer the sign function runs: only what `MINTING_POLICY` allows (nothing when it
+    /// is unset), tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless
     /// a request asks for up to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
     /// never served stale, because signing with a retired key would mint unverifiable tokens.
     pub fn token_signer<K, S>(&self, kms: K, store: S) -> crate::signer::TokenSigner<K, S>
@@ -66,6 +100,11 @@ impl SignConfig {
             CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: Duration::ZERO },
             signing_key_in(self.region.clone()),
         );
+        let policy = self.minting_policy.clone().unwrap_or_else(|| {
+            tracing::warn!("MINTING_POLICY is not set: every sign request is refused (NotAllowed)");
+            crate::minting::MintingPolicy::refuse_all()
+        });
         TokenSigner::new(kms, keyring, self.issuer.clone(), self.default_token_ttl, self.max_token_ttl)
+            .with_minting_policy(policy)
     }
 }

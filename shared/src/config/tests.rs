@@ -284,3 +284,34 @@ fn sign_and_jwks_need_an_issuer() {
     .unwrap();
     assert_eq!(c.default_token_ttl, Duration::from_secs(300), "default TTL is capped by the maximum");
 }
+
+#[test]
+fn the_minting_policy_and_transport_are_read_and_checked() {
+    let base = [("KEYRING_SECRET_ID", "kr"), ("ISSUER", "https://i")];
+    let c = SignConfig::from_lookup(lookup(&base)).unwrap();
+    assert_eq!((c.minting_policy, c.transport), (None, crate::config::SignTransport::Direct));
+    let policy = crate::minting::ALLOW_ALL_POLICY;
+    let c = SignConfig::from_lookup(lookup(&[
+        base[0],
+        base[1],
+        ("MINTING_POLICY", policy),
+        ("SIGN_TRANSPORT", "api-gateway"),
+    ]))
+    .unwrap();
+    assert_eq!(c.minting_policy, Some(crate::minting::parse_policy(policy).unwrap()));
+    assert_eq!(c.transport, crate::config::SignTransport::ApiGateway);
+    let bad =
+        r#"{"version": 2, "rules": [{"id": "", "callers": [], "subject": "caller", "max_ttl_seconds": 1}]}"#;
+    let err = SignConfig::from_lookup(lookup(&[
+        base[0],
+        base[1],
+        ("MINTING_POLICY", bad),
+        ("SIGN_TRANSPORT", "both"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 5, "every problem at once: {err}");
+    assert!(
+        err.problems.iter().all(|p| p.starts_with("MINTING_POLICY: ") || p.starts_with("SIGN_TRANSPORT")),
+        "{err}"
+    );
+}
