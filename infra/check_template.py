@@ -137,7 +137,8 @@ def finish():
 
 # The rest looks into these; without them there is nothing meaningful to check.
 required = ["DataKey", "Keyring", "RotateDeadLetterQueue", "RotateRole", "SignRole", "JwksRole", "SchedulerRole",
-            "RotateFunction", "SignFunction", "JwksFunction", "RotateLogs", "SignLogs", "JwksLogs"]
+            "RotateFunction", "SignFunction", "SignHttpFunction", "JwksFunction", "RotateLogs", "SignLogs",
+            "SignHttpLogs", "JwksLogs"]
 for name in required:
     check(f"resource {name} exists", name in resources)
 check("the template has Rules", "Rules" in template)
@@ -180,7 +181,7 @@ for where, statement in iam:
 
 # ---- functions use the explicit roles, never SAM-generated ones --------------------------
 function_roles = {"RotateFunction": "RotateRole", "SignFunction": "SignRole", "JwksFunction": "JwksRole"}
-for function, role in function_roles.items():
+for function, role in [*function_roles.items(), ("SignHttpFunction", "SignRole")]:
     props = resources[function]["Properties"]
     check(f"{function} runs as {role}", is_getatt(props.get("Role"), role))
     check(f"{function} has no SAM Policies (no generated role)", "Policies" not in props)
@@ -334,7 +335,11 @@ for role in ("SignRole", "JwksRole"):
 for function, role in function_roles.items():
     logs = [s for s in role_statements(role) if any(a.startswith("logs:") for a in actions(s))]
     group = function.replace("Function", "Logs")
-    check(f"{role} writes logs only to {group}", bool(logs) and all(is_getatt(s["Resource"], group) for s in logs))
+    # Both sign functions run as SignRole: it writes to both their groups, nothing else.
+    groups = [group, "SignHttpLogs"] if role == "SignRole" else [group]
+    check(f"{role} writes logs only to {' and '.join(groups)}",
+          bool(logs) and all(len(as_list(s["Resource"])) == len(groups)
+                             and all(is_getatt(r, g) for r, g in zip(as_list(s["Resource"]), groups)) for s in logs))
     check(f"{role} cannot create log groups", not any("logs:CreateLogGroup" in actions(s) for s in logs))
     check(f"{group} is the function's default log group",
           resources[group]["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"})
@@ -680,7 +685,26 @@ check("the topic's key lets EventBridge encrypt for the topic, nothing else, and
 check("the topic's ARN is an output", template["Outputs"].get("SecurityAlertsTopicArn", {}).get("Value") == {"Ref": "SecurityAlertsTopic"})
 
 # ---- the public surface ------------------------------------------------------------------
-sign_route = resources["SignFunction"]["Properties"]["Events"]["Sign"]["Properties"]
+sign_route = resources["SignHttpFunction"]["Properties"]["Events"]["Sign"]["Properties"]
 check("POST /sign requires IAM authorization", sign_route.get("Auth", {}).get("Authorizer") == "AWS_IAM")
+check("SignHttpLogs is the HTTP sign function's default log group",
+      resources["SignHttpLogs"]["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${SignHttpFunction}"})
+
+# ---- who may mint what: the caller's identity comes only from what AWS attests -----------
+sign_env = resources["SignFunction"]["Properties"]["Environment"]["Variables"]
+http_env = resources["SignHttpFunction"]["Properties"]["Environment"]["Variables"]
+check("the direct sign function has no API Gateway event (it reads no request context)",
+      "Events" not in resources["SignFunction"]["Properties"] and sign_env.get("SIGN_TRANSPORT") == "direct")
+check("the HTTP sign function is invoked by API Gateway only (one HttpApi event, its transport api-gateway)",
+      [e["Type"] for e in resources["SignHttpFunction"]["Properties"]["Events"].values()] == ["HttpApi"]
+      and http_env.get("SIGN_TRANSPORT") == "api-gateway")
+check("no Lambda permission in the stack lets anyone but API Gateway invoke a sign function",
+      all(r["Properties"].get("Principal") == "apigateway.amazonaws.com"
+          for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"))
+check("both sign functions read the one MINTING_POLICY parameter",
+      sign_env.get("MINTING_POLICY") == http_env.get("MINTING_POLICY") == {"Ref": "MintingPolicy"})
+for role in ("RotateRole", "SignRole", "JwksRole"):
+    check(f"{role} may not invoke Lambda functions",
+          not {a for a in role_actions(role) if a.startswith("lambda:")})
 
 finish()
