@@ -55,6 +55,21 @@ impl SignConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = EnvReader::new(lookup);
         let max_token_ttl = env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600));
+        let minting_policy = env.optional("MINTING_POLICY").and_then(|text| match parse_policy(&text) {
+            Ok(policy) => Some(policy),
+            Err(e) => {
+                e.problems.iter().for_each(|p| env.problem(format!("MINTING_POLICY: {p}")));
+                None
+            }
+        });
+        let transport = match env.optional("SIGN_TRANSPORT").as_deref() {
+            None | Some("direct") => SignTransport::Direct,
+            Some("api-gateway") => SignTransport::ApiGateway,
+            Some(other) => {
+                env.problem(format!("SIGN_TRANSPORT ({other:?}) must be direct or api-gateway"));
+                SignTransport::Direct
+            }
+        };
         let config = SignConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
             issuer: env.required_verifier_url("ISSUER"),
@@ -63,21 +78,9 @@ impl SignConfig {
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             aws_timeouts: env.call_timeouts(),
             region: env.optional("AWS_REGION"),
-            minting_policy: None,
-            transport: SignTransport::Direct,
+            minting_policy,
+            transport,
         };
-        let mut config = config;
-        if let Some(text) = env.optional("MINTING_POLICY") {
-            match parse_policy(&text) {
-                Ok(policy) => config.minting_policy = Some(policy),
-                Err(e) => e.problems.iter().for_each(|p| env.problem(format!("MINTING_POLICY: {p}"))),
-            }
-        }
-        match env.optional("SIGN_TRANSPORT").as_deref() {
-            None | Some("direct") => {}
-            Some("api-gateway") => config.transport = SignTransport::ApiGateway,
-            Some(other) => env.problem(format!("SIGN_TRANSPORT ({other:?}) must be direct or api-gateway")),
-        }
         if config.default_token_ttl > config.max_token_ttl {
             env.problem("DEFAULT_TOKEN_TTL is longer than MAX_TOKEN_TTL");
         }
@@ -85,8 +88,8 @@ impl SignConfig {
     }
 
     /// The signer the sign function runs: only what `MINTING_POLICY` allows (nothing when it
-    /// is unset), tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless
-    /// a request asks for up to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
+    /// is unset), tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless a request asks for up
+    /// to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
     /// never served stale, because signing with a retired key would mint unverifiable tokens.
     pub fn token_signer<K, S>(&self, kms: K, store: S) -> crate::signer::TokenSigner<K, S>
     where
