@@ -164,6 +164,7 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
             ("KEYRING_SECRET_ID", secret_id.clone()),
             ("ISSUER", issuer.clone()),
             ("SIGNING_ALG", "RS256".into()),
+            ("MINTING_POLICY", allow_all_policy()),
             ("JWKS_MAX_AGE", "120".into()),
             ("KEYRING_CACHE_TTL", "1".into()),
             ("RUST_LOG", "info".into()),
@@ -429,22 +430,30 @@ fn invoke_cli(port: u16, function: &str, file: &Path) -> (bool, String, String) 
     )
 }
 
+/// The allow-all minting policy, as one line of a `--env-file` (single quotes: taken literally).
+fn allow_all_policy() -> String {
+    let policy: Value = serde_json::from_str(kms_jwt::minting::ALLOW_ALL_POLICY).unwrap();
+    format!("'{policy}'")
+}
+
 /// Every sample in `events/`, through the real `cargo lambda invoke`, answers as docs/functions.md
 /// says. Samples with a placeholder (a kid, an ETag) get the live value substituted.
 #[tokio::test]
 async fn every_sample_event_answers_as_documented() {
     let secret_id = format!("kms-jwt-e2e/samples/{}", uuid::Uuid::new_v4());
     let issuer = "https://issuer.samples.test".to_owned();
-    let watch = Watch::start(
-        &localstack_endpoint(),
-        &[
-            ("KEYRING_SECRET_ID", secret_id.clone()),
-            ("ISSUER", issuer.clone()),
-            ("KEYRING_CACHE_TTL", "1".into()),
-            ("RUST_LOG", "info".into()),
-        ],
-    )
-    .await;
+    let env = [
+        ("KEYRING_SECRET_ID", secret_id.clone()),
+        ("ISSUER", issuer.clone()),
+        ("KEYRING_CACHE_TTL", "1".into()),
+        ("MINTING_POLICY", allow_all_policy()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let watch = Watch::start(&localstack_endpoint(), &env).await;
+    // `POST /sign` samples go to a sign function deployed for API Gateway, as in the template.
+    let mut api_env = env.to_vec();
+    api_env.push(("SIGN_TRANSPORT", "api-gateway".into()));
+    let api_watch = Watch::start(&localstack_endpoint(), &api_env).await;
     let events = workspace_root().join("events");
     let scratch = std::env::temp_dir().join(format!("kms-jwt-samples-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&scratch).unwrap();
@@ -458,7 +467,8 @@ async fn every_sample_event_answers_as_documented() {
             file = scratch.join(name);
             std::fs::write(&file, text.replace(placeholder, value)).unwrap();
         }
-        let (ok, stdout, stderr) = invoke_cli(watch.port, function, &file);
+        let port = if name == "sign-http-api.json" { api_watch.port } else { watch.port };
+        let (ok, stdout, stderr) = invoke_cli(port, function, &file);
         let answer: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         (ok, answer, stderr)
     };

@@ -99,6 +99,7 @@ fn function_env(secret_id: &str, alg: SigningAlg) -> Vec<(String, String)> {
         ("KEYRING_SECRET_ID", secret_id.to_owned()),
         ("ISSUER", "https://issuer.kms-jwt.bench".to_owned()),
         ("SIGNING_ALG", alg.to_string()),
+        ("MINTING_POLICY", kms_jwt::minting::ALLOW_ALL_POLICY.to_owned()),
         // Written into each key's policy; LocalStack enforces no IAM and has no tagging API
         // for KMS keys.
         ("KEY_ADMIN_ROLE_ARN", "arn:aws:iam::000000000000:role/kms-jwt-rotate".to_owned()),
