@@ -17,7 +17,7 @@ cd "$REPO_ROOT/fuzz"
 seconds="${FUZZ_SECONDS:-30}"
 input_timeout="${FUZZ_INPUT_TIMEOUT:-10}"
 targets=("$@")
-((${#targets[@]})) || targets=(sign_request keyring_json spki_der)
+((${#targets[@]})) || targets=(sign_request keyring_json spki_der minting_policy)
 # The same flags for build and run, or `run` builds again. 16 codegen units: the build (the AWS
 # SDK comes along with the library) is most of the time a short run takes.
 flags=(--sanitizer none --codegen-units 16)

@@ -234,6 +234,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_validates() {
+        let page = include_str!("../../../docs/minting.md");
+        let example = page.split("```json\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+        let policy = parse_policy(example).unwrap();
+        let ids: Vec<&str> = policy.rules().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["orders-for-users", "workload-self", "batch-jobs"]);
+    }
+
+    #[test]
     fn a_typical_document_reads() {
         let text = r#"{"version": 1, "rules": [{
             "id": "orders-backend",
