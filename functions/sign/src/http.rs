@@ -1,10 +1,10 @@
-//! `POST /sign` through API Gateway (REST payload 1.0, HTTP payload 2.0) or a function URL:
+//! `POST /sign` and `POST /token` through API Gateway (REST payload 1.0, HTTP payload 2.0) or a function URL:
 //! the event envelope in, an HTTP answer out. The sign contract itself is the signer's.
 
 use base64::Engine;
 use kms_jwt::minting::{self, Check, Denial, PrincipalArn};
 use kms_jwt::ports::{KeySigner, KeyringStore};
-use kms_jwt::signer::{SignError, TokenSigner, MAX_BATCH_BYTES};
+use kms_jwt::signer::{identity_token_answer, IdentityTokenRequest, SignError, TokenSigner, MAX_BATCH_BYTES};
 use kms_jwt::UnixTime;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -136,41 +136,71 @@ fn answer(status: u16, body: &Value, extra_headers: &[(&str, &str)]) -> Value {
     json!({ "statusCode": status, "headers": headers, "body": body.to_string(), "isBase64Encoded": false })
 }
 
-/// Answer `POST /sign` (any stage or base-path prefix). Bad input gets a 4xx with
-/// `{"error": {"code", "message", "retryable"}}`, service faults 502 or, when retrying may
-/// help, 503 with `Retry-After`.
+/// The two routes: `POST /sign` (the sign contract) and `POST /token` (identity exchange).
+#[derive(Clone, Copy)]
+enum Route {
+    Sign,
+    Token,
+}
+
+/// Answer `POST /sign` or `POST /token` (any stage or base-path prefix). Bad input gets a 4xx
+/// with `{"error": {"code", "message", "retryable"}}`, service faults 502 or, when retrying
+/// may help, 503 with `Retry-After`.
 pub async fn respond<K: KeySigner, S: KeyringStore>(
     signer: &TokenSigner<K, S>,
     event: HttpEvent,
     now: UnixTime,
 ) -> Value {
     let path = event.raw_path.as_deref().or(event.path.as_deref()).unwrap_or_default();
-    if !(path == "/sign" || path.ends_with("/sign")) {
-        return answer(404, &json!({"error": {"code": "NotFound", "message": "not found"}}), &[]);
-    }
+    let route = match path.rsplit('/').next() {
+        Some("sign") => Route::Sign,
+        Some("token") => Route::Token,
+        _ => return answer(404, &json!({"error": {"code": "NotFound", "message": "not found"}}), &[]),
+    };
     if !event.method().eq_ignore_ascii_case("POST") {
         let error = json!({"error": {"code": "MethodNotAllowed", "message": "use POST"}});
         return answer(405, &error, &[("allow", "POST")]);
     }
     // The caller API Gateway authenticated. A route without IAM authorization names nobody:
     // such a request is refused, never taken for a direct invocation.
-    let Some(caller) = event.caller().principal_arn.map(|arn| minting::Caller::Iam(PrincipalArn::new(arn)))
-    else {
-        let error = SignError::NotAllowed(Denial { rule: None, check: Check::NoRuleForCaller });
-        crate::log_refusal(&error);
-        return answer(403, &json!({"error": crate::wire::error_json(&error)}), &[]);
+    let Some(principal) = event.caller().principal_arn.map(PrincipalArn::new) else {
+        return refusal(SignError::NotAllowed(Denial { rule: None, check: Check::NoRuleForCaller }));
     };
-    let signed = match event.into_body() {
-        Ok(body) => signer.invoke_json_as(&caller, &body, now).await,
-        Err(e) => Err(e),
+    let body = match event.into_body() {
+        Ok(body) => body,
+        Err(e) => return refusal(e),
     };
-    match signed {
-        Ok(signed) => answer(200, &crate::wire::answer_json(signed), &[]),
-        Err(e) => {
-            crate::log_refusal(&e);
-            let status = status(&e);
-            let retry: &[(&str, &str)] = if status == 503 { &[("retry-after", "1")] } else { &[] };
-            answer(status, &json!({"error": crate::wire::error_json(&e)}), retry)
-        }
+    let answered = match route {
+        Route::Sign => signer
+            .invoke_json_as(&minting::Caller::Iam(principal), &body, now)
+            .await
+            .map(crate::wire::answer_json),
+        Route::Token => exchange(signer, principal, &body, now).await,
+    };
+    match answered {
+        Ok(body) => answer(200, &body, &[]),
+        Err(e) => refusal(e),
     }
+}
+
+/// `POST /token`: a token about the caller itself ([`IdentityTokenRequest`]).
+async fn exchange<K: KeySigner, S: KeyringStore>(
+    signer: &TokenSigner<K, S>,
+    principal: PrincipalArn,
+    body: &str,
+    now: UnixTime,
+) -> Result<Value, SignError> {
+    let request = IdentityTokenRequest::parse(body)?;
+    request.check_algorithm(signer.current_alg().await?)?;
+    let caller = minting::Caller::Iam(principal.clone());
+    let token = signer.sign_json_as(&caller, &request.sign_request(&principal), now).await?;
+    Ok(identity_token_answer(token))
+}
+
+/// A refused request as an HTTP answer, logged with the detail callers do not get.
+fn refusal(error: SignError) -> Value {
+    crate::log_refusal(&error);
+    let status = status(&error);
+    let retry: &[(&str, &str)] = if status == 503 { &[("retry-after", "1")] } else { &[] };
+    answer(status, &json!({"error": crate::wire::error_json(&error)}), retry)
 }

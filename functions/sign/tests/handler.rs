@@ -297,3 +297,45 @@ async fn the_minting_policy_answers_403_over_http_naming_the_rule() {
     let open = twins.signer().with_minting_policy(parse_policy(ALLOW_ALL_POLICY).unwrap());
     assert!(handle(&open, DIRECT, &raw(r#"{"claims":{"sub":"x"}}"#), REQUEST_ID).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_workload_exchanges_its_identity_for_a_token_about_itself() {
+    let twins = Twins::new().await;
+    let policy = parse_policy(
+        r#"{"version": 1, "rules": [{"id": "orders-self", "callers": ["arn:aws:iam::123456789012:role/orders"],
+            "audiences": ["https://peer.test", "https://other.test"], "subject": "caller", "max_ttl_seconds": 900}]}"#,
+    )
+    .unwrap();
+    let signer = twins.signer().with_minting_policy(policy);
+    let body = r#"{"Audience": ["https://peer.test", "https://other.test"], "DurationSeconds": 600, "SigningAlgorithm": "ES256"}"#;
+    let answer =
+        handle(&signer, API, &raw(&http_event("POST", "/token", Some(body))), REQUEST_ID).await.unwrap();
+    assert_eq!(http_outcome(&answer).0, 200, "{answer}");
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert!(body["Expiration"].as_str().unwrap().ends_with('Z'), "{body}");
+    let payload = body["WebIdentityToken"].as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+            .unwrap();
+    assert_eq!(
+        claims["sub"], "arn:aws:iam::123456789012:role/orders",
+        "its own identity, the role without path"
+    );
+    assert_eq!(claims["aud"], json!(["https://peer.test", "https://other.test"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+
+    let before = twins.touched().0;
+    for (body, status, code) in [
+        (r#"{"Audience": ["https://evil.test"]}"#, 403, "NotAllowed"),
+        (r#"{"Audience": ["https://peer.test"], "DurationSeconds": 1200}"#, 403, "NotAllowed"),
+        (r#"{"Audience": ["https://peer.test"], "SigningAlgorithm": "RS256"}"#, 400, "InvalidRequest"),
+        (r#"{"Audience": []}"#, 400, "InvalidRequest"),
+        (r#"{"Audience": ["https://peer.test"], "Subject": "admin"}"#, 400, "InvalidRequest"),
+    ] {
+        let answer =
+            handle(&signer, API, &raw(&http_event("POST", "/token", Some(body))), REQUEST_ID).await.unwrap();
+        assert_eq!(http_outcome(&answer).0, status, "{body}: {answer}");
+        assert_eq!(http_outcome(&answer).1.as_deref(), Some(code), "{body}");
+    }
+    assert_eq!(twins.touched().0, before, "no refusal reached KMS");
+}

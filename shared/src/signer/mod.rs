@@ -23,6 +23,7 @@
 //! assembly, the audit line) and `error` ([`SignError`]).
 
 mod error;
+mod exchange;
 #[cfg(test)]
 mod fixtures;
 mod invocation;
@@ -32,6 +33,7 @@ mod service;
 mod strict_json;
 
 pub use error::SignError;
+pub use exchange::{identity_token_answer, IdentityTokenRequest};
 pub use request::{
     parse_request, Audience, SignRequest, TokenType, MAX_BATCH, MAX_BATCH_BYTES, MAX_CLAIMS_BYTES,
     MAX_REQUEST_BYTES, RESERVED_CLAIMS,

@@ -154,6 +154,16 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         self.sign_prepared(parse_single(text, self.checks(&Caller::DirectInvoke))?, now).await
     }
 
+    /// [`Self::sign_json`] for `caller`, whose minting rules decide.
+    pub async fn sign_json_as(
+        &self,
+        caller: &Caller,
+        text: &str,
+        now: UnixTime,
+    ) -> Result<SignedToken, SignError> {
+        self.sign_prepared(parse_single(text, self.checks(caller))?, now).await
+    }
+
     /// [`Self::sign_json`] for a request already in memory (Rust callers and tests): it is
     /// serialized and read like text, so it meets the same limits.
     pub async fn sign_event(&self, event: Value, now: UnixTime) -> Result<SignedToken, SignError> {
@@ -205,6 +215,12 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     /// [`Self::invoke_json`] for a payload already in memory: serialized and read like text.
     pub async fn invoke(&self, payload: Value, now: UnixTime) -> Result<SignAnswer, SignError> {
         self.invoke_json(&payload.to_string(), now).await
+    }
+
+    /// The algorithm the current key signs with (identity exchange checks the one asked for).
+    pub async fn current_alg(&self) -> Result<SigningAlg, SignError> {
+        let key = self.keyring.get().await?;
+        key.as_ref().as_ref().map(|key| key.alg).ok_or(SignError::NoCurrentKey)
     }
 
     /// Sign a request of a direct invoker: the caller's claims plus `iss`, `iat` = `now`, `exp` and a random `jti`.
