@@ -695,9 +695,14 @@ sign_env = resources["SignFunction"]["Properties"]["Environment"]["Variables"]
 http_env = resources["SignHttpFunction"]["Properties"]["Environment"]["Variables"]
 check("the direct sign function has no API Gateway event (it reads no request context)",
       "Events" not in resources["SignFunction"]["Properties"] and sign_env.get("SIGN_TRANSPORT") == "direct")
-check("the HTTP sign function is invoked by API Gateway only (one HttpApi event, its transport api-gateway)",
-      [e["Type"] for e in resources["SignHttpFunction"]["Properties"]["Events"].values()] == ["HttpApi"]
+http_events = resources["SignHttpFunction"]["Properties"]["Events"]
+check("the HTTP sign function is invoked by API Gateway only (POST /sign and POST /token, its transport api-gateway)",
+      {e["Type"] for e in http_events.values()} == {"HttpApi"}
+      and sorted((e["Properties"]["Method"], e["Properties"]["Path"]) for e in http_events.values())
+      == [("POST", "/sign"), ("POST", "/token")]
       and http_env.get("SIGN_TRANSPORT") == "api-gateway")
+check("POST /token requires IAM authorization",
+      all(e["Properties"].get("Auth", {}).get("Authorizer") == "AWS_IAM" for e in http_events.values()))
 check("no Lambda permission in the stack lets anyone but API Gateway invoke a sign function",
       all(r["Properties"].get("Principal") == "apigateway.amazonaws.com"
           for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"))
