@@ -467,7 +467,8 @@ async fn every_sample_event_answers_as_documented() {
             file = scratch.join(name);
             std::fs::write(&file, text.replace(placeholder, value)).unwrap();
         }
-        let port = if name == "sign-http-api.json" { api_watch.port } else { watch.port };
+        let port =
+            if name.ends_with("-http-api.json") && function == "sign" { api_watch.port } else { watch.port };
         let (ok, stdout, stderr) = invoke_cli(port, function, &file);
         let answer: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         (ok, answer, stderr)
@@ -493,6 +494,10 @@ async fn every_sample_event_answers_as_documented() {
     let (ok, http, err) = run("sign", "sign-http-api.json", None);
     assert!(ok && http["statusCode"] == 200, "{http} {err}");
     let http_token: Value = serde_json::from_str(http["body"].as_str().unwrap()).unwrap();
+    // POST /token: a token about the caller itself, its sub the role of the session.
+    let (ok, exchanged, err) = run("sign", "token-http-api.json", None);
+    assert!(ok && exchanged["statusCode"] == 200, "{exchanged} {err}");
+    let exchanged: Value = serde_json::from_str(exchanged["body"].as_str().unwrap()).unwrap();
     let jwks = reqwest::get(&jwks_url).await.unwrap().text().await.unwrap();
     let results = batch["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
@@ -500,6 +505,9 @@ async fn every_sample_event_answers_as_documented() {
     for token in [&single["token"], &results[0]["token"], &results[1]["token"], &http_token["token"]] {
         verify(token.as_str().unwrap(), &jwks, &issuer).unwrap();
     }
+    let claims = verify(exchanged["WebIdentityToken"].as_str().unwrap(), &jwks, &issuer).unwrap();
+    assert_eq!(claims["sub"], "arn:aws:iam::123456789012:role/issuer-service");
+    assert_eq!(claims["aud"], json!(["https://api.example.com"]));
     for (name, code) in [
         ("sign-bad-reserved-claim.json", "ReservedClaim"),
         ("sign-bad-header.json", "HeaderNotAllowed"),
