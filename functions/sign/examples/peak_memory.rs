@@ -80,6 +80,7 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
         ("KEYRING_SECRET_ID".to_owned(), secret_id),
         ("ISSUER".to_owned(), "https://issuer.kms-jwt.bench".to_owned()),
         ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+        ("MINTING_POLICY".to_owned(), kms_jwt::minting::ALLOW_ALL_POLICY.to_owned()),
     ];
     for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
         if let Ok(value) = std::env::var(name) {
@@ -93,6 +94,8 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
         let mut rss = Vec::new();
         let mut outcome = String::new();
         for _ in 0..runs {
+            let mut env = env.clone();
+            env.push(("SIGN_TRANSPORT".to_owned(), scenario.transport.to_owned()));
             let run = run_once(binary, &env, scenario.event.clone()).await?;
             if !(scenario.expect)(&run.outcome, &run.answer) {
                 return Err(format!(
@@ -114,6 +117,8 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
 
 struct Scenario {
     name: &'static str,
+    /// `SIGN_TRANSPORT`: HTTP events go to a function deployed for API Gateway.
+    transport: &'static str,
     event: Bytes,
     expect: fn(&str, &Value) -> bool,
 }
@@ -150,29 +155,44 @@ fn scenarios() -> Result<Vec<Scenario>, Error> {
     let flood_body = request_of_small_numbers((LAMBDA_PAYLOAD_LIMIT - 8192) / 4 * 3, 0);
 
     Ok(vec![
-        Scenario { name: "minimal: `events/sign.json`", event: small.into(), expect: token },
         Scenario {
+            transport: "direct",
+            name: "minimal: `events/sign.json`",
+            event: small.into(),
+            expect: token,
+        },
+        Scenario {
+            transport: "direct",
             name: "largest single request: 32 KiB, claims 16 KiB of small numbers",
             event: single.into(),
             expect: token,
         },
         Scenario {
+            transport: "direct",
             name: "largest batch, direct: 100 × 32 KiB, claims 16 KiB of small numbers each",
             event: batch.clone().into(),
             expect: batch_signed,
         },
         Scenario {
+            transport: "api-gateway",
             name: "largest batch over HTTP API, plain body",
             event: http_event(&batch, false)?,
             expect: http_batch_signed,
         },
         Scenario {
+            transport: "api-gateway",
             name: "largest batch over HTTP API, base64 body",
             event: http_event(&batch, true)?,
             expect: http_batch_signed,
         },
-        Scenario { name: "refused: direct, 6 MiB of small numbers", event: flood.into(), expect: too_large },
         Scenario {
+            transport: "direct",
+            name: "refused: direct, 6 MiB of small numbers",
+            event: flood.into(),
+            expect: too_large,
+        },
+        Scenario {
+            transport: "api-gateway",
             name: "refused: HTTP API, 4.5 MiB body of small numbers, base64",
             event: http_event(&flood_body, true)?,
             expect: http_413,
