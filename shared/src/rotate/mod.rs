@@ -24,9 +24,10 @@
 //! The module is split by job: `plan` decides (pure), `run` carries out against KMS and the
 //! keyring store (the run's state and order in `run`, its steps in `run/`: `revoke`,
 //! `regions` for fencing, observation and take-over, `converge` for intents, key creation and
-//! writes, `housekeeping` for retirement and sweeps), `report` says what happened, `policy`
-//! holds the lifecycle timing and the published-key limits, `error` says why a run failed. Event recognition and the metrics
-//! record are transport: they live in the rotate function.
+//! writes, `kms_everywhere` for creating, retiring and finding keys in every region,
+//! `housekeeping` for retirement and sweeps), `report` says what happened, `policy` holds the
+//! lifecycle timing and the published-key limits, `error` says why a run failed. Event
+//! recognition and the metrics record are transport: they live in the rotate function.
 
 mod error;
 mod plan;
