@@ -27,6 +27,8 @@ pub mod regions;
 pub mod rotate;
 pub mod signer;
 #[cfg(any(test, feature = "test-util"))]
+mod test_configs;
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_stacks;
 
 pub use jose::alg::SigningAlg;

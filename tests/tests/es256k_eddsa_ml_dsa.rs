@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::jwks::{respond, PublishedKeys, Site, DISCOVERY_PATH, JWKS_PATH};
 use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyTags, SigningInput};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
+use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::node::{verify_with, with_claim, JwksServer, NodeVerifier};
 use kms_jwt_tests::{tamper, with_kid};
@@ -44,18 +44,8 @@ fn world(alg: SigningAlg) -> World {
         RotationPolicy::for_tests(alg),
         kms_jwt::test_stacks::single_region_keyring(),
     );
-    let cache = KeyringCache::new(
-        store.clone(),
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        current_signing_key,
-    );
-    let signer = TokenSigner::new(
-        kms.clone(),
-        cache,
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(kms.clone(), store.clone());
     World { kms, store, rotator, signer }
 }
 

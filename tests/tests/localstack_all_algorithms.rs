@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::rotate::{RotationPolicy, Transition};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::localstack::daily_es256_policy;
 use kms_jwt_tests::node::{verify_with, with_claim, JwksServer, NodeVerifier};
@@ -130,17 +129,8 @@ async fn full_lifecycle(alg: SigningAlg) {
         max_published_keys: kms_jwt::rotate::DEFAULT_MAX_PUBLISHED_KEYS,
     };
     let rotator = kms_jwt_tests::localstack::rotator(&sdk, &secret_id, policy.clone());
-    let signer = TokenSigner::new(
-        KmsAdapter::new(&sdk),
-        KeyringCache::new(
-            SecretsManagerStore::new(&sdk, &secret_id, None),
-            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-            current_signing_key,
-        ),
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(KmsAdapter::new(&sdk), SecretsManagerStore::new(&sdk, &secret_id, None));
     // Keyring timestamps follow an injected clock; token times follow the real one, since
     // jsonwebtoken checks exp against the wall clock.
     let t0 = kms_jwt::unix_now();

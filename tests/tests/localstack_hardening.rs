@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::{KeyState as KmsKeyState, Tag};
 use kms_jwt::aws::{CallTimeouts, KmsAdapter, SecretsManagerStore};
+use kms_jwt::config::SignConfig;
 use kms_jwt::key_policy::KeyAccess;
 use kms_jwt::keyring::{Keyring, PendingCreation};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
@@ -319,17 +320,8 @@ async fn a_hanging_kms_sign_answers_a_retryable_error_within_the_call_timeout() 
     let proxy = AwsProxy::start_for_localstack().await.unwrap();
     proxy.inject("Sign", Fault::Hang);
     let via_proxy = proxied_sdk(&proxy, region, TIGHT).await;
-    let signer = kms_jwt::signer::TokenSigner::new(
-        KmsAdapter::new(&via_proxy),
-        kms_jwt::cache::KeyringCache::new(
-            SecretsManagerStore::new(&direct, &secret_id, None),
-            kms_jwt::cache::CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
-            kms_jwt::signer::current_signing_key,
-        ),
-        ISSUER.into(),
-        Duration::from_secs(300),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { default_token_ttl: Duration::from_secs(300), ..SignConfig::for_tests(ISSUER) }
+        .token_signer(KmsAdapter::new(&via_proxy), SecretsManagerStore::new(&direct, &secret_id, None));
     let started = Instant::now();
     let err = signer
         .sign_event(serde_json::json!({"claims": {"sub": "x"}}), kms_jwt::unix_now())

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::{KeyState, Keyring};
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::KeyringStore;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -86,17 +85,8 @@ async fn assert_converged(sdk: &aws_config::SdkConfig, secret_id: &str, context:
 }
 
 async fn sign(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
-    let signer = TokenSigner::new(
-        KmsAdapter::new(sdk),
-        KeyringCache::new(
-            SecretsManagerStore::new(sdk, secret_id, None),
-            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-            current_signing_key,
-        ),
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None));
     signer.sign_event(json!({"claims": {"sub": "t"}}), kms_jwt::unix_now()).await.unwrap().token
 }
 
