@@ -13,12 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use kms_jwt::config::SignConfig;
 use kms_jwt::jwks::{respond, PublishedKeys, Site, DISCOVERY_PATH, JWKS_PATH};
-use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyTags, SigningInput};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
 use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::memory::stored;
 use kms_jwt_tests::node::{verify_with, with_claim, JwksServer, NodeVerifier};
 use kms_jwt_tests::{tamper, with_kid};
 use serde_json::{json, Value};
@@ -51,7 +51,7 @@ fn world(alg: SigningAlg) -> World {
 
 /// What the jwks function serves for the stored keyring: (JWKS, discovery).
 fn served(store: &MemoryStore) -> (String, Value) {
-    let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+    let ring = stored(store);
     let site = Site::new(ISSUER, None, Duration::from_secs(300));
     let keys = PublishedKeys::render(&site, &ring);
     let jwks = respond(&site, "GET", JWKS_PATH, None, Some(&keys));

@@ -16,7 +16,7 @@ use kms_jwt::keyring::{Keyring, PendingCreation};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, Rotator, Transition, STALE_INTENT_SECS};
 use kms_jwt_tests::aws_proxy::{AwsProxy, Fault};
-use kms_jwt_tests::localstack::{daily_es256_policy, jwks, sdk};
+use kms_jwt_tests::localstack::{daily_es256_policy, jwks, keys_of, sdk, stored};
 use tokio::time::Instant;
 
 const ISSUER: &str = "https://issuer.hardening.test";
@@ -45,29 +45,6 @@ async fn proxied_sdk(
 
 fn rotator_on(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
     kms_jwt_tests::localstack::rotator(sdk, secret_id, daily_es256_policy())
-}
-
-async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {
-    let doc = SecretsManagerStore::new(sdk, secret_id, None).load().await.unwrap();
-    doc.map(|d| Keyring::from_json(&d.text).unwrap()).unwrap_or_default()
-}
-
-/// (ARN, state) of every key in the region tagged for `keyring`, asked of LocalStack directly.
-async fn keys_of(sdk: &aws_config::SdkConfig, keyring: &str) -> Vec<(String, KmsKeyState)> {
-    let kms = aws_sdk_kms::Client::new(sdk);
-    let mut out = Vec::new();
-    let mut pages = kms.list_keys().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for key in page.unwrap().keys() {
-            let arn = key.key_arn().unwrap().to_owned();
-            let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
-            if tags.tags().iter().any(|t| t.tag_key() == "kms-jwt:keyring" && t.tag_value() == keyring) {
-                let meta = kms.describe_key().key_id(&arn).send().await.unwrap().key_metadata.unwrap();
-                out.push((arn, meta.key_state.unwrap()));
-            }
-        }
-    }
-    out
 }
 
 /// Every enabled key of the keyring is published: no orphan.

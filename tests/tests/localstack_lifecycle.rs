@@ -15,9 +15,9 @@ use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::{KeyState, Keyring};
 use kms_jwt::memory::{Fault, Faulty};
-use kms_jwt::ports::KeyringStore;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::localstack::{keys_of, stored};
 use kms_jwt_tests::verify;
 use serde_json::json;
 
@@ -37,31 +37,6 @@ fn policy() -> RotationPolicy {
 
 fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
     kms_jwt_tests::localstack::rotator(sdk, secret_id, policy())
-}
-
-async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {
-    match SecretsManagerStore::new(sdk, secret_id, None).load().await.unwrap() {
-        Some(doc) => Keyring::from_json(&doc.text).unwrap(),
-        None => Keyring::empty(),
-    }
-}
-
-/// (ARN, state) of every KMS key in the region tagged for `keyring`.
-async fn keys_of(sdk: &aws_config::SdkConfig, keyring: &str) -> Vec<(String, KmsKeyState)> {
-    let kms = aws_sdk_kms::Client::new(sdk);
-    let mut out = Vec::new();
-    let mut pages = kms.list_keys().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for key in page.unwrap().keys() {
-            let arn = key.key_arn().unwrap().to_owned();
-            let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
-            if tags.tags().iter().any(|t| t.tag_key() == "kms-jwt:keyring" && t.tag_value() == keyring) {
-                let meta = kms.describe_key().key_id(&arn).send().await.unwrap().key_metadata.unwrap();
-                out.push((arn, meta.key_state.unwrap()));
-            }
-        }
-    }
-    out
 }
 
 /// Converged: a valid keyring with one current and one next key, nothing queued, no

@@ -25,13 +25,12 @@ use aws_sdk_secretsmanager::types::ReplicaRegionType;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::Keyring;
-use kms_jwt::ports::KeyringStore;
 use kms_jwt::regions::{regional_arn, MultiRegionKms, ReplicaRegion};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, Transition};
 use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::aws_proxy::AwsProxy;
-use kms_jwt_tests::localstack::sdk;
+use kms_jwt_tests::localstack::{sdk, stored};
 use kms_jwt_tests::node::{verify_with, JwksServer, NodeVerifier};
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -141,10 +140,7 @@ impl Regions {
     }
 
     async fn keyring(&self, sdk: &aws_config::SdkConfig) -> Keyring {
-        match SecretsManagerStore::new(sdk, &self.secret, None).load().await.unwrap() {
-            Some(doc) => Keyring::from_json(&doc.text).unwrap(),
-            None => Keyring::empty(),
-        }
+        stored(sdk, &self.secret).await
     }
 
     /// Sign in every region; verify each token against every region's JWKS with jsonwebtoken,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kms_jwt::config::SignConfig;
-use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::rotate::{
     Command, RotateError, RotationPolicy, Rotator, Transition, DEFAULT_MAX_PUBLISHED_KEYS,
 };
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::memory::stored;
 use kms_jwt_tests::verify;
 use serde_json::json;
 
@@ -28,10 +28,6 @@ fn policy() -> RotationPolicy {
         deletion_window_days: 7,
         max_published_keys: DEFAULT_MAX_PUBLISHED_KEYS,
     }
-}
-
-fn stored(store: &MemoryStore) -> Keyring {
-    Keyring::from_json(&store.current_text().unwrap()).unwrap()
 }
 
 fn jwks(store: &MemoryStore) -> String {
