@@ -34,7 +34,13 @@ pub fn call_error<E>(action: &str, target: &str, region: &str, err: &SdkError<E>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = DisplayErrorContext(err).to_string();
+    // A service's answer says it in its code and message; anything else (no credentials, no
+    // connection) needs the whole chain.
+    let text = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
     explain(action, target, region, err.code(), &text)
 }
 
@@ -173,7 +179,10 @@ impl Aws {
                     Some(c) if c.contains("AccessDenied") => {
                         ("denied", Some("needs kms:DescribeKey".to_owned()))
                     }
-                    _ => ("error", Some(DisplayErrorContext(&e).to_string())),
+                    _ => (
+                        "error",
+                        Some(e.message().map_or_else(|| DisplayErrorContext(&e).to_string(), str::to_owned)),
+                    ),
                 };
                 KmsState { region: region.to_owned(), state: state.to_owned(), detail }
             }

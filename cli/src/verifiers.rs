@@ -66,7 +66,7 @@ impl Verifier {
         match self {
             Verifier::HttpApi => "up to 2 h (its key cache)",
             Verifier::RestApi => "up to 1 h (best effort; it refetches on an unknown kid)",
-            Verifier::Alb => "not documented by AWS",
+            Verifier::Alb => "for a time AWS does not document",
             Verifier::AwsJwtVerify => "until the process restarts (it never expires a fetched key)",
         }
     }

@@ -60,7 +60,7 @@ pub fn revoke_impact(was: KeyState, config: &RotateConfig) -> Vec<String> {
     let max_age = config.jwks_max_age.as_secs() as i64;
     let ttl = config.max_token_ttl.as_secs() as i64;
     let mut notes = vec![
-        format!("the key leaves the keyring in the run's first write; jwks stops serving it within {} (KEYRING_CACHE_TTL)", duration(cache)),
+        format!("the key leaves the keyring in the run's first write, before any KMS call; jwks stops serving it within {} (KEYRING_CACHE_TTL)", duration(cache)),
         format!("verifiers that honour Cache-Control drop it within {} (JWKS_MAX_AGE + KEYRING_CACHE_TTL)", duration(max_age + cache)),
     ];
     for v in Verifier::ALL {

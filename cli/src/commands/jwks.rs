@@ -30,7 +30,7 @@ pub struct JwksDiff {
 
 pub fn build(ring: &Keyring, policy: &RotationPolicy, now: UnixTime, served: Option<&[String]>) -> JwksDiff {
     let now_kids: Vec<String> = ring.keys.iter().map(|k| k.kid.clone()).collect();
-    let next = schedule(ring, policy, now, 1).into_iter().next();
+    let next = schedule(ring, policy, now, 1, 1).into_iter().next();
     let after: Vec<String> = next
         .as_ref()
         .map_or_else(|| now_kids.clone(), |r| r.keyring.keys.iter().map(|k| k.kid.clone()).collect());

@@ -30,7 +30,7 @@ pub fn build(
 ) -> Result<PlanReport, CliError> {
     let now_run = preview(ring, policy, &PreviewAction::Reconcile, now)
         .map_err(|e| CliError::Keyring(e.to_string()))?;
-    let next = schedule(&now_run.keyring, policy, now, count);
+    let next = schedule(&now_run.keyring, policy, now, count, now_run.new_keys + 1);
     Ok(PlanReport { now, now_run, next })
 }
 

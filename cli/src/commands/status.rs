@@ -174,7 +174,7 @@ pub fn build(
             timestamp(at)
         ));
     }
-    let runs = schedule(&ring, policy, now, 1);
+    let runs = schedule(&ring, policy, now, 1, 1);
     let next_transition = runs.into_iter().next();
     let rotation_held = next_transition.as_ref().and_then(|r| r.held.clone());
     let pending: Vec<PendingView> = ring

@@ -47,11 +47,24 @@ impl Documents {
     }
 }
 
+/// An error with its causes, `: `-joined (reqwest's own text omits them).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn get(client: &reqwest::Client, url: &str) -> Result<(reqwest::header::HeaderMap, String), CliError> {
-    let answer = client.get(url).send().await.map_err(|e| CliError::Http(format!("GET {url}: {e}")))?;
+    let answer =
+        client.get(url).send().await.map_err(|e| CliError::Http(format!("GET {url}: {}", chain(&e))))?;
     let status = answer.status();
     let headers = answer.headers().clone();
-    let text = answer.text().await.map_err(|e| CliError::Http(format!("GET {url}: {e}")))?;
+    let text = answer.text().await.map_err(|e| CliError::Http(format!("GET {url}: {}", chain(&e))))?;
     if !status.is_success() {
         return Err(CliError::Http(format!("GET {url}: HTTP {status}")));
     }

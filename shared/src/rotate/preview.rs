@@ -68,14 +68,20 @@ impl PlannedRun {
 }
 
 /// Placeholder keys for a preview, shaped like the largest published key.
-fn placeholders(ring: &Keyring, policy: &RotationPolicy, now: UnixTime, count: usize) -> Vec<NewKey> {
+fn placeholders(
+    ring: &Keyring,
+    policy: &RotationPolicy,
+    now: UnixTime,
+    first: usize,
+    count: usize,
+) -> Vec<NewKey> {
     let jwk = ring
         .keys
         .iter()
         .map(|k| k.public_jwk.clone())
         .max_by_key(|jwk| serde_json::to_string(jwk).map_or(0, |t| t.len()))
         .unwrap_or(PublicJwk::Ec { crv: "P-256".into(), x: String::new(), y: String::new() });
-    (1..=count)
+    (first..first + count)
         .map(|i| NewKey {
             kid: format!("{NEW_KEY_PREFIX}{i}>"),
             alg: policy.alg,
@@ -86,7 +92,7 @@ fn placeholders(ring: &Keyring, policy: &RotationPolicy, now: UnixTime, count: u
         .collect()
 }
 
-fn run_plan(ring: &Keyring, policy: &RotationPolicy, mode: &Mode, now: UnixTime) -> PlannedRun {
+fn run_plan(ring: &Keyring, policy: &RotationPolicy, mode: &Mode, now: UnixTime, first: usize) -> PlannedRun {
     let mut fresh = Vec::new();
     // A plan asks for at most two keys (a bootstrap); three rounds always end.
     for _ in 0..3 {
@@ -116,7 +122,7 @@ fn run_plan(ring: &Keyring, policy: &RotationPolicy, mode: &Mode, now: UnixTime)
                     keyring: planned.keyring,
                 };
             }
-            Err(Need::Keys(n)) => fresh = placeholders(ring, policy, now, n),
+            Err(Need::Keys(n)) => fresh = placeholders(ring, policy, now, first, n),
             Err(Need::Refusal(held)) => return refused(ring, now, held),
         }
     }
@@ -156,16 +162,16 @@ pub fn preview(
     now: UnixTime,
 ) -> Result<PlannedRun, RotateError> {
     match action {
-        PreviewAction::Reconcile => Ok(run_plan(ring, policy, &Mode::Reconcile, now)),
+        PreviewAction::Reconcile => Ok(run_plan(ring, policy, &Mode::Reconcile, now, 1)),
         PreviewAction::Rotate { force } => {
-            Ok(run_plan(ring, policy, &Mode::RotateNow { force: *force }, now))
+            Ok(run_plan(ring, policy, &Mode::RotateNow { force: *force }, now, 1))
         }
         PreviewAction::Revoke { kid } => {
             let Some(withdrawn) = withdraw(ring, kid, now)? else {
                 // Already revoked: the run only reconciles.
-                return Ok(run_plan(ring, policy, &Mode::Reconcile, now));
+                return Ok(run_plan(ring, policy, &Mode::Reconcile, now, 1));
             };
-            let mut after = run_plan(&withdrawn, policy, &Mode::Reconcile, now);
+            let mut after = run_plan(&withdrawn, policy, &Mode::Reconcile, now, 1);
             after.transitions.insert(0, Transition::Revoke);
             if !after.unpublished.contains(kid) {
                 after.unpublished.insert(0, kid.clone());
@@ -206,14 +212,23 @@ pub fn next_due(ring: &Keyring, policy: &RotationPolicy, after: UnixTime) -> Opt
 
 /// The scheduled runs to come: from `now`, the next `count` times a reconciliation would find
 /// something due, each planned on the keyring the one before would leave. Held rotations are
-/// shown at the time they are held, then at the time they become possible.
-pub fn schedule(ring: &Keyring, policy: &RotationPolicy, now: UnixTime, count: usize) -> Vec<PlannedRun> {
+/// shown at the time they are held, then at the time they become possible. Placeholder keys
+/// are numbered from `first_new_key` on, across the runs.
+pub fn schedule(
+    ring: &Keyring,
+    policy: &RotationPolicy,
+    now: UnixTime,
+    count: usize,
+    first_new_key: usize,
+) -> Vec<PlannedRun> {
     let mut runs = Vec::new();
+    let mut first = first_new_key;
     let mut ring = ring.clone();
     let mut at = now;
     while runs.len() < count {
         let Some(due) = next_due(&ring, policy, at) else { break };
-        let run = run_plan(&ring, policy, &Mode::Reconcile, due);
+        let run = run_plan(&ring, policy, &Mode::Reconcile, due, first);
+        first += run.new_keys;
         at = match &run.held {
             Some(held) => match held.possible_at {
                 Some(possible) if possible > due => possible - 1,
@@ -255,7 +270,7 @@ mod tests {
     #[test]
     fn the_schedule_rotates_at_the_period_and_retires_after_the_grace() {
         let ring = bootstrapped();
-        let runs = schedule(&ring, &policy(), T0 + HOUR, 3);
+        let runs = schedule(&ring, &policy(), T0 + HOUR, 3, 1);
         let got: Vec<(UnixTime, Vec<Transition>)> =
             runs.iter().map(|r| (r.at, r.transitions.clone())).collect();
         let p = policy();
