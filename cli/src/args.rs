@@ -80,6 +80,11 @@ pub enum Cmd {
         #[command(flatten)]
         confirm: Confirm,
     },
+    /// Run a reconciliation now (what the hourly schedule does), through the rotate function.
+    Reconcile {
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Withdraw a compromised key from the JWKS at once, then disable it in KMS.
     Revoke {
         /// The key's kid.
@@ -164,6 +169,10 @@ mod tests {
         );
         let cli = parse(&["rotate", "--force", "-y"]).unwrap();
         assert!(matches!(cli.command, Cmd::Rotate { force: true, confirm: Confirm { yes: true } }));
+        assert!(matches!(
+            parse(&["reconcile", "--yes"]).unwrap().command,
+            Cmd::Reconcile { confirm: Confirm { yes: true } }
+        ));
         let cli = parse(&["take-over"]).unwrap();
         assert!(matches!(cli.command, Cmd::TakeOver { confirm: Confirm { yes: false } }));
         assert!(matches!(parse(&["jwks", "diff"]).unwrap().command, Cmd::Jwks { command: JwksCmd::Diff }));

@@ -36,6 +36,7 @@ async fn run(cli: Cli, style: Style) -> Result<Outcome, CliError> {
         Cmd::Rotate { force, confirm } => {
             commands::act::run(&d, Act::Rotate { force }, confirm.yes, json, style).await
         }
+        Cmd::Reconcile { confirm } => commands::act::run(&d, Act::Reconcile, confirm.yes, json, style).await,
         Cmd::Revoke { kid, confirm } => {
             commands::act::run(&d, Act::Revoke { kid }, confirm.yes, json, style).await
         }

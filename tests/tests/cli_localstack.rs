@@ -160,7 +160,12 @@ impl Cli {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         };
-        eprintln!("$ kms-jwt {}\n{}{}(exit {})", args.join(" "), run.stdout, run.stderr, run.code);
+        // Tokens are shown by their length only.
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| if a.len() > 100 { format!("<{} characters>", a.len()) } else { (*a).to_owned() })
+            .collect();
+        eprintln!("$ kms-jwt {}\n{}{}(exit {})", shown.join(" "), run.stdout, run.stderr, run.code);
         run
     }
 
@@ -334,7 +339,7 @@ async fn the_command_line_operates_a_deployment() {
         "{}",
         doctor.stdout
     );
-    assert!(doctor.stdout.contains(&format!("{new_next} (Next key) is Disabled")), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains(&format!("{new_next} (next key) is Disabled")), "{}", doctor.stdout);
     assert!(doctor.stdout.contains("fix: as a key-policy administrator"), "{}", doctor.stdout);
     let status = cli.run(&["status"]);
     assert_eq!(status.code, 1);

@@ -19,6 +19,7 @@ use crate::verifiers::Verifier;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Act {
+    Reconcile,
     Rotate { force: bool },
     Revoke { kid: String },
     TakeOver,
@@ -27,6 +28,7 @@ pub enum Act {
 impl Act {
     fn payload(&self) -> Value {
         match self {
+            Act::Reconcile => json!({"action": "reconcile"}),
             Act::Rotate { force } => json!({"action": "rotate", "force": force}),
             Act::Revoke { kid } => json!({"action": "revoke", "kid": kid}),
             Act::TakeOver => json!({"action": "take-over"}),
@@ -88,7 +90,7 @@ pub fn intent(
     let action = match act {
         Act::Rotate { force } => PreviewAction::Rotate { force: *force },
         Act::Revoke { kid } => PreviewAction::Revoke { kid: kid.clone() },
-        Act::TakeOver => PreviewAction::Reconcile,
+        Act::TakeOver | Act::Reconcile => PreviewAction::Reconcile,
     };
     let plan = preview(ring, d_policy, &action, now).map_err(|e| match e {
         RotateError::UnknownKid(kid) => CliError::BadInput(format!(
@@ -116,6 +118,9 @@ pub fn intent(
         }
         Act::Rotate { force: true } => notes.push(
             "forced: the next key may sign before verifiers have all fetched it; their refusals last until they refetch the JWKS".into(),
+        ),
+        Act::Reconcile => notes.push(
+            "and housekeeping the planner does not show: KMS retirement of queued keys, the sweep of interrupted key creations, multi-region replication".into(),
         ),
         Act::Rotate { force: false } => {}
     }

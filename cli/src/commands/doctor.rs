@@ -312,7 +312,13 @@ pub async fn run(
                 findings.push(finding(
                     "kms",
                     Level::Fail,
-                    format!("{} ({:?} key) is {} in {region}{}", key.kid, key.state, state.state, state.detail.map(|d| format!(": {d}")).unwrap_or_default()).to_string(),
+                    format!(
+                        "{} ({} key) is {} in {region}{}",
+                        key.kid,
+                        format!("{:?}", key.state).to_lowercase(),
+                        state.state,
+                        state.detail.map(|d| format!(": {d}")).unwrap_or_default()
+                    ),
                     Some(format!(
                         "if it was disabled by mistake: `aws kms enable-key --key-id {} --region {region}`; if it is compromised: `kms-jwt revoke {}`",
                         kms_jwt::arn::local_key_arn(&key.kms_key_arn, Some(region)),
