@@ -63,9 +63,13 @@ pub fn explain(action: &str, target: &str, region: &str, code: Option<&str>, tex
             "the AWS credentials were refused ({action}: {}): refresh them (`aws sso login --profile …`) or choose others with --profile",
             code.unwrap_or_default()
         )),
-        _ if lower.contains("credential") || lower.contains("no identity") => CliError::Aws(format!(
-            "no usable AWS credentials for {action}: pass --profile or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login` ({text})"
-        )),
+        _ if lower.contains("credential") || lower.contains("no identity") => {
+            // The SDK's text lists every provider it tried, with debug dumps: keep its summary.
+            let summary = text.split(" Attempted:").next().unwrap_or(text).trim_end_matches('.');
+            CliError::Aws(format!(
+                "no usable AWS credentials for {action}: pass --profile or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login` ({summary})"
+            ))
+        }
         _ => CliError::Aws(format!("{action} on {target} ({region}) failed: {text}")),
     }
 }
@@ -303,6 +307,14 @@ mod tests {
         let creds =
             explain("kms:DescribeKey", "k", "r", None, "dispatch failure: no credentials in the chain");
         assert!(creds.to_string().contains("--profile"), "{creds}");
+        let chain = explain(
+            "kms:DescribeKey",
+            "k",
+            "r",
+            None,
+            "no credentials found in chain. Attempted:\n  Environment: …",
+        );
+        assert!(!chain.to_string().contains("Attempted"), "{chain}");
         let expired = explain("kms:DescribeKey", "k", "r", Some("ExpiredTokenException"), "");
         assert!(expired.to_string().contains("aws sso login"), "{expired}");
     }
