@@ -32,11 +32,13 @@
 mod error;
 mod plan;
 mod policy;
+mod preview;
 mod report;
 mod run;
 
 pub use error::RotateError;
 pub use policy::{RotationPolicy, DEFAULT_MAX_PUBLISHED_KEYS, MAX_JWKS_BYTES};
+pub use preview::{next_due, preview, schedule, PlannedRun, PreviewAction, NEW_KEY_PREFIX};
 pub use report::{EarlyActivation, KeyStatus, RotationHeld, RotationReport, Transition};
 pub use run::{Command, Rotator, DEFAULT_RUN_BUDGET, DEFAULT_STEP_RESERVE, STALE_INTENT_SECS};
 
