@@ -23,8 +23,15 @@ env_file="$STATE_DIR/demo.env"
 sed "s|^KEYRING_SECRET_ID=.*|KEYRING_SECRET_ID=kms-jwt/demo-$run_id/keyring|" .env.localstack >"$env_file"
 ISSUER="$(grep '^ISSUER=' "$env_file" | cut -d= -f2-)"
 JWKS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/jwks/.well-known/jwks.json"
-cargo build --quiet -p kms-jwt-tests --bin verify-token
-VERIFY="$REPO_ROOT/target/debug/verify-token"
+cargo build --quiet -p kms-jwt-tests --bin verify-token -p kms-jwt-cli
+VERIFY="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/verify-token"
+# The operator's command line, on this deployment: rotate's settings from the env file, the
+# Lambda API of `cargo lambda watch` for its acting commands.
+kms_jwt() {
+  (set -a; source "$env_file"; set +a
+   AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$WATCH_PORT" \
+     exec "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/kms-jwt" --config-from-env --function-name rotate "$@")
+}
 watch_start "$env_file"
 
 json_field() { "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
@@ -48,13 +55,9 @@ step 4 "verify the token against the JWKS fetched over HTTP (jsonwebtoken, alg t
 step 5 "rotate now ({\"action\":\"rotate\",\"force\":true}): next becomes current, current becomes previous, a new next is created"
 echo "(forced because the demo does not wait the pre-publication time; a scheduled run waits for it)"
 invoke rotate "$(cat events/rotate-force.json)" >"$STATE_DIR/rotate-2.json"
-"$VENV/bin/python" - "$STATE_DIR/rotate-2.json" <<'PY'
-import json, sys
-report = json.load(open(sys.argv[1]))
-print("transitions:", report["transitions"])
-for key in report["keys"]:
-    print(f"  {key['state']:9} {key['kid']}")
-PY
+echo "transitions: $(json_field "['transitions']" <"$STATE_DIR/rotate-2.json")"
+echo "\$ kms-jwt status"
+kms_jwt status || log "kms-jwt status exited $?: something needs attention (above)"
 sleep 3   # the functions cache the keyring for KEYRING_CACHE_TTL (2s in this demo)
 
 step 6 "sign again: the new token carries the new current kid"

@@ -5,7 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOCK="$REPO_ROOT/tools/requirements.lock"
 STAMP="$VENV/.lock-sha256"
-want="$(sha256sum "$LOCK" "$REPO_ROOT/tools/bootstrap.txt" | sha256sum | cut -d' ' -f1)"
+# The contents only: a path in the hash would make every checkout (worktree, clone) re-sync.
+want="$(cat "$LOCK" "$REPO_ROOT/tools/bootstrap.txt" | sha256sum | cut -d' ' -f1)"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0

@@ -32,8 +32,8 @@ ensure_localstack
 localstack_env
 export PATH="$VENV/bin:$PATH"   # cargo-lambda for the end-to-end test
 
-log "building the function binaries (the end-to-end test runs them under cargo lambda watch)"
-cargo build -p kms-jwt-rotate -p kms-jwt-sign -p kms-jwt-jwks
+log "building the function binaries (the end-to-end tests run them under cargo lambda watch) and the kms-jwt CLI"
+cargo build -p kms-jwt-rotate -p kms-jwt-sign -p kms-jwt-jwks -p kms-jwt-cli
 
 log "cargo test (unit, simulation, LocalStack integration, end-to-end)"
 cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-4}"

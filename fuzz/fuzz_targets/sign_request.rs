@@ -8,10 +8,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, parse_request, SignAnswer, SignedToken, TokenSigner};
+use kms_jwt::signer::{parse_request, SignAnswer, SignedToken, TokenSigner};
 use kms_jwt::{SigningAlg, UnixTime};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -53,19 +53,12 @@ fn harness() -> &'static Harness {
             kms_jwt::test_stacks::single_region_keyring(),
         );
         runtime.block_on(rotator.reconcile(now)).expect("bootstrap the keyring");
-        let cache = KeyringCache::new(
-            Arc::clone(&store),
+        let signer = SignConfig {
             // Read once and kept: the fuzzer runs for minutes, the keyring never changes.
-            CachePolicy { ttl: Duration::from_secs(86_400), max_staleness: Duration::ZERO },
-            current_signing_key,
-        );
-        let signer = TokenSigner::new(
-            kms,
-            cache,
-            "https://issuer.fuzz".into(),
-            Duration::from_secs(900),
-            Duration::from_secs(3_600),
-        );
+            keyring_cache_ttl: Duration::from_secs(86_400),
+            ..SignConfig::for_tests("https://issuer.fuzz")
+        }
+        .token_signer(kms, Arc::clone(&store));
         Harness { runtime, signer, now }
     })
 }

@@ -9,6 +9,7 @@
 pub mod aws_proxy;
 pub mod bench;
 pub mod localstack;
+pub mod memory;
 pub mod node;
 
 use std::str::FromStr;

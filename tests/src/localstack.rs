@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use aws_sdk_kms::types::KeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::cache::{CachePolicy, KeyringCache};
 use kms_jwt::jwks::{respond, PublishedKeys, Site, JWKS_PATH};
+use kms_jwt::ports::KeyringStore;
 use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::Keyring;
 
@@ -29,6 +31,32 @@ pub fn rotator(
     policy: RotationPolicy,
 ) -> Rotator<KmsAdapter, SecretsManagerStore> {
     Rotator::new(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None), policy, secret_id)
+}
+
+/// The keyring in the secret `secret_id`, read as the functions read it; empty before the
+/// first rotation.
+pub async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {
+    let doc = SecretsManagerStore::new(sdk, secret_id, None).load().await.unwrap();
+    doc.map(|d| Keyring::from_json(&d.text).unwrap()).unwrap_or_default()
+}
+
+/// (ARN, state) of every KMS key in the SDK's region tagged for `keyring`, asked of LocalStack
+/// directly rather than through the code under test.
+pub async fn keys_of(sdk: &aws_config::SdkConfig, keyring: &str) -> Vec<(String, KeyState)> {
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let mut out = Vec::new();
+    let mut pages = kms.list_keys().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for key in page.unwrap().keys() {
+            let arn = key.key_arn().unwrap().to_owned();
+            let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
+            if tags.tags().iter().any(|t| t.tag_key() == "kms-jwt:keyring" && t.tag_value() == keyring) {
+                let meta = kms.describe_key().key_id(&arn).send().await.unwrap().key_metadata.unwrap();
+                out.push((arn, meta.key_state.unwrap()));
+            }
+        }
+    }
+    out
 }
 
 /// Daily ES256 rotation with a two-hour grace: the policy of tests that need a keyring and

@@ -81,6 +81,21 @@ impl NodeVerifier {
         }
     }
 
+    /// The error class the library refuses a well-formed token with, whose kid is in the
+    /// JWKS, when it does not implement the token's algorithm `alg`. For ML-DSA (JWK `kty`
+    /// `AKP`) an earlier step fails first: `aws-jwt-verify` checks the key type before the
+    /// algorithm, and `jose` hands the key to WebCrypto, which on Node 20 does not know it.
+    pub fn unsupported_alg_class(self, alg: &str) -> &'static str {
+        let ml_dsa = alg.starts_with("ML-DSA");
+        match self {
+            NodeVerifier::AwsJwtVerify if ml_dsa => "JwkInvalidKtyError",
+            NodeVerifier::AwsJwtVerify => "JwtInvalidSignatureAlgorithmError",
+            NodeVerifier::Jose if ml_dsa => "DOMException",
+            NodeVerifier::Jose => "JOSENotSupported",
+            NodeVerifier::Noble => "NobleAlgorithmMismatch",
+        }
+    }
+
     /// The error class each library throws for a signature that does not match.
     pub fn bad_signature_class(self) -> &'static str {
         match self {
@@ -143,6 +158,42 @@ pub async fn verify_with(
         "alg": alg,
     }))
     .await
+}
+
+/// Each of `verifiers` judges `token` by the JWKS it fetches from `jwks_uri`, with the algorithm
+/// pinned to `alg` and `iss` to `issuer`: one that implements `alg` must accept it, with the
+/// claim `sub`; one that does not must refuse it as an algorithm it does not implement
+/// ([`NodeVerifier::unsupported_alg_class`]). Returns how many accepted.
+pub async fn assert_accepted(
+    verifiers: &[NodeVerifier],
+    token: &str,
+    jwks_uri: &str,
+    issuer: &str,
+    alg: &str,
+    sub: &str,
+) -> usize {
+    let mut accepted = 0;
+    for &verifier in verifiers {
+        let verdict = verify_with(verifier, token, jwks_uri, issuer, Some(alg)).await;
+        if verifier.supports(alg) {
+            let payload = verdict.unwrap_or_else(|e| panic!("{alg}, {verifier}: {e}"));
+            assert_eq!(
+                (payload["sub"].as_str(), payload["iss"].as_str()),
+                (Some(sub), Some(issuer)),
+                "{alg}, {verifier}"
+            );
+            accepted += 1;
+        } else {
+            let error = verdict
+                .expect_err(&format!("{alg}, {verifier}: accepted an algorithm it does not implement"));
+            assert_eq!(
+                error.rejected_class(),
+                Some(verifier.unsupported_alg_class(alg)),
+                "{alg}, {verifier}: {error}"
+            );
+        }
+    }
+    accepted
 }
 
 /// Run `verify.mjs` with one request (see the script for the protocol).

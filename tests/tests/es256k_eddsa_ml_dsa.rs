@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::jwks::{respond, PublishedKeys, Site, DISCOVERY_PATH, JWKS_PATH};
-use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyTags, SigningInput};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
+use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
-use kms_jwt_tests::node::{verify_with, with_claim, JwksServer, NodeVerifier};
+use kms_jwt_tests::memory::stored;
+use kms_jwt_tests::node::{assert_accepted, verify_with, with_claim, JwksServer, NodeVerifier};
 use kms_jwt_tests::{tamper, with_kid};
 use serde_json::{json, Value};
 
@@ -44,24 +44,14 @@ fn world(alg: SigningAlg) -> World {
         RotationPolicy::for_tests(alg),
         kms_jwt::test_stacks::single_region_keyring(),
     );
-    let cache = KeyringCache::new(
-        store.clone(),
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        current_signing_key,
-    );
-    let signer = TokenSigner::new(
-        kms.clone(),
-        cache,
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(kms.clone(), store.clone());
     World { kms, store, rotator, signer }
 }
 
 /// What the jwks function serves for the stored keyring: (JWKS, discovery).
 fn served(store: &MemoryStore) -> (String, Value) {
-    let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+    let ring = stored(store);
     let site = Site::new(ISSUER, None, Duration::from_secs(300));
     let keys = PublishedKeys::render(&site, &ring);
     let jwks = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
@@ -72,29 +62,6 @@ fn served(store: &MemoryStore) -> (String, Value) {
 
 fn header(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
-}
-
-/// Every verifier that implements `alg` accepts `token` (algorithm pinned, `iss` checked);
-/// the others refuse it. Returns how many accepted.
-async fn node_accepts(jwks: &JwksServer, token: &str, alg: SigningAlg, sub: &str) -> usize {
-    let mut accepted = 0;
-    for verifier in VERIFIERS {
-        let verdict = verify_with(verifier, token, &jwks.url(), ISSUER, Some(alg.as_str())).await;
-        if verifier.supports(alg.as_str()) {
-            let payload = verdict.unwrap_or_else(|e| panic!("{alg}, {verifier}: {e}"));
-            assert_eq!(
-                (payload["sub"].as_str(), payload["iss"].as_str()),
-                (Some(sub), Some(ISSUER)),
-                "{alg}, {verifier}"
-            );
-            accepted += 1;
-        } else {
-            let error = verdict
-                .expect_err(&format!("{alg}, {verifier}: accepted an algorithm it does not implement"));
-            assert!(error.rejected_class().is_some(), "{alg}, {verifier}: {error}");
-        }
-    }
-    accepted
 }
 
 /// Every verifier that implements `alg` refuses `token` with one of `classes`.
@@ -146,7 +113,7 @@ async fn lifecycle(alg: SigningAlg) {
     }
     let server = JwksServer::start(&jwks).unwrap();
     assert!(
-        node_accepts(&server, &first.token, alg, "alice").await >= 1,
+        assert_accepted(&VERIFIERS, &first.token, &server.url(), ISSUER, alg.as_str(), "alice").await >= 1,
         "{alg}: some verifier implements it"
     );
 
@@ -176,11 +143,12 @@ async fn lifecycle(alg: SigningAlg) {
                 .await
                 .unwrap();
             assert!(fits.token.rsplit_once('.').unwrap().0.len() <= 4096);
-            node_accepts(&server, &fits.token, alg, "bob").await;
+            assert_accepted(&VERIFIERS, &fits.token, &server.url(), ISSUER, alg.as_str(), "bob").await;
             assert_eq!(w.kms.calls("Sign/RAW"), 2);
         }
         SigningAlg::ES256K => {
-            node_accepts(&server, &big.unwrap().token, alg, "bob").await;
+            assert_accepted(&VERIFIERS, &big.unwrap().token, &server.url(), ISSUER, alg.as_str(), "bob")
+                .await;
             // The twin returns high S half the time, as KMS may: every token must still pass
             // noble's low-S check.
             for i in 0..6 {
@@ -189,7 +157,15 @@ async fn lifecycle(alg: SigningAlg) {
                     .sign_event(json!({"claims": {"sub": format!("u{i}")}}), kms_jwt::unix_now())
                     .await
                     .unwrap();
-                node_accepts(&server, &token.token, alg, &format!("u{i}")).await;
+                assert_accepted(
+                    &VERIFIERS,
+                    &token.token,
+                    &server.url(),
+                    ISSUER,
+                    alg.as_str(),
+                    &format!("u{i}"),
+                )
+                .await;
             }
             assert_eq!(w.kms.calls("Sign/DIGEST"), w.kms.calls("Sign"));
         }
@@ -197,7 +173,7 @@ async fn lifecycle(alg: SigningAlg) {
             let big = big.unwrap();
             assert!(big.token.rsplit_once('.').unwrap().0.len() > 4096);
             assert_eq!((w.kms.calls("Sign/RAW"), w.kms.calls("Sign/EXTERNAL_MU")), (1, 1), "{alg}");
-            node_accepts(&server, &big.token, alg, "bob").await;
+            assert_accepted(&VERIFIERS, &big.token, &server.url(), ISSUER, alg.as_str(), "bob").await;
             node_refuses(&server, &tamper(&big.token), alg, BAD_SIGNATURE).await;
         }
     }
@@ -208,8 +184,8 @@ async fn lifecycle(alg: SigningAlg) {
     assert_ne!(second.kid, first.kid);
     let (jwks, _) = served(&w.store);
     server.set_jwks(&jwks);
-    node_accepts(&server, &first.token, alg, "alice").await;
-    node_accepts(&server, &second.token, alg, "carol").await;
+    assert_accepted(&VERIFIERS, &first.token, &server.url(), ISSUER, alg.as_str(), "alice").await;
+    assert_accepted(&VERIFIERS, &second.token, &server.url(), ISSUER, alg.as_str(), "carol").await;
     for verifier in VERIFIERS.into_iter().filter(|v| v.supports(alg.as_str())) {
         let verdict =
             verify_with(verifier, &second.token, &server.url(), "https://someone-else.test", None).await;

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::{KeyState as KmsKeyState, Tag};
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::config::CallTimeouts;
+use kms_jwt::config::{CallTimeouts, SignConfig};
 use kms_jwt::key_policy::KeyAccess;
 use kms_jwt::keyring::{Keyring, PendingCreation};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, Rotator, Transition, STALE_INTENT_SECS};
 use kms_jwt_tests::aws_proxy::{AwsProxy, Fault};
-use kms_jwt_tests::localstack::{daily_es256_policy, jwks, sdk};
+use kms_jwt_tests::localstack::{daily_es256_policy, jwks, keys_of, sdk, stored};
 use tokio::time::Instant;
 
 const ISSUER: &str = "https://issuer.hardening.test";
@@ -45,29 +45,6 @@ async fn proxied_sdk(
 
 fn rotator_on(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
     kms_jwt_tests::localstack::rotator(sdk, secret_id, daily_es256_policy())
-}
-
-async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {
-    let doc = SecretsManagerStore::new(sdk, secret_id, None).load().await.unwrap();
-    doc.map(|d| Keyring::from_json(&d.text).unwrap()).unwrap_or_default()
-}
-
-/// (ARN, state) of every key in the region tagged for `keyring`, asked of LocalStack directly.
-async fn keys_of(sdk: &aws_config::SdkConfig, keyring: &str) -> Vec<(String, KmsKeyState)> {
-    let kms = aws_sdk_kms::Client::new(sdk);
-    let mut out = Vec::new();
-    let mut pages = kms.list_keys().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for key in page.unwrap().keys() {
-            let arn = key.key_arn().unwrap().to_owned();
-            let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
-            if tags.tags().iter().any(|t| t.tag_key() == "kms-jwt:keyring" && t.tag_value() == keyring) {
-                let meta = kms.describe_key().key_id(&arn).send().await.unwrap().key_metadata.unwrap();
-                out.push((arn, meta.key_state.unwrap()));
-            }
-        }
-    }
-    out
 }
 
 /// Every enabled key of the keyring is published: no orphan.
@@ -320,17 +297,8 @@ async fn a_hanging_kms_sign_answers_a_retryable_error_within_the_call_timeout() 
     let proxy = AwsProxy::start_for_localstack().await.unwrap();
     proxy.inject("Sign", Fault::Hang);
     let via_proxy = proxied_sdk(&proxy, region, TIGHT).await;
-    let signer = kms_jwt::signer::TokenSigner::new(
-        KmsAdapter::new(&via_proxy),
-        kms_jwt::cache::KeyringCache::new(
-            SecretsManagerStore::new(&direct, &secret_id, None),
-            kms_jwt::cache::CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
-            kms_jwt::signer::current_signing_key,
-        ),
-        ISSUER.into(),
-        Duration::from_secs(300),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { default_token_ttl: Duration::from_secs(300), ..SignConfig::for_tests(ISSUER) }
+        .token_signer(KmsAdapter::new(&via_proxy), SecretsManagerStore::new(&direct, &secret_id, None));
     let started = Instant::now();
     let err = signer
         .sign_event(serde_json::json!({"claims": {"sub": "x"}}), kms_jwt::unix_now())

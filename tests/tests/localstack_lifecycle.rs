@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::KeyState as KmsKeyState;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::{KeyState, Keyring};
 use kms_jwt::memory::{Fault, Faulty};
-use kms_jwt::ports::KeyringStore;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::localstack::{keys_of, stored};
 use kms_jwt_tests::verify;
 use serde_json::json;
 
@@ -38,31 +37,6 @@ fn policy() -> RotationPolicy {
 
 fn rotator(sdk: &aws_config::SdkConfig, secret_id: &str) -> Rotator<KmsAdapter, SecretsManagerStore> {
     kms_jwt_tests::localstack::rotator(sdk, secret_id, policy())
-}
-
-async fn stored(sdk: &aws_config::SdkConfig, secret_id: &str) -> Keyring {
-    match SecretsManagerStore::new(sdk, secret_id, None).load().await.unwrap() {
-        Some(doc) => Keyring::from_json(&doc.text).unwrap(),
-        None => Keyring::empty(),
-    }
-}
-
-/// (ARN, state) of every KMS key in the region tagged for `keyring`.
-async fn keys_of(sdk: &aws_config::SdkConfig, keyring: &str) -> Vec<(String, KmsKeyState)> {
-    let kms = aws_sdk_kms::Client::new(sdk);
-    let mut out = Vec::new();
-    let mut pages = kms.list_keys().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for key in page.unwrap().keys() {
-            let arn = key.key_arn().unwrap().to_owned();
-            let tags = kms.list_resource_tags().key_id(&arn).send().await.unwrap();
-            if tags.tags().iter().any(|t| t.tag_key() == "kms-jwt:keyring" && t.tag_value() == keyring) {
-                let meta = kms.describe_key().key_id(&arn).send().await.unwrap().key_metadata.unwrap();
-                out.push((arn, meta.key_state.unwrap()));
-            }
-        }
-    }
-    out
 }
 
 /// Converged: a valid keyring with one current and one next key, nothing queued, no
@@ -86,17 +60,8 @@ async fn assert_converged(sdk: &aws_config::SdkConfig, secret_id: &str, context:
 }
 
 async fn sign(sdk: &aws_config::SdkConfig, secret_id: &str) -> String {
-    let signer = TokenSigner::new(
-        KmsAdapter::new(sdk),
-        KeyringCache::new(
-            SecretsManagerStore::new(sdk, secret_id, None),
-            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-            current_signing_key,
-        ),
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(KmsAdapter::new(sdk), SecretsManagerStore::new(sdk, secret_id, None));
     signer.sign_event(json!({"claims": {"sub": "t"}}), kms_jwt::unix_now()).await.unwrap().token
 }
 

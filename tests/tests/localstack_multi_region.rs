@@ -24,15 +24,14 @@ use aws_sdk_kms::types::{KeyState as KmsKeyState, MultiRegionKeyType};
 use aws_sdk_secretsmanager::types::ReplicaRegionType;
 use kms_jwt::arn::regional_arn;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::Keyring;
-use kms_jwt::ports::KeyringStore;
 use kms_jwt::regions::ReplicaRegion;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, Transition};
-use kms_jwt::signer::{signing_key_in, TokenSigner};
+use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::aws_proxy::AwsProxy;
-use kms_jwt_tests::localstack::sdk;
+use kms_jwt_tests::localstack::{sdk, stored};
 use kms_jwt_tests::node::{verify_with, JwksServer, NodeVerifier};
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -126,25 +125,20 @@ impl ThreeRegions {
         region: &str,
         sdk: &aws_config::SdkConfig,
     ) -> TokenSigner<KmsAdapter, SecretsManagerStore> {
-        let cache = KeyringCache::new(
-            SecretsManagerStore::new(self.secrets_of(region), &self.secret, None),
-            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-            signing_key_in(Some(region.to_owned())),
-        );
-        TokenSigner::new(
+        SignConfig {
+            keyring_cache_ttl: Duration::ZERO,
+            max_token_ttl: Duration::from_secs(900),
+            region: Some(region.to_owned()),
+            ..SignConfig::for_tests(ISSUER)
+        }
+        .token_signer(
             KmsAdapter::new(sdk),
-            cache,
-            ISSUER.into(),
-            Duration::from_secs(900),
-            Duration::from_secs(900),
+            SecretsManagerStore::new(self.secrets_of(region), &self.secret, None),
         )
     }
 
     async fn keyring(&self, sdk: &aws_config::SdkConfig) -> Keyring {
-        match SecretsManagerStore::new(sdk, &self.secret, None).load().await.unwrap() {
-            Some(doc) => Keyring::from_json(&doc.text).unwrap(),
-            None => Keyring::empty(),
-        }
+        stored(sdk, &self.secret).await
     }
 
     /// Sign in every region; verify each token against every region's JWKS with jsonwebtoken,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::ports::{KeyAdmin, KeyringStore};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, SignAnswer, TokenSigner};
+use kms_jwt::signer::{SignAnswer, TokenSigner};
 use kms_jwt::{Keyring, SigningAlg};
 use kms_jwt_tests::verify;
 use serde_json::json;
@@ -41,17 +41,8 @@ fn counted_signer(
 ) -> (CountedSigner, Arc<Faulty<KmsAdapter>>, Arc<Faulty<SecretsManagerStore>>) {
     let kms = Arc::new(Faulty::new(KmsAdapter::new(sdk), |_| Fault::Pass));
     let store = Arc::new(Faulty::new(SecretsManagerStore::new(sdk, secret_id, None), |_| Fault::Pass));
-    let signer = TokenSigner::new(
-        Arc::clone(&kms),
-        KeyringCache::new(
-            Arc::clone(&store),
-            CachePolicy { ttl, max_staleness: Duration::ZERO },
-            current_signing_key,
-        ),
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: ttl, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(Arc::clone(&kms), Arc::clone(&store));
     (signer, kms, store)
 }
 

@@ -4,14 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::config::SignTransport;
+use kms_jwt::config::{SignConfig, SignTransport};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, TokenSigner};
+use kms_jwt::signer::TokenSigner;
 use kms_jwt::SigningAlg;
 use kms_jwt_sign::handle;
 use serde_json::value::RawValue;
@@ -31,18 +29,7 @@ async fn signer() -> TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>> {
         .reconcile(kms_jwt::unix_now())
         .await
         .unwrap();
-    let cache = KeyringCache::new(
-        store,
-        CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
-        current_signing_key,
-    );
-    TokenSigner::new(
-        kms,
-        cache,
-        "https://issuer.test".into(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    )
+    SignConfig::for_tests("https://issuer.test").token_signer(kms, store)
 }
 
 /// Log lines as the deployed function writes them (`AWS_LAMBDA_LOG_FORMAT=JSON`), captured.
@@ -151,8 +138,9 @@ async fn every_token_gets_one_audit_line_naming_its_caller_and_no_other_claim() 
         assert_eq!(fields["typ"], header["typ"]);
         assert_eq!(fields["iat"], claims["iat"]);
         assert_eq!(fields["exp"], claims["exp"]);
+        assert_eq!(fields["rule"], "allow-all-until-narrowed", "the admitting minting rule");
         let names: Vec<&str> = fields.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut expected = vec!["alg", "exp", "iat", "jti", "kid", "message", "sub", "typ"];
+        let mut expected = vec!["alg", "exp", "iat", "jti", "kid", "message", "rule", "sub", "typ"];
         if claims.get("aud").is_some() {
             expected.insert(1, "aud");
         }

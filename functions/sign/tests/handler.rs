@@ -4,17 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::config::SignTransport;
+use kms_jwt::config::{SignConfig, SignTransport};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::minting::{parse_policy, ALLOW_ALL_POLICY};
 use kms_jwt::ports::{KeySigner, KmsError};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
-use kms_jwt::signer::{current_signing_key, TokenSigner, MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
+use kms_jwt::signer::{TokenSigner, MAX_BATCH_BYTES, MAX_REQUEST_BYTES};
 use kms_jwt::SigningAlg;
 use kms_jwt_sign::handle;
 use serde_json::value::RawValue;
@@ -49,18 +47,7 @@ impl Twins {
     }
 
     fn signer_with<K: KeySigner>(&self, kms: K) -> TokenSigner<K, Arc<MemoryStore>> {
-        let cache = KeyringCache::new(
-            Arc::clone(&self.store),
-            CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
-            current_signing_key,
-        );
-        TokenSigner::new(
-            kms,
-            cache,
-            "https://issuer.test".into(),
-            Duration::from_secs(900),
-            Duration::from_secs(3_600),
-        )
+        SignConfig::for_tests("https://issuer.test").token_signer(kms, Arc::clone(&self.store))
     }
 
     fn signer(&self) -> TokenSigner<Arc<MemoryKms>, Arc<MemoryStore>> {

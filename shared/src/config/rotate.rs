@@ -151,64 +151,9 @@ impl RotateConfig {
             home_region: env.optional("HOME_REGION"),
         };
         check_regions(&mut env, &config);
-        // The KMS key spec rotate's IAM policy lets it create (the template's `KeySpec`): a
-        // spec that does not match SIGNING_ALG would fail every CreateKey on AWS. LocalStack
-        // does not check the pair, KMS and IAM do; so it is refused here, at cold start.
-        if let Some(spec) = env.optional("KEY_SPEC") {
-            if spec != config.signing_alg.kms_key_spec() {
-                let fits = SigningAlg::for_key_spec(&spec);
-                let fits = if fits.is_empty() {
-                    "no JWS algorithm kms-jwt signs with".to_owned()
-                } else {
-                    fits.iter().map(|alg| alg.as_str()).collect::<Vec<_>>().join(" or ")
-                };
-                env.problem(format!(
-                    "KEY_SPEC {spec} does not match SIGNING_ALG {} (which needs {}); {spec} keys sign {fits}",
-                    config.signing_alg,
-                    config.signing_alg.kms_key_spec()
-                ));
-            }
-        }
-        let admin = env.required("KEY_ADMIN_ROLE_ARN");
-        let users = env.list("KEY_USER_ROLE_ARNS");
-        if users.is_empty() {
-            env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
-        } else if !admin.is_empty() {
-            let peers = env.list("PEER_ADMIN_ROLE_ARNS");
-            let policy_admins = env.list("KEY_POLICY_ADMIN_ARNS");
-            let access = KeyAccess::new(&admin, &users)
-                .and_then(|access| access.with_peer_admins(&peers))
-                .and_then(|access| access.with_policy_admins(&policy_admins));
-            match access {
-                Ok(access) => config.key_access = Some(access),
-                Err(e) => env.problem(format!(
-                    "KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS / PEER_ADMIN_ROLE_ARNS / KEY_POLICY_ADMIN_ARNS: {e}"
-                )),
-            }
-        }
-        // Settings that would let a verifier reject a valid token are refused outright.
-        if config.rotation_period < config.max_token_ttl {
-            env.problem(format!(
-                "ROTATION_PERIOD ({}) is shorter than MAX_TOKEN_TTL ({}): keys would pile up faster than their tokens expire",
-                show(config.rotation_period),
-                show(config.max_token_ttl)
-            ));
-        }
-        if config.rotation_period < config.prepublication() {
-            env.problem(format!(
-                "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
-                show(config.rotation_period),
-                show(config.prepublication())
-            ));
-        }
-        if config.max_published_keys < config.keys_published_by_schedule() {
-            env.problem(format!(
-                "MAX_PUBLISHED_KEYS ({}) is below the {} keys scheduled rotation publishes (next, current, and the previous keys of the last {} = MAX_TOKEN_TTL + CLOCK_SKEW + KEYRING_CACHE_TTL): scheduled rotations would stall",
-                config.max_published_keys,
-                config.keys_published_by_schedule(),
-                show(config.retirement_grace())
-            ));
-        }
+        check_key_spec(&mut env, config.signing_alg);
+        config.key_access = read_key_access(&mut env);
+        check_timing(&mut env, &config);
         env.finish(config)
     }
 
@@ -257,5 +202,76 @@ impl RotateConfig {
     /// token may have been signed up to one sign-cache lifetime later, and lives MAX_TOKEN_TTL.
     pub fn retirement_grace(&self) -> Duration {
         self.max_token_ttl + self.clock_skew + self.keyring_cache_ttl
+    }
+}
+
+/// The KMS key spec rotate's IAM policy lets it create (the template's `KeySpec`): a
+/// spec that does not match SIGNING_ALG would fail every CreateKey on AWS. LocalStack
+/// does not check the pair, KMS and IAM do; so it is refused here, at cold start.
+fn check_key_spec<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, alg: SigningAlg) {
+    if let Some(spec) = env.optional("KEY_SPEC") {
+        if spec != alg.kms_key_spec() {
+            let fits = SigningAlg::for_key_spec(&spec);
+            let fits = if fits.is_empty() {
+                "no JWS algorithm kms-jwt signs with".to_owned()
+            } else {
+                fits.iter().map(|alg| alg.as_str()).collect::<Vec<_>>().join(" or ")
+            };
+            env.problem(format!(
+                "KEY_SPEC {spec} does not match SIGNING_ALG {} (which needs {}); {spec} keys sign {fits}",
+                alg,
+                alg.kms_key_spec()
+            ));
+        }
+    }
+}
+
+/// Who may use and administer the keys, written into each key's policy; `None` after a
+/// problem (recorded in `env`).
+fn read_key_access<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> Option<KeyAccess> {
+    let admin = env.required("KEY_ADMIN_ROLE_ARN");
+    let users = env.list("KEY_USER_ROLE_ARNS");
+    if users.is_empty() {
+        env.problem("KEY_USER_ROLE_ARNS is required: the role ARNs (comma-separated) that may sign");
+    } else if !admin.is_empty() {
+        let peers = env.list("PEER_ADMIN_ROLE_ARNS");
+        let policy_admins = env.list("KEY_POLICY_ADMIN_ARNS");
+        let access = KeyAccess::new(&admin, &users)
+            .and_then(|access| access.with_peer_admins(&peers))
+            .and_then(|access| access.with_policy_admins(&policy_admins));
+        match access {
+            Ok(access) => return Some(access),
+            Err(e) => env.problem(format!(
+                "KEY_ADMIN_ROLE_ARN / KEY_USER_ROLE_ARNS / PEER_ADMIN_ROLE_ARNS / KEY_POLICY_ADMIN_ARNS: {e}"
+            )),
+        }
+    }
+    None
+}
+
+/// Settings that would let a verifier reject a valid token, or stall scheduled rotation,
+/// are refused outright.
+fn check_timing<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, config: &RotateConfig) {
+    if config.rotation_period < config.max_token_ttl {
+        env.problem(format!(
+            "ROTATION_PERIOD ({}) is shorter than MAX_TOKEN_TTL ({}): keys would pile up faster than their tokens expire",
+            show(config.rotation_period),
+            show(config.max_token_ttl)
+        ));
+    }
+    if config.rotation_period < config.prepublication() {
+        env.problem(format!(
+            "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
+            show(config.rotation_period),
+            show(config.prepublication())
+        ));
+    }
+    if config.max_published_keys < config.keys_published_by_schedule() {
+        env.problem(format!(
+            "MAX_PUBLISHED_KEYS ({}) is below the {} keys scheduled rotation publishes (next, current, and the previous keys of the last {} = MAX_TOKEN_TTL + CLOCK_SKEW + KEYRING_CACHE_TTL): scheduled rotations would stall",
+            config.max_published_keys,
+            config.keys_published_by_schedule(),
+            show(config.retirement_grace())
+        ));
     }
 }

@@ -3,8 +3,8 @@
 
 use super::document::{KeyRecord, KeyState, Keyring};
 use super::UnixTime;
-use crate::jose::jwk::{JwkSet, PublishedJwk};
 use crate::arn::same_kms_key;
+use crate::jose::jwk::{JwkSet, PublishedJwk};
 
 impl KeyRecord {
     fn published(&self) -> PublishedJwk {

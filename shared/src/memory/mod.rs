@@ -7,9 +7,10 @@
 //! current version moved. Every call is authorized as AWS would authorize it
 //! (`authorization`, over [`crate::authz`] and [`crate::test_stacks`]).
 //!
-//! One file a twin: `kms` (keys and state), `kms_operations` (each operation, authorized, as
-//! the port's role or any principal), `kms_views` (a region's endpoint, one principal's
-//! calls), `store` and `replica` (Secrets Manager), `faulty` (fault injection around any port).
+//! The KMS twin is `kms` (keys and state) with its operations by port, each authorized, as the
+//! port's role or any principal: `kms_signing`, `kms_key_admin`, `kms_replicas`; `kms_views`
+//! (a region's endpoint, one principal's calls). Secrets Manager is `store` and `replica`;
+//! `faulty` injects faults around any port.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -39,7 +40,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod authorization;
 mod faulty;
 mod kms;
-mod kms_operations;
+mod kms_key_admin;
+mod kms_replicas;
+mod kms_signing;
 mod kms_views;
 mod replica;
 mod store;

@@ -24,18 +24,21 @@
 //! The module is split by job: `plan` decides (pure), `run` carries out against KMS and the
 //! keyring store (the run's state and order in `run`, its steps in `run/`: `revoke`,
 //! `regions` for fencing, observation and take-over, `converge` for intents, key creation and
-//! writes, `housekeeping` for retirement and sweeps), `report` says what happened, `policy`
-//! holds the lifecycle timing and the published-key limits, `error` says why a run failed. Event recognition and the metrics
-//! record are transport: they live in the rotate function.
+//! writes, `kms_everywhere` for creating, retiring and finding keys in every region,
+//! `housekeeping` for retirement and sweeps), `report` says what happened, `policy` holds the
+//! lifecycle timing and the published-key limits, `error` says why a run failed. Event
+//! recognition and the metrics record are transport: they live in the rotate function.
 
 mod error;
 mod plan;
 mod policy;
+mod preview;
 mod report;
 mod run;
 
 pub use error::RotateError;
 pub use policy::{RotationPolicy, DEFAULT_MAX_PUBLISHED_KEYS, MAX_JWKS_BYTES};
+pub use preview::{next_due, preview, schedule, PlannedRun, PreviewAction, NEW_KEY_PREFIX};
 pub use report::{EarlyActivation, KeyStatus, RotationHeld, RotationReport, Transition};
 pub use run::{Command, Rotator, DEFAULT_RUN_BUDGET, DEFAULT_STEP_RESERVE, STALE_INTENT_SECS};
 

@@ -2,14 +2,13 @@
 //! store, like two Lambda functions.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-use super::{current_signing_key, SignAnswer, SignError, SignedToken, TokenSigner};
-use crate::cache::{CachePolicy, KeyringCache};
+use super::{SignAnswer, SignError, SignedToken, TokenSigner};
+use crate::config::SignConfig;
 use crate::jose::alg::SigningAlg;
 use crate::memory::{MemoryKms, MemoryStore};
 use crate::ports::KeySigner;
@@ -26,18 +25,7 @@ pub(super) fn policy() -> RotationPolicy {
 }
 
 pub(super) fn signer_on<K: KeySigner>(kms: K, store: Arc<MemoryStore>) -> TokenSigner<K, Arc<MemoryStore>> {
-    let cache = KeyringCache::new(
-        store,
-        CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::from_secs(600) },
-        current_signing_key,
-    );
-    TokenSigner::new(
-        kms,
-        cache,
-        "https://issuer.test".into(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    )
+    SignConfig::for_tests("https://issuer.test").token_signer(kms, store)
 }
 
 pub(super) async fn setup() -> (Shared, MemorySigner) {

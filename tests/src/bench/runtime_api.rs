@@ -1,6 +1,7 @@
-//! A local Lambda runtime API, enough to time a cold start: it serves one event to the first
-//! `GET /next`, records when that poll arrived (the end of the function's initialisation) and
-//! when the answer was posted (the first answered event), and never serves a second event.
+//! A local Lambda runtime API, enough to time a cold start or to measure a function's process
+//! through one invocation: it serves one event to the first `GET /next`, records when that
+//! poll arrived (the end of the function's initialisation) and when the answer was posted (the
+//! first answered event), and never serves a second event.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -16,7 +17,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::process::Command;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 const REQUEST_ID: &str = "00000000-0000-4000-8000-0000000b3c4d";
 
@@ -52,6 +55,19 @@ pub enum ColdStartError {
     Exited(std::process::ExitStatus),
     #[error("the function answered without polling for an event first")]
     NoPoll,
+    #[error("the function did not exit within {0:?} of its answer")]
+    DidNotExit(Duration),
+}
+
+/// What becomes of the function's process once it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Killed at once.
+    Kill,
+    /// The runtime API goes away, so the runtime's next poll fails and the process exits by
+    /// itself, within the given time: for a measurement that a wrapper program reports when
+    /// the process ends (its peak memory under `/usr/bin/time`, say).
+    Exit(Duration),
 }
 
 #[derive(Default)]
@@ -72,6 +88,20 @@ pub async fn cold_start(
     event: &[u8],
     timeout: Duration,
 ) -> Result<ColdStart, ColdStartError> {
+    invoke_once(Command::new(binary), function_name, env, event, timeout, Ending::Kill).await
+}
+
+/// [`cold_start`] of whatever `command` runs: the function's binary, or a program that runs
+/// it and reports on it. `command` gets the environment Lambda sets; `ending` says what
+/// becomes of it after its answer, which must come within `timeout`.
+pub async fn invoke_once(
+    mut command: Command,
+    function_name: &str,
+    env: &[(String, String)],
+    event: &[u8],
+    timeout: Duration,
+    ending: Ending,
+) -> Result<ColdStart, ColdStartError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let state = Arc::new(State {
@@ -81,7 +111,6 @@ pub async fn cold_start(
     });
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
 
-    let mut command = tokio::process::Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -115,13 +144,22 @@ pub async fn cold_start(
         }
     })
     .await;
-    let _ = child.kill().await;
+    if ending == Ending::Kill {
+        let _ = child.kill().await;
+    }
+    // Without its runtime API (and the connections to it) a function still running fails
+    // its next poll and exits.
     server.abort();
     let (answered_at, outcome, body) = match waited {
         Err(_) => return Err(ColdStartError::Timeout(timeout)),
         Ok(Err(exit)) => return Err(ColdStartError::Exited(exit?)),
         Ok(Ok(answer)) => answer,
     };
+    if let Ending::Exit(within) = ending {
+        tokio::time::timeout(within, child.wait())
+            .await
+            .map_err(|_| ColdStartError::DidNotExit(within))??;
+    }
     let first_poll = match (*lock(&state.first_poll), outcome) {
         (Some(at), _) => at,
         (None, Outcome::InitError) => answered_at,
@@ -139,12 +177,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Serve until aborted; aborting drops every connection too.
 async fn serve(listener: TcpListener, state: Arc<State>) {
+    let mut connections = JoinSet::new();
     while let Ok((stream, _)) = listener.accept().await {
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |request| handle(Arc::clone(&state), request));
-            // The connection ends when the function is killed; nothing to report.
+            // The connection ends with the function or the API; nothing to report.
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
@@ -161,7 +201,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     if request.method() == Method::GET && path == "/2018-06-01/runtime/invocation/next" {
         let first = lock(&state.first_poll).get_or_insert(now) == &now;
         if !first {
-            // One event per process: later polls wait until the process is killed.
+            // One event per process: later polls wait until the process or the API ends.
             std::future::pending::<()>().await;
         }
         let deadline = std::time::SystemTime::now()

@@ -17,9 +17,11 @@ use futures::stream::{self, StreamExt};
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::config::{JwksConfig, RotateConfig, SignConfig};
 use kms_jwt::jwks::JWKS_PATH;
-use kms_jwt::signer::SignAnswer;
+use kms_jwt::keyring::KeyRecord;
+use kms_jwt::ports::KeyringStore;
+use kms_jwt::signer::{SignAnswer, TokenSigner};
 use kms_jwt::{Keyring, SigningAlg};
-use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter};
+use kms_jwt_tests::bench::counting::{counted_sdk_config, CallCounter, CallCounts};
 use kms_jwt_tests::bench::runtime_api::{cold_start, Outcome};
 use kms_jwt_tests::bench::stats::{median, ms, Summary};
 use serde_json::{json, Value};
@@ -181,19 +183,14 @@ async fn run(options: Options) -> Result<String, Error> {
     Ok(report)
 }
 
-/// The aggregate signing rate with 1..=N regions signing at once, each through its own replica
-/// of a multi-Region key (as each region's sign function does), 16 tokens in flight per
-/// region. LocalStack is one process on this machine: this shows what the code adds per region
-/// (nothing shared between regions but LocalStack), not KMS's per-region quotas.
-async fn multi_region_bench(
-    options: &Options,
+/// A keyring of multi-Region keys bootstrapped in `regions` (home first), and one warm signer
+/// per region signing through its own replica; with the JWKS and the issuer to verify by.
+async fn multi_region_signers(
+    regions: &[&str],
     env: &[(String, String)],
-    report: &mut String,
-) -> Result<(), Error> {
+) -> Result<(Vec<TokenSigner<KmsAdapter, SecretsManagerStore>>, String, String), Error> {
     use kms_jwt::aws::regional_sdk_config;
     use kms_jwt::regions::{Regions, ReplicaRegion};
-    const IN_FLIGHT: usize = 16;
-    let regions = &BENCH_REGIONS[..options.regions.max(1)];
     let secret_id = format!("kms-jwt-bench-mr/{}", uuid::Uuid::new_v4());
     let env: Vec<(String, String)> =
         env.iter()
@@ -246,6 +243,21 @@ async fn multi_region_bench(
         kms_jwt_tests::verify(&token.token, &jwks, &config.issuer)?;
     }
 
+    Ok((signers, jwks, config.issuer))
+}
+
+/// The aggregate signing rate with 1..=N regions signing at once, each through its own replica
+/// of a multi-Region key (as each region's sign function does), 16 tokens in flight per
+/// region. LocalStack is one process on this machine: this shows what the code adds per region
+/// (nothing shared between regions but LocalStack), not KMS's per-region quotas.
+async fn multi_region_bench(
+    options: &Options,
+    env: &[(String, String)],
+    report: &mut String,
+) -> Result<(), Error> {
+    const IN_FLIGHT: usize = 16;
+    let regions = &BENCH_REGIONS[..options.regions.max(1)];
+    let (signers, jwks, issuer) = multi_region_signers(regions, env).await?;
     writeln!(
         report,
         "### Multi-region: aggregate signing rate ({} tokens per region, {IN_FLIGHT} in flight per region)
@@ -274,7 +286,7 @@ async fn multi_region_bench(
             }
         }
         for token in &tokens {
-            kms_jwt_tests::verify(token, &jwks, &config.issuer)?;
+            kms_jwt_tests::verify(token, &jwks, &issuer)?;
         }
         let wall = median(&walls.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()).ok_or("no rounds")?;
         let total = count * options.tokens;
@@ -301,126 +313,188 @@ fn sign_request(n: usize) -> Value {
            "ttl_seconds": 900})
 }
 
-async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut String) -> Result<(), Error> {
-    let config = SignConfig::from_lookup(lookup(env))?;
-    // The sign function as its main builds it, with its own (counted) SDK configuration, and
-    // the baseline with another: each has its own warm connection pool, neither counts the other.
-    let (sign_sdk, sign_calls) = counted_sdk_config().await;
-    let signer = config.token_signer(
-        KmsAdapter::new(&sign_sdk),
-        SecretsManagerStore::new(&sign_sdk, config.keyring_secret_id.clone(), None),
-    );
-    let (raw_sdk, _) = counted_sdk_config().await;
-    let raw_kms = aws_sdk_kms::Client::new(&raw_sdk);
+/// The sign function as its main builds it, next to its baseline (the same KMS `Sign` call
+/// with a digest of a token-sized message, nothing else), each with its own SDK configuration:
+/// each has its own warm connection pool, neither counts the other.
+struct SignBench {
+    signer: TokenSigner<KmsAdapter, SecretsManagerStore>,
+    /// The sign function's AWS calls, counted on the wire.
+    calls: CallCounter,
+    raw_kms: aws_sdk_kms::Client,
+    key: KeyRecord,
+    digest: Blob,
+    jwks: String,
+    issuer: String,
+}
 
-    // Cold: the first token of a container reads the keyring once.
-    let cold_before = sign_calls.snapshot();
-    let first = signer.sign_event(sign_request(0), kms_jwt::unix_now()).await?;
-    let cold_calls = sign_calls.snapshot().since(&cold_before);
-    let keyring = Keyring::from_json(
-        &kms_jwt::ports::KeyringStore::load(&SecretsManagerStore::new(
-            &raw_sdk,
-            config.keyring_secret_id.clone(),
-            None,
-        ))
-        .await?
-        .ok_or("the keyring vanished")?
-        .text,
-    )?;
-    let key = keyring.current().ok_or("no current key")?.clone();
-    let jwks = kms_jwt_tests::localstack::jwks(&raw_sdk, &config.keyring_secret_id, &config.issuer).await;
-    kms_jwt_tests::verify(&first.token, &jwks, &config.issuer)?;
+/// The AWS calls of one phase and the tokens it signed.
+struct Phase {
+    tokens: usize,
+    calls: CallCounts,
+}
 
-    // The baseline: the same KMS call with a digest of a token-sized message, nothing else.
-    let hash = key.alg.hash().ok_or("the raw-KMS baseline is measured for digest-signed algorithms")?;
-    let digest = Blob::new(hash.digest(&[b'x'; 400]));
-    let raw_sign = || async {
-        raw_kms
+/// Per round: the sign function's summary, then the baseline's.
+type Rounds = Vec<(Summary, Summary)>;
+
+impl SignBench {
+    /// Build both, sign the container's first token (which reads the keyring: the cold phase)
+    /// and warm both up.
+    async fn start(env: &[(String, String)]) -> Result<(SignBench, Phase), Error> {
+        let config = SignConfig::from_lookup(lookup(env))?;
+        let (sign_sdk, calls) = counted_sdk_config().await;
+        let signer = config.token_signer(
+            KmsAdapter::new(&sign_sdk),
+            SecretsManagerStore::new(&sign_sdk, config.keyring_secret_id.clone(), None),
+        );
+        let (raw_sdk, _) = counted_sdk_config().await;
+        let cold_before = calls.snapshot();
+        let first = signer.sign_event(sign_request(0), kms_jwt::unix_now()).await?;
+        let cold = Phase { tokens: 1, calls: calls.snapshot().since(&cold_before) };
+        let stored = SecretsManagerStore::new(&raw_sdk, config.keyring_secret_id.clone(), None);
+        let keyring = Keyring::from_json(&stored.load().await?.ok_or("the keyring vanished")?.text)?;
+        let key = keyring.current().ok_or("no current key")?.clone();
+        let hash = key.alg.hash().ok_or("the raw-KMS baseline is measured for digest-signed algorithms")?;
+        let bench = SignBench {
+            signer,
+            calls,
+            raw_kms: aws_sdk_kms::Client::new(&raw_sdk),
+            digest: Blob::new(hash.digest(&[b'x'; 400])),
+            key,
+            jwks: kms_jwt_tests::localstack::jwks(&raw_sdk, &config.keyring_secret_id, &config.issuer).await,
+            issuer: config.issuer,
+        };
+        bench.verify(&first.token)?;
+        for i in 0..20 {
+            bench.raw_sign().await?;
+            bench.signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
+        }
+        Ok((bench, cold))
+    }
+
+    fn verify(&self, token: &str) -> Result<(), Error> {
+        kms_jwt_tests::verify(token, &self.jwks, &self.issuer)?;
+        Ok(())
+    }
+
+    /// The baseline: one KMS `Sign`.
+    async fn raw_sign(&self) -> Result<(), Error> {
+        self.raw_kms
             .sign()
-            .key_id(&key.kms_key_arn)
-            .message(digest.clone())
+            .key_id(&self.key.kms_key_arn)
+            .message(self.digest.clone())
             .message_type(MessageType::Digest)
-            .signing_algorithm(SigningAlgorithmSpec::from(key.alg.kms_signing_algorithm()))
+            .signing_algorithm(SigningAlgorithmSpec::from(self.key.alg.kms_signing_algorithm()))
             .send()
-            .await
-            .map(|_| ())
-    };
-    for i in 0..20 {
-        raw_sign().await?;
-        signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
+            .await?;
+        Ok(())
     }
 
+    /// `BATCH` baseline calls, `BATCH_CONCURRENCY` in flight, as the signer signs a batch.
+    async fn raw_batch(&self) -> Result<Duration, Error> {
+        let t = Instant::now();
+        let results: Vec<_> =
+            stream::iter(0..BATCH).map(|_| self.raw_sign()).buffered(BATCH_CONCURRENCY).collect().await;
+        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(t.elapsed())
+    }
+
+    /// One token at a time, interleaved with the baseline; every token verified.
+    async fn single_tokens(&self, options: &Options) -> Result<(Rounds, Phase), Error> {
+        let mut rounds = Vec::new();
+        let before = self.calls.snapshot();
+        let mut signed = 0usize;
+        for round in 0..options.rounds {
+            let (mut ours, mut raw) = (Vec::new(), Vec::new());
+            let mut tokens = Vec::new();
+            for i in 0..options.tokens {
+                // Alternate which goes first, so drift and connection reuse favour neither.
+                let raw_first = (i + round) % 2 == 0;
+                if raw_first {
+                    let t = Instant::now();
+                    self.raw_sign().await?;
+                    raw.push(t.elapsed());
+                }
+                let t = Instant::now();
+                let token = self.signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
+                ours.push(t.elapsed());
+                tokens.push(token);
+                if !raw_first {
+                    let t = Instant::now();
+                    self.raw_sign().await?;
+                    raw.push(t.elapsed());
+                }
+            }
+            for token in &tokens {
+                self.verify(&token.token)?;
+            }
+            signed += tokens.len();
+            rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
+        }
+        Ok((rounds, Phase { tokens: signed, calls: self.calls.snapshot().since(&before) }))
+    }
+
+    /// Batches of `BATCH`, next to `BATCH` baseline calls with the same concurrency.
+    async fn batches(&self, options: &Options) -> Result<(Rounds, Phase), Error> {
+        let mut rounds = Vec::new();
+        let before = self.calls.snapshot();
+        let mut signed = 0usize;
+        for round in 0..options.rounds {
+            let (mut ours, mut raw) = (Vec::new(), Vec::new());
+            for b in 0..options.batches {
+                if (b + round) % 2 == 0 {
+                    raw.push(self.raw_batch().await?);
+                }
+                let requests: Vec<Value> = (0..BATCH).map(sign_request).collect();
+                let t = Instant::now();
+                let answer = self.signer.invoke(json!({ "requests": requests }), kms_jwt::unix_now()).await?;
+                ours.push(t.elapsed());
+                if (b + round) % 2 == 1 {
+                    raw.push(self.raw_batch().await?);
+                }
+                let SignAnswer::Batch(results) = answer else {
+                    return Err("a batch answered as one token".into());
+                };
+                for result in &results {
+                    self.verify(&result.as_ref().map_err(|e| format!("batch item failed: {e}"))?.token)?;
+                }
+                signed += results.len();
+            }
+            rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
+        }
+        Ok((rounds, Phase { tokens: signed, calls: self.calls.snapshot().since(&before) }))
+    }
+}
+
+async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut String) -> Result<(), Error> {
+    let (bench, cold) = SignBench::start(env).await?;
     progress("signing, one token at a time, interleaved with raw KMS Sign");
-    let mut rounds: Vec<(Summary, Summary)> = Vec::new();
-    let steady_before = sign_calls.snapshot();
-    let mut signed = 0usize;
-    for round in 0..options.rounds {
-        let (mut ours, mut raw) = (Vec::new(), Vec::new());
-        let mut tokens = Vec::new();
-        for i in 0..options.tokens {
-            // Alternate which goes first, so drift and connection reuse favour neither.
-            let raw_first = (i + round) % 2 == 0;
-            if raw_first {
-                let t = Instant::now();
-                raw_sign().await?;
-                raw.push(t.elapsed());
-            }
-            let t = Instant::now();
-            let token = signer.sign_event(sign_request(i), kms_jwt::unix_now()).await?;
-            ours.push(t.elapsed());
-            tokens.push(token);
-            if !raw_first {
-                let t = Instant::now();
-                raw_sign().await?;
-                raw.push(t.elapsed());
-            }
-        }
-        for token in &tokens {
-            kms_jwt_tests::verify(&token.token, &jwks, &config.issuer)?;
-        }
-        signed += tokens.len();
-        rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
-    }
-    let steady_calls = sign_calls.snapshot().since(&steady_before);
-
+    let (single_rounds, steady) = bench.single_tokens(options).await?;
     progress("signing batches of 100, next to 100 raw KMS Sign calls with the same concurrency");
-    let mut batch_rounds: Vec<(Summary, Summary)> = Vec::new();
-    let batch_before = sign_calls.snapshot();
-    let mut batch_signed = 0usize;
-    for round in 0..options.rounds {
-        let (mut ours, mut raw) = (Vec::new(), Vec::new());
-        for b in 0..options.batches {
-            let raw_batch = || async {
-                let t = Instant::now();
-                let results: Vec<_> =
-                    stream::iter(0..BATCH).map(|_| raw_sign()).buffered(BATCH_CONCURRENCY).collect().await;
-                results.into_iter().collect::<Result<Vec<_>, _>>().map(|_| t.elapsed())
-            };
-            if (b + round) % 2 == 0 {
-                raw.push(raw_batch().await?);
-            }
-            let requests: Vec<Value> = (0..BATCH).map(sign_request).collect();
-            let t = Instant::now();
-            let answer = signer.invoke(json!({ "requests": requests }), kms_jwt::unix_now()).await?;
-            ours.push(t.elapsed());
-            if (b + round) % 2 == 1 {
-                raw.push(raw_batch().await?);
-            }
-            let SignAnswer::Batch(results) = answer else {
-                return Err("a batch answered as one token".into());
-            };
-            for result in &results {
-                let token = &result.as_ref().map_err(|e| format!("batch item failed: {e}"))?.token;
-                kms_jwt_tests::verify(token, &jwks, &config.issuer)?;
-            }
-            batch_signed += results.len();
-        }
-        batch_rounds.push((Summary::of(&ours).ok_or("no samples")?, Summary::of(&raw).ok_or("no samples")?));
+    let (batch_rounds, batched) = bench.batches(options).await?;
+    write_latencies(report, &single_rounds, &batch_rounds)?;
+    writeln!(report, "### AWS calls per token (counted on the wire, retries included)\n")?;
+    writeln!(report, "| phase | tokens | calls | per token |\n|---|---|---|---|")?;
+    for (name, phase) in [
+        ("first token of a container", &cold),
+        ("steady state, single", &steady),
+        ("steady state, batches", &batched),
+    ] {
+        writeln!(
+            report,
+            "| {name} | {} | {} | {:.3} |",
+            phase.tokens,
+            phase.calls.describe(),
+            phase.calls.total() as f64 / phase.tokens as f64
+        )?;
     }
-    let batch_calls = sign_calls.snapshot().since(&batch_before);
+    writeln!(report)?;
+    Ok(())
+}
 
-    let single = (Series::new(&rounds, |r| r.0), Series::new(&rounds, |r| r.1));
-    let batch = (Series::new(&batch_rounds, |r| r.0), Series::new(&batch_rounds, |r| r.1));
+/// The latency table and the ratios of the sign function to raw KMS `Sign`.
+fn write_latencies(report: &mut String, single_rounds: &Rounds, batch_rounds: &Rounds) -> Result<(), Error> {
+    let single = (Series::new(single_rounds, |r| r.0), Series::new(single_rounds, |r| r.1));
+    let batch = (Series::new(batch_rounds, |r| r.0), Series::new(batch_rounds, |r| r.1));
     writeln!(report, "### Sign (in process, the sign function's handler logic and SDK clients)\n")?;
     writeln!(report, "| series | p50 ms | p99 ms | mean ms | tokens/s |\n|---|---|---|---|---|")?;
     for (name, series, tokens_per_call) in [
@@ -448,21 +522,6 @@ async fn sign_bench(options: &Options, env: &[(String, String)], report: &mut St
         batch.0.ratio_to(&batch.1, |s| s.p50_ms),
         batch.0.ratio_to(&batch.1, |s| s.mean_ms),
     )?;
-    writeln!(report, "### AWS calls per token (counted on the wire, retries included)\n")?;
-    writeln!(report, "| phase | tokens | calls | per token |\n|---|---|---|---|")?;
-    for (phase, tokens, calls) in [
-        ("first token of a container", 1, &cold_calls),
-        ("steady state, single", signed, &steady_calls),
-        ("steady state, batches", batch_signed, &batch_calls),
-    ] {
-        writeln!(
-            report,
-            "| {phase} | {tokens} | {} | {:.3} |",
-            calls.describe(),
-            calls.total() as f64 / tokens as f64
-        )?;
-    }
-    writeln!(report)?;
     Ok(())
 }
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use kms_jwt::arn::regional_arn;
 use kms_jwt::authz::{authorize_assume_role, authorize_identity, ContextValue, Request};
-use kms_jwt::keyring::Keyring;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyAdmin, KeySigner, KeyTags, KeyringStore, KmsError, SigningInput, StoreError};
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator};
 use kms_jwt::test_stacks::{self, Deployment};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::memory::stored;
 use serde_json::json;
 
 const HOME: &str = "us-east-1";
@@ -39,7 +39,7 @@ async fn single_region() -> (Arc<MemoryKms>, Arc<MemoryStore>, String) {
         test_stacks::single_region_keyring(),
     );
     rotator.reconcile(kms_jwt::unix_now()).await.unwrap();
-    let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+    let ring = stored(&store);
     let current = ring.current().unwrap().kms_key_arn.clone();
     (kms, store, current)
 }
@@ -250,7 +250,7 @@ async fn revocation_by_the_home_is_allowed_and_a_peer_cannot_re_enable_signing()
         RotationPolicy::for_tests(SigningAlg::ES256),
         test_stacks::single_region_keyring(),
     );
-    let ring = Keyring::from_json(&store.current_text().unwrap()).unwrap();
+    let ring = stored(&store);
     let kid = ring.current().unwrap().kid.clone();
     rotator.run(Command::Revoke { kid }, kms_jwt::unix_now() + 60).await.unwrap();
     assert_ne!(kms.key_state(&current), Some(kms_jwt::memory::FakeKeyState::Enabled));

@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kms_jwt::cache::{CachePolicy, KeyringCache};
-use kms_jwt::keyring::Keyring;
+use kms_jwt::config::SignConfig;
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::rotate::{
     Command, RotateError, RotationPolicy, Rotator, Transition, DEFAULT_MAX_PUBLISHED_KEYS,
 };
-use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::memory::stored;
 use kms_jwt_tests::verify;
 use serde_json::json;
 
@@ -31,10 +30,6 @@ fn policy() -> RotationPolicy {
     }
 }
 
-fn stored(store: &MemoryStore) -> Keyring {
-    Keyring::from_json(&store.current_text().unwrap()).unwrap()
-}
-
 fn jwks(store: &MemoryStore) -> String {
     serde_json::to_string(&stored(store).jwks()).unwrap()
 }
@@ -45,17 +40,8 @@ async fn a_burst_of_forced_rotations_stops_at_the_cap_and_every_token_still_veri
     let store = Arc::new(MemoryStore::new());
     let rotator =
         Rotator::new(kms.clone(), store.clone(), policy(), kms_jwt::test_stacks::single_region_keyring());
-    let signer = TokenSigner::new(
-        kms.clone(),
-        KeyringCache::new(
-            store.clone(),
-            CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-            current_signing_key,
-        ),
-        ISSUER.to_owned(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer = SignConfig { keyring_cache_ttl: Duration::ZERO, ..SignConfig::for_tests(ISSUER) }
+        .token_signer(kms.clone(), store.clone());
     // Keyring times follow `t0 + i`; token times the wall clock (jsonwebtoken checks exp).
     let t0 = kms_jwt::unix_now();
     rotator.run(Command::Reconcile, t0).await.unwrap();

@@ -6,17 +6,17 @@
 //! verified in `es256k_eddsa_ml_dsa.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::jose::alg::KeyFamily;
 use kms_jwt::jose::jwk::PublicJwk;
 use kms_jwt::keyring::{Keyring, NewKey};
 use kms_jwt::memory::{MemoryKms, MemoryStore};
 use kms_jwt::ports::{KeyAdmin, KeyTags, KmsError, SigningInput};
-use kms_jwt::signer::{current_signing_key, TokenSigner, MAX_CLAIMS_BYTES};
+use kms_jwt::signer::{TokenSigner, MAX_CLAIMS_BYTES};
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::verify;
 use serde_json::{json, Value};
@@ -38,18 +38,8 @@ async fn setup(alg: SigningAlg) -> (Arc<MemoryKms>, TokenSigner<Arc<MemoryKms>, 
     let kms = Arc::new(MemoryKms::new());
     let now = kms_jwt::unix_now();
     let ring = Keyring::empty().bootstrap(new_key(&kms, alg, 1).await, new_key(&kms, alg, 2).await, now);
-    let keyring = KeyringCache::new(
-        MemoryStore::with_document(&ring.to_json()),
-        CachePolicy { ttl: Duration::from_secs(60), max_staleness: Duration::ZERO },
-        current_signing_key,
-    );
-    let signer = TokenSigner::new(
-        kms.clone(),
-        keyring,
-        ISSUER.into(),
-        Duration::from_secs(900),
-        Duration::from_secs(3_600),
-    );
+    let signer =
+        SignConfig::for_tests(ISSUER).token_signer(kms.clone(), MemoryStore::with_document(&ring.to_json()));
     (kms, signer, ring)
 }
 

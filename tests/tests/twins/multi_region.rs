@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kms_jwt::arn::{regional_arn, same_kms_key};
-use kms_jwt::cache::{CachePolicy, KeyringCache};
+use kms_jwt::config::SignConfig;
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, MemoryKms, MemoryReplica, MemoryStore};
 use kms_jwt::ports::{KeyTags, KeyringStore, KmsError};
 use kms_jwt::regions::{Regions, ReplicaRegion};
 use kms_jwt::rotate::{Command, RotationPolicy, RotationReport, Rotator, Transition};
-use kms_jwt::signer::{signing_key_in, TokenSigner};
+use kms_jwt::signer::TokenSigner;
 use kms_jwt::test_stacks::Deployment;
 use kms_jwt::SigningAlg;
 use kms_jwt_tests::verify;
@@ -103,12 +103,13 @@ fn signer(
     region: &str,
     store: Arc<dyn KeyringStore>,
 ) -> TokenSigner<Arc<MemoryKms>, Arc<dyn KeyringStore>> {
-    let cache = KeyringCache::new(
-        store,
-        CachePolicy { ttl: Duration::ZERO, max_staleness: Duration::ZERO },
-        signing_key_in(Some(region.to_owned())),
-    );
-    TokenSigner::new(kms, cache, ISSUER.into(), Duration::from_secs(900), Duration::from_secs(900))
+    SignConfig {
+        keyring_cache_ttl: Duration::ZERO,
+        max_token_ttl: Duration::from_secs(900),
+        region: Some(region.to_owned()),
+        ..SignConfig::for_tests(ISSUER)
+    }
+    .token_signer(kms, store)
 }
 
 async fn keyring(store: &dyn KeyringStore) -> Keyring {

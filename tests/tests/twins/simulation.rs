@@ -18,6 +18,7 @@ use kms_jwt::ports::KeyTags;
 use kms_jwt::rotate::{Command, RotationPolicy, Rotator, STALE_INTENT_SECS};
 use kms_jwt::signer::{current_signing_key, TokenSigner};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::memory::stored;
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
@@ -94,10 +95,6 @@ struct Tally {
     forced: u64,
     /// Rotations refused or deferred by the published-key cap.
     held: u64,
-}
-
-fn stored(store: &MemoryStore) -> Keyring {
-    store.current_text().map(|t| Keyring::from_json(&t).unwrap()).unwrap_or_default()
 }
 
 fn published(ring: &Keyring) -> HashSet<String> {

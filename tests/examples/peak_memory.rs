@@ -7,43 +7,30 @@
 //! export AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 \
 //!        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 //! cargo build --release -p kms-jwt-sign --bin sign
-//! cargo run -p kms-jwt-sign --example peak_memory -- target/release/sign [runs]
+//! cargo run -p kms-jwt-tests --example peak_memory -- target/release/sign [runs]
 //! ```
 //!
 //! Each run starts the binary under `/usr/bin/time -f %M` with the environment Lambda sets,
-//! serves it one event from a local Lambda runtime API, records the answer, then takes the
-//! API away: the runtime's next poll fails, the process exits and `time` reports its peak
-//! resident set. KMS and Secrets Manager are LocalStack's, so every accepted token is really
-//! signed.
+//! serves it one event from the benches' local Lambda runtime API
+//! (`kms_jwt_tests::bench::runtime_api`), records the answer, then takes the API away: the
+//! runtime's next poll fails, the process exits and `time` reports its peak resident set. KMS
+//! and Secrets Manager are LocalStack's, so every accepted token is really signed.
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
 use kms_jwt::rotate::{RotationPolicy, Rotator};
 use kms_jwt::signer::{MAX_BATCH, MAX_BATCH_BYTES, MAX_CLAIMS_BYTES, MAX_REQUEST_BYTES};
 use kms_jwt::SigningAlg;
+use kms_jwt_tests::bench::runtime_api::{invoke_once, Ending, Outcome};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const REQUEST_ID: &str = "00000000-0000-4000-8000-00000000a11c";
 /// Lambda's limit on a synchronous invocation's payload.
 const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 
@@ -96,7 +83,7 @@ async fn run(binary: &Path, runs: usize) -> Result<(), Error> {
         for _ in 0..runs {
             let mut env = env.clone();
             env.push(("SIGN_TRANSPORT".to_owned(), scenario.transport.to_owned()));
-            let run = run_once(binary, &env, scenario.event.clone()).await?;
+            let run = run_once(binary, &env, &scenario.event).await?;
             if !(scenario.expect)(&run.outcome, &run.answer) {
                 return Err(format!(
                     "{}: unexpected answer {} {}",
@@ -119,7 +106,7 @@ struct Scenario {
     name: &'static str,
     /// `SIGN_TRANSPORT`: HTTP events go to a function deployed for API Gateway.
     transport: &'static str,
-    event: Bytes,
+    event: Vec<u8>,
     expect: fn(&str, &Value) -> bool,
 }
 
@@ -132,10 +119,9 @@ fn request_of_small_numbers(claims_bytes: usize, request_bytes: usize) -> String
     format!("{request}{}", " ".repeat(request_bytes.saturating_sub(request.len())))
 }
 
-fn http_event(body: &str, base64: bool) -> Result<Bytes, Error> {
-    let template = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sign-http-api.json"),
-    )?;
+fn http_event(body: &str, base64: bool) -> Result<Vec<u8>, Error> {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/sign-http-api.json"))?;
     let mut event: Value = serde_json::from_str(&template)?;
     event["body"] = if base64 { STANDARD.encode(body).into() } else { body.into() };
     event["isBase64Encoded"] = base64.into();
@@ -143,7 +129,7 @@ fn http_event(body: &str, base64: bool) -> Result<Bytes, Error> {
 }
 
 fn scenarios() -> Result<Vec<Scenario>, Error> {
-    let small = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sign.json"))?;
+    let small = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/sign.json"))?;
     let single = request_of_small_numbers(MAX_CLAIMS_BYTES, MAX_REQUEST_BYTES);
     // 100 requests at the claims limit, padded so the batch is just within its limit.
     let item_bytes = (MAX_BATCH_BYTES - r#"{"requests":[]}"#.len() - (MAX_BATCH - 1)) / MAX_BATCH;
@@ -158,7 +144,7 @@ fn scenarios() -> Result<Vec<Scenario>, Error> {
         Scenario {
             transport: "direct",
             name: "minimal: `events/sign.json`",
-            event: small.into(),
+            event: small,
             expect: token,
         },
         Scenario {
@@ -250,125 +236,34 @@ impl Run {
     }
 }
 
-/// The local runtime API's view of one invocation.
-#[derive(Default)]
-struct RuntimeApi {
-    event: Bytes,
-    polls: AtomicUsize,
-    answer: Mutex<Option<(String, Bytes)>>,
-    answered: Notify,
-}
-
-async fn run_once(binary: &Path, env: &[(String, String)], event: Bytes) -> Result<Run, Error> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let api = Arc::new(RuntimeApi { event, ..RuntimeApi::default() });
-    let server = tokio::spawn(serve(listener, Arc::clone(&api)));
+async fn run_once(binary: &Path, env: &[(String, String)], event: &[u8]) -> Result<Run, Error> {
     let rss_file = temp_file();
-    let mut child = tokio::process::Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(binary)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sign")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/sign")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "peak-memory")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let answered = tokio::time::timeout(Duration::from_secs(120), api.answered.notified()).await;
-    // No more runtime API: the function's next poll fails and its runtime exits.
-    server.abort();
-    answered.map_err(|_| "no answer within 120 s")?;
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .map_err(|_| "the function did not exit")??;
+    let mut time = tokio::process::Command::new("/usr/bin/time");
+    time.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(binary);
+    let run = invoke_once(
+        time,
+        "sign",
+        env,
+        event,
+        Duration::from_secs(120),
+        Ending::Exit(Duration::from_secs(30)),
+    )
+    .await?;
     let report = std::fs::read_to_string(&rss_file)?;
     let _ = std::fs::remove_file(&rss_file);
     // `time` writes "Command exited with non-zero status 1" first: the runtime's exit code.
     let max_rss_kib = report.lines().last().unwrap_or_default().trim().parse()?;
-    let (outcome, body) = api.answer.lock().map_err(|_| "poisoned")?.take().ok_or("no answer")?;
-    let answer = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Run { outcome, answer, max_rss_kib })
+    let outcome = match run.outcome {
+        Outcome::Response => "response",
+        Outcome::Error => "error",
+        Outcome::InitError => "init error",
+    };
+    let answer = serde_json::from_str(&run.body).unwrap_or(Value::Null);
+    Ok(Run { outcome: outcome.to_owned(), answer, max_rss_kib })
 }
 
 fn temp_file() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("kms-jwt-peak-memory-{}-{n}.txt", std::process::id()))
-}
-
-/// Serve until aborted; aborting drops every connection, which is what ends the function.
-async fn serve(listener: TcpListener, api: Arc<RuntimeApi>) {
-    let mut connections = JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
-        let api = Arc::clone(&api);
-        connections.spawn(async move {
-            let service = service_fn(move |request| respond(Arc::clone(&api), request));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
-}
-
-async fn respond(
-    api: Arc<RuntimeApi>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = request.uri().path().to_owned();
-    let mut response = Response::new(Full::new(Bytes::new()));
-    match (request.method(), path.as_str()) {
-        (&Method::GET, "/2018-06-01/runtime/invocation/next") => {
-            if api.polls.fetch_add(1, Ordering::SeqCst) > 0 {
-                // One event per process; the next poll waits until the API goes away.
-                std::future::pending::<()>().await;
-            }
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() + 60_000)
-                .unwrap_or_default();
-            *response.body_mut() = Full::new(api.event.clone());
-            let headers = response.headers_mut();
-            for (name, value) in [
-                ("content-type", "application/json".to_owned()),
-                ("lambda-runtime-aws-request-id", REQUEST_ID.to_owned()),
-                ("lambda-runtime-deadline-ms", deadline.to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:000000000000:function:sign".to_owned(),
-                ),
-                ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".to_owned()),
-            ] {
-                if let Ok(value) = value.parse() {
-                    headers.insert(name, value);
-                }
-            }
-        }
-        (&Method::POST, p) if p.starts_with("/2018-06-01/runtime/") => {
-            let outcome = if p.ends_with("/response") {
-                "response"
-            } else if p.ends_with("/error") && p.contains("/invocation/") {
-                "error"
-            } else {
-                "init error"
-            };
-            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if let Ok(mut answer) = api.answer.lock() {
-                answer.get_or_insert((outcome.to_owned(), body));
-            }
-            api.answered.notify_one();
-            *response.status_mut() = StatusCode::ACCEPTED;
-        }
-        _ => *response.status_mut() = StatusCode::NOT_FOUND,
-    }
-    Ok(response)
 }

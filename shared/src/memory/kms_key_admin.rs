@@ -1,83 +1,9 @@
-//! The KMS twin's operations, each authorized before it acts: the ports as the function roles
-//! that hold them, and every operation `_as` any principal.
+//! The KMS twin's key administration, each operation authorized before it acts: the
+//! [`KeyAdmin`] port as the home region's rotate role, and every operation `_as` any principal
+//! (key creation with its policy and the lockout check, policy and grant changes, tags,
+//! public keys, disabling, deletion, the search by tag).
 
 use super::*;
-
-#[async_trait]
-impl KeySigner for MemoryKms {
-    async fn sign(&self, key_arn: &str, alg: SigningAlg, input: &SigningInput) -> Result<Vec<u8>, KmsError> {
-        self.sign_as(&self.sign_role_for(key_arn), key_arn, alg, input)
-    }
-}
-
-impl MemoryKms {
-    /// `Sign` as `caller`.
-    pub fn sign_as(
-        &self,
-        caller: &str,
-        key_arn: &str,
-        alg: SigningAlg,
-        input: &SigningInput,
-    ) -> Result<Vec<u8>, KmsError> {
-        self.count("Sign");
-        self.reachable_arn(key_arn, "Sign")?;
-        let request = Request::new(caller, "kms:Sign", key_arn)
-            .with("kms:SigningAlgorithm", alg.kms_signing_algorithm());
-        self.authorize("Sign", request, Some(key_arn))?;
-        self.count(match input {
-            SigningInput::Digest(_) => "Sign/DIGEST",
-            SigningInput::Raw(_) => "Sign/RAW",
-            SigningInput::ExternalMu(_) => "Sign/EXTERNAL_MU",
-        });
-        lock(&self.sign_message_sizes).push(input.message().len());
-        let keys = lock(&self.keys);
-        let key = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
-        if key.state != FakeKeyState::Enabled {
-            return Err(KmsError::InvalidState(key_arn.to_owned()));
-        }
-        let refused = |message: String| KmsError::other("Sign", message);
-        check_sign_request(key.key_spec, alg, input).map_err(refused)?;
-        let kms_alg = alg.kms_signing_algorithm();
-        let failed = |e: &dyn std::fmt::Display| refused(format!("{kms_alg}: {e}"));
-        let digest = match (key.private.as_ref(), input) {
-            (PrivateKey::Extra(k), input) => return k.sign(input).map_err(refused),
-            (_, SigningInput::Digest(digest)) => digest.clone(),
-            // ECDSA and RSASSA with RAW: KMS hashes the message itself.
-            (_, input) => alg.hash().map(|h| h.digest(input.message())).unwrap_or_default(),
-        };
-        let digest = digest.as_slice();
-        // `check_sign_request` saw the digest is exactly the hash's length: PSS salts are that long.
-        let hash_len = digest.len();
-        match key.private.as_ref() {
-            PrivateKey::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            PrivateKey::P384(k) => {
-                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            PrivateKey::P521(k) => {
-                let sig: p521::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| failed(&e))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            PrivateKey::Rsa(k) => {
-                use SigningAlg::*;
-                let signed = match alg {
-                    RS256 => k.sign(Pkcs1v15Sign::new::<Sha256>(), digest),
-                    RS384 => k.sign(Pkcs1v15Sign::new::<Sha384>(), digest),
-                    RS512 => k.sign(Pkcs1v15Sign::new::<Sha512>(), digest),
-                    PS256 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(hash_len), digest),
-                    PS384 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha384>(hash_len), digest),
-                    PS512 => k.sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha512>(hash_len), digest),
-                    _ => return Err(failed(&"not an RSA algorithm")),
-                };
-                signed.map_err(|e| failed(&e))
-            }
-            PrivateKey::Extra(_) => Err(failed(&"extra keys sign above")),
-        }
-    }
-}
 
 #[async_trait]
 impl KeyAdmin for MemoryKms {
@@ -124,14 +50,7 @@ impl MemoryKms {
         bypass_lockout_check: bool,
     ) -> Result<String, KmsError> {
         self.count("CreateKey");
-        {
-            let mut authorization = lock(&self.authorization);
-            if authorization.key_spec.is_none() {
-                let spec = alg.kms_key_spec();
-                authorization.deployment = authorization.deployment.clone().with_key_spec(spec);
-                authorization.key_spec = Some(spec.to_owned());
-            }
-        }
+        self.deploy_key_spec_once(alg);
         let region = self.home_region();
         let multi_region = *lock(&self.multi_region);
         let tag_pairs: Vec<(String, String)> =
@@ -150,7 +69,38 @@ impl MemoryKms {
         self.authorize("CreateKey", with_request_tags(tag, &tag_pairs), None)?;
         let policy = policy.unwrap_or_else(default_key_policy);
         self.lockout_check(caller, "CreateKey", &policy, bypass_lockout_check)?;
-        let private = match alg.family() {
+        let private = self.generate_private_key(alg)?;
+        let region = self.home_region();
+        self.reachable(&region, "CreateKey")?;
+        let arn = {
+            let mut counter = lock(&self.counter);
+            *counter += 1;
+            let prefix = if *lock(&self.multi_region) { "mrk-" } else { "" };
+            format!("arn:aws:kms:{region}:000000000000:key/{prefix}memory-{:08}", *counter)
+        };
+        let created = tokio::time::Instant::now();
+        let key_spec = alg.kms_key_spec();
+        let private = Arc::new(private);
+        let key =
+            FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags: tag_pairs, created, policy };
+        lock(&self.keys).insert(arn.clone(), key);
+        Ok(arn)
+    }
+
+    /// The stacks are "deployed" for the key spec of the first key created (the template's
+    /// `KeySpec` parameter, which rotate's IAM checks); later keys must match it.
+    fn deploy_key_spec_once(&self, alg: SigningAlg) {
+        let mut authorization = lock(&self.authorization);
+        if authorization.key_spec.is_none() {
+            let spec = alg.kms_key_spec();
+            authorization.deployment = authorization.deployment.clone().with_key_spec(spec);
+            authorization.key_spec = Some(spec.to_owned());
+        }
+    }
+
+    /// Fresh key material for `alg` (RSA from the process-wide pool, see [`shared_rsa_key`]).
+    fn generate_private_key(&self, alg: SigningAlg) -> Result<PrivateKey, KmsError> {
+        Ok(match alg.family() {
             KeyFamily::Ec { curve: Curve::P256 } => {
                 PrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng))
             }
@@ -181,22 +131,7 @@ impl MemoryKms {
                     ))
                 }
             },
-        };
-        let region = self.home_region();
-        self.reachable(&region, "CreateKey")?;
-        let arn = {
-            let mut counter = lock(&self.counter);
-            *counter += 1;
-            let prefix = if *lock(&self.multi_region) { "mrk-" } else { "" };
-            format!("arn:aws:kms:{region}:000000000000:key/{prefix}memory-{:08}", *counter)
-        };
-        let created = tokio::time::Instant::now();
-        let key_spec = alg.kms_key_spec();
-        let private = Arc::new(private);
-        let key =
-            FakeKey { key_spec, private, state: FakeKeyState::Enabled, tags: tag_pairs, created, policy };
-        lock(&self.keys).insert(arn.clone(), key);
-        Ok(arn)
+        })
     }
 
     /// A key whose policy lets `caller` do anything with it, created as `caller` with the
@@ -398,86 +333,5 @@ impl MemoryKms {
             key.state = FakeKeyState::PendingDeletion { window_days };
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl ReplicaAdmin for MemoryKms {
-    async fn replicate_key(
-        &self,
-        key_arn: &str,
-        region: &str,
-        alg: SigningAlg,
-        tags: &KeyTags,
-    ) -> Result<(), KmsError> {
-        self.replicate_key_as(&self.rotate_role(), key_arn, region, alg, tags)
-    }
-
-    async fn key_enabled(&self, key_arn: &str) -> Result<bool, KmsError> {
-        self.key_enabled_as(&self.rotate_role(), key_arn)
-    }
-}
-
-impl MemoryKms {
-    /// `ReplicateKey` as `caller`, with the policy it sends ([`Self::create_key_as`]).
-    /// Authorized as KMS documents ("Multi-Region keys: controlling access"): `kms:ReplicateKey`
-    /// on the primary (its key policy and the caller's IAM, `kms:ReplicaRegion`), and
-    /// `kms:CreateKey` and `kms:TagResource` in the caller's IAM for the replica's Region.
-    pub fn replicate_key_as(
-        &self,
-        caller: &str,
-        key_arn: &str,
-        region: &str,
-        alg: SigningAlg,
-        tags: &KeyTags,
-    ) -> Result<(), KmsError> {
-        self.count("ReplicateKey");
-        self.reachable_arn(key_arn, "ReplicateKey")?;
-        self.reachable(region, "ReplicateKey")?;
-        let (policy, bypass) = self.policy_sent_by(caller, alg);
-        let replicate = Request::new(caller, "kms:ReplicateKey", key_arn)
-            .with("kms:ReplicaRegion", region)
-            .with("kms:BypassPolicyLockoutSafetyCheck", bypass);
-        self.authorize("ReplicateKey", replicate, Some(key_arn))?;
-        let tag_pairs: Vec<(String, String)> =
-            tags.pairs().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let create = Request::new(caller, "kms:CreateKey", "*")
-            .with("kms:MultiRegion", true)
-            .with("kms:MultiRegionKeyType", "REPLICA")
-            .with("kms:KeySpec", alg.kms_key_spec())
-            .with("kms:KeyUsage", "SIGN_VERIFY")
-            .with("kms:BypassPolicyLockoutSafetyCheck", bypass)
-            .with("aws:RequestedRegion", region);
-        self.authorize("ReplicateKey", with_request_tags(create, &tag_pairs), None)?;
-        let tag = Request::new(caller, "kms:TagResource", "*").with("aws:RequestedRegion", region);
-        self.authorize("ReplicateKey", with_request_tags(tag, &tag_pairs), None)?;
-        let policy = policy.unwrap_or_else(default_key_policy);
-        self.lockout_check(caller, "ReplicateKey", &policy, bypass)?;
-        let replica_arn = regional_arn(key_arn, region)
-            .ok_or_else(|| KmsError::other("ReplicateKey", format!("{key_arn} is not a multi-Region key")))?;
-        let mut keys = lock(&self.keys);
-        let primary = keys.get(key_arn).ok_or_else(|| KmsError::NotFound(key_arn.to_owned()))?;
-        if primary.state != FakeKeyState::Enabled {
-            return Err(KmsError::InvalidState(key_arn.to_owned()));
-        }
-        let replica = FakeKey {
-            key_spec: primary.key_spec,
-            private: Arc::clone(&primary.private),
-            state: FakeKeyState::Enabled,
-            tags: tag_pairs,
-            created: tokio::time::Instant::now(),
-            policy,
-        };
-        // A replica that exists already is what a retried call finds.
-        keys.entry(replica_arn).or_insert(replica);
-        Ok(())
-    }
-
-    /// `DescribeKey` as `caller`: whether the key exists and is enabled.
-    pub fn key_enabled_as(&self, caller: &str, key_arn: &str) -> Result<bool, KmsError> {
-        self.count("DescribeKey");
-        self.reachable_arn(key_arn, "DescribeKey")?;
-        self.authorize("DescribeKey", Request::new(caller, "kms:DescribeKey", key_arn), Some(key_arn))?;
-        Ok(lock(&self.keys).get(key_arn).is_some_and(|k| k.state == FakeKeyState::Enabled))
     }
 }
