@@ -141,12 +141,7 @@ fn scenarios() -> Result<Vec<Scenario>, Error> {
     let flood_body = request_of_small_numbers((LAMBDA_PAYLOAD_LIMIT - 8192) / 4 * 3, 0);
 
     Ok(vec![
-        Scenario {
-            transport: "direct",
-            name: "minimal: `events/sign.json`",
-            event: small,
-            expect: token,
-        },
+        Scenario { transport: "direct", name: "minimal: `events/sign.json`", event: small, expect: token },
         Scenario {
             transport: "direct",
             name: "largest single request: 32 KiB, claims 16 KiB of small numbers",
