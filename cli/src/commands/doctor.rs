@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use kms_jwt::keyring::KeyRecord;
 use kms_jwt::rotate::{DEFAULT_MAX_PUBLISHED_KEYS, MAX_JWKS_BYTES};
 use kms_jwt::Keyring;
 use serde::Serialize;
@@ -46,19 +47,31 @@ fn is_loopback(url: &str) -> bool {
 
 /// Discovery and JWKS as each AWS verifier requires them (pure).
 pub fn check_documents(docs: &Documents, issuer: &str, ring: &Keyring) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = vec![check_issuer(docs, issuer)];
+    out.extend(check_https(issuer, &docs.jwks_uri));
+    out.extend(check_jwks_uri_length(&docs.jwks_uri));
+    out.extend(check_headers(docs));
+    let keys = docs.jwks_keys();
+    out.extend(check_jwks_size(keys.len(), docs.jwks_text.len()));
+    out.extend(check_jwk_members(&keys));
+    out.push(check_served_keys(docs, ring));
+    out
+}
+
+/// The discovery document names the issuer exactly as tokens carry it.
+fn check_issuer(docs: &Documents, issuer: &str) -> Finding {
     let served_issuer = docs.discovery.get("issuer").and_then(Value::as_str).unwrap_or_default();
     if served_issuer == issuer {
-        out.push(finding(
-            "discovery",
-            Level::Ok,
-            format!("{} names issuer {issuer}", docs.discovery_url),
-            None,
-        ));
+        finding("discovery", Level::Ok, format!("{} names issuer {issuer}", docs.discovery_url), None)
     } else {
-        out.push(finding("discovery", Level::Fail, format!("the discovery document names issuer {served_issuer:?}, not {issuer:?}: AWS verifiers compare them character for character"), Some("set ISSUER of the jwks and sign functions to the same value (the template's Issuer parameter)".into())));
+        finding("discovery", Level::Fail, format!("the discovery document names issuer {served_issuer:?}, not {issuer:?}: AWS verifiers compare them character for character"), Some("set ISSUER of the jwks and sign functions to the same value (the template's Issuer parameter)".into()))
     }
-    for (what, url) in [("issuer", issuer), ("jwks_uri", docs.jwks_uri.as_str())] {
+}
+
+/// The issuer and the JWKS are served over https; loopback http passes with a warning.
+fn check_https(issuer: &str, jwks_uri: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (what, url) in [("issuer", issuer), ("jwks_uri", jwks_uri)] {
         if url.starts_with("https://") {
             out.push(finding("https", Level::Ok, format!("{what} {url} is https"), None));
         } else if is_loopback(url) {
@@ -82,14 +95,24 @@ pub fn check_documents(docs: &Documents, issuer: &str, ring: &Keyring) -> Vec<Fi
             ));
         }
     }
-    if docs.jwks_uri.len() > 256 {
-        out.push(finding(
+    out
+}
+
+/// ALB's limit on the JWKS URL.
+fn check_jwks_uri_length(jwks_uri: &str) -> Option<Finding> {
+    (jwks_uri.len() > 256).then(|| {
+        finding(
             "jwks_uri",
             Level::Fail,
-            format!("jwks_uri is {} characters; ALB accepts at most 256", docs.jwks_uri.len()),
+            format!("jwks_uri is {} characters; ALB accepts at most 256", jwks_uri.len()),
             Some("shorten the JWKS URL (JWKS_URI)".into()),
-        ));
-    }
+        )
+    })
+}
+
+/// Both documents say how long to cache them and that they are JSON.
+fn check_headers(docs: &Documents) -> Vec<Finding> {
+    let mut out = Vec::new();
     for (what, headers) in [("discovery", &docs.discovery_headers), ("JWKS", &docs.jwks_headers)] {
         let cache = headers.get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if cache.contains("max-age") {
@@ -112,13 +135,17 @@ pub fn check_documents(docs: &Documents, issuer: &str, ring: &Keyring) -> Vec<Fi
             ));
         }
     }
-    let keys = docs.jwks_keys();
-    let bytes = docs.jwks_text.len();
-    if keys.len() > DEFAULT_MAX_PUBLISHED_KEYS {
+    out
+}
+
+/// The JWKS within ALB's key count and the authorizers' size limit.
+fn check_jwks_size(keys: usize, bytes: usize) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if keys > DEFAULT_MAX_PUBLISHED_KEYS {
         out.push(finding(
             "jwks",
             Level::Fail,
-            format!("the JWKS holds {} keys; ALB accepts at most {DEFAULT_MAX_PUBLISHED_KEYS}", keys.len()),
+            format!("the JWKS holds {keys} keys; ALB accepts at most {DEFAULT_MAX_PUBLISHED_KEYS}"),
             Some(
                 "lower MAX_PUBLISHED_KEYS to 10 (or revoke previous keys) if ALB verifies your tokens".into(),
             ),
@@ -127,10 +154,7 @@ pub fn check_documents(docs: &Documents, issuer: &str, ring: &Keyring) -> Vec<Fi
         out.push(finding(
             "jwks",
             Level::Ok,
-            format!(
-                "{} keys, {bytes} bytes (limits {DEFAULT_MAX_PUBLISHED_KEYS} keys, {MAX_JWKS_BYTES} bytes)",
-                keys.len()
-            ),
+            format!("{keys} keys, {bytes} bytes (limits {DEFAULT_MAX_PUBLISHED_KEYS} keys, {MAX_JWKS_BYTES} bytes)"),
             None,
         ));
     }
@@ -142,28 +166,38 @@ pub fn check_documents(docs: &Documents, issuer: &str, ring: &Keyring) -> Vec<Fi
             Some("lower MAX_PUBLISHED_KEYS".into()),
         ));
     }
-    for key in &keys {
-        let missing: Vec<&str> =
-            ["kid", "kty", "alg", "use"].into_iter().filter(|m| key.get(m).is_none()).collect();
-        if !missing.is_empty() {
-            out.push(finding(
-                "jwks",
-                Level::Fail,
-                format!("a JWK lacks {}", missing.join(", ")),
-                Some("serve the JWKS from the jwks function".into()),
-            ));
-        }
-    }
+    out
+}
+
+/// Every JWK carries the members verifiers select keys by.
+fn check_jwk_members(keys: &[Value]) -> Vec<Finding> {
+    keys.iter()
+        .filter_map(|key| {
+            let missing: Vec<&str> =
+                ["kid", "kty", "alg", "use"].into_iter().filter(|m| key.get(m).is_none()).collect();
+            (!missing.is_empty()).then(|| {
+                finding(
+                    "jwks",
+                    Level::Fail,
+                    format!("a JWK lacks {}", missing.join(", ")),
+                    Some("serve the JWKS from the jwks function".into()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The served JWKS holds exactly the keyring's published keys.
+fn check_served_keys(docs: &Documents, ring: &Keyring) -> Finding {
     let served: Vec<String> = docs.jwks_kids();
     let published: Vec<&str> = ring.keys.iter().map(|k| k.kid.as_str()).collect();
     let absent: Vec<&&str> = published.iter().filter(|k| !served.iter().any(|s| s == *k)).collect();
     let extra: Vec<&String> = served.iter().filter(|s| !published.contains(&s.as_str())).collect();
     if absent.is_empty() && extra.is_empty() {
-        out.push(finding("jwks", Level::Ok, "the served JWKS is the keyring's", None));
+        finding("jwks", Level::Ok, "the served JWKS is the keyring's", None)
     } else {
-        out.push(finding("jwks", Level::Warn, format!("the served JWKS differs from the keyring (missing {absent:?}, extra {extra:?}): a cache serves an older keyring, or the jwks function reads another secret"), Some("wait KEYRING_CACHE_TTL + JWKS_MAX_AGE and check again; check KEYRING_SECRET_ID of the jwks function".into())));
+        finding("jwks", Level::Warn, format!("the served JWKS differs from the keyring (missing {absent:?}, extra {extra:?}): a cache serves an older keyring, or the jwks function reads another secret"), Some("wait KEYRING_CACHE_TTL + JWKS_MAX_AGE and check again; check KEYRING_SECRET_ID of the jwks function".into()))
     }
-    out
 }
 
 /// Settings other functions share with rotate (pure): each must be the same value.
@@ -231,9 +265,31 @@ pub async fn run(
     json: bool,
     style: Style,
 ) -> Result<Outcome, CliError> {
-    let mut findings = Vec::new();
-    let c = &d.config;
-    findings.push(finding(
+    let mut findings = vec![rotate_timing(d)];
+    findings.extend(check_functions(d, jwks_function, sign_function).await?);
+    let loaded = d.keyring().await?;
+    let ring = &loaded.ring;
+    if loaded.version.is_none() {
+        findings.push(finding(
+            "keyring",
+            Level::Fail,
+            format!("keyring secret {} has no keyring", d.config.keyring_secret_id),
+            Some("run `kms-jwt rotate` to bootstrap it".into()),
+        ));
+    }
+    findings.extend(check_discovery(d, ring).await);
+    for key in &ring.keys {
+        findings.extend(check_key_states(d, key).await);
+        findings.extend(check_key_policies(d, key).await);
+    }
+    findings.extend(check_alarms(d).await);
+    emit(json, &findings, |style| render(&findings, style), style)?;
+    Ok(if findings.iter().any(|f| f.level == Level::Fail) { Outcome::NeedsAttention } else { Outcome::Fine })
+}
+
+/// Rotate's lifecycle timing, as it computed it from its settings.
+fn rotate_timing(d: &Deployment) -> Finding {
+    finding(
         "configuration",
         Level::Ok,
         format!(
@@ -243,101 +299,119 @@ pub async fn run(
             duration(d.policy.rotation_period)
         ),
         None,
-    ));
-    if jwks_function.is_some() || sign_function.is_some() {
-        let rotate_env = match d.function.as_deref() {
-            Some(f) => d.aws.function_environment(f).await?,
-            None => std::env::vars().collect(),
-        };
-        if let Some(f) = jwks_function {
-            let env = d.aws.function_environment(f).await?;
-            findings.extend(check_shared_settings(
-                f,
-                &env,
-                &rotate_env,
-                &["KEYRING_SECRET_ID", "JWKS_MAX_AGE", "KEYRING_CACHE_TTL", "KEYRING_MAX_STALENESS"],
-            ));
-        }
-        if let Some(f) = sign_function {
-            let env = d.aws.function_environment(f).await?;
-            findings.extend(check_shared_settings(
-                f,
-                &env,
-                &rotate_env,
-                &["KEYRING_SECRET_ID", "MAX_TOKEN_TTL", "KEYRING_CACHE_TTL"],
-            ));
-        }
-    } else {
-        findings.push(finding(
+    )
+}
+
+/// The jwks and sign functions' settings against rotate's, when they are named.
+async fn check_functions(
+    d: &Deployment,
+    jwks_function: Option<&str>,
+    sign_function: Option<&str>,
+) -> Result<Vec<Finding>, CliError> {
+    if jwks_function.is_none() && sign_function.is_none() {
+        return Ok(vec![finding(
             "configuration",
             Level::Warn,
             "the jwks and sign functions' settings were not compared with rotate's",
             Some("pass --jwks-function and --sign-function".into()),
+        )]);
+    }
+    // Without --function-name, rotate's settings are this process's (--config-from-env).
+    let rotate_env = match d.function.as_deref() {
+        Some(f) => d.aws.function_environment(f).await?,
+        None => std::env::vars().collect(),
+    };
+    let mut findings = Vec::new();
+    if let Some(f) = jwks_function {
+        let env = d.aws.function_environment(f).await?;
+        findings.extend(check_shared_settings(
+            f,
+            &env,
+            &rotate_env,
+            &["KEYRING_SECRET_ID", "JWKS_MAX_AGE", "KEYRING_CACHE_TTL", "KEYRING_MAX_STALENESS"],
         ));
     }
-    let loaded = d.keyring().await?;
-    let ring = &loaded.ring;
-    if loaded.version.is_none() {
-        findings.push(finding(
-            "keyring",
-            Level::Fail,
-            format!("keyring secret {} has no keyring", c.keyring_secret_id),
-            Some("run `kms-jwt rotate` to bootstrap it".into()),
+    if let Some(f) = sign_function {
+        let env = d.aws.function_environment(f).await?;
+        findings.extend(check_shared_settings(
+            f,
+            &env,
+            &rotate_env,
+            &["KEYRING_SECRET_ID", "MAX_TOKEN_TTL", "KEYRING_CACHE_TTL"],
         ));
     }
-    match &d.issuer {
-        Some(issuer) => match fetch_documents(issuer).await {
-            Ok(docs) => findings.extend(check_documents(&docs, issuer, ring)),
-            Err(e) => findings.push(finding(
-                "discovery",
-                Level::Fail,
-                e.to_string(),
-                Some("check the issuer URL, the jwks function and its API route".into()),
-            )),
-        },
-        None => findings.push(finding(
+    Ok(findings)
+}
+
+/// Discovery and JWKS as served at the issuer, when it is known.
+async fn check_discovery(d: &Deployment, ring: &Keyring) -> Vec<Finding> {
+    let Some(issuer) = &d.issuer else {
+        return vec![finding(
             "discovery",
             Level::Warn,
             "discovery and JWKS not checked",
             Some("pass --issuer".into()),
-        )),
+        )];
+    };
+    match fetch_documents(issuer).await {
+        Ok(docs) => check_documents(&docs, issuer, ring),
+        Err(e) => vec![finding(
+            "discovery",
+            Level::Fail,
+            e.to_string(),
+            Some("check the issuer URL, the jwks function and its API route".into()),
+        )],
     }
-    let regions = d.regions();
-    for key in &ring.keys {
-        for region in &regions {
-            let state = d.aws.key_state(&key.kms_key_arn, region).await;
-            if state.enabled() {
-                findings.push(finding("kms", Level::Ok, format!("{} ({region}): Enabled", key.kid), None));
-            } else {
-                findings.push(finding(
-                    "kms",
-                    Level::Fail,
-                    format!(
-                        "{} ({} key) is {} in {region}{}",
-                        key.kid,
-                        format!("{:?}", key.state).to_lowercase(),
-                        state.state,
-                        state.detail.map(|d| format!(": {d}")).unwrap_or_default()
-                    ),
-                    Some(format!(
-                        "if it was disabled by mistake: `aws kms enable-key --key-id {} --region {region}`; if it is compromised: `kms-jwt revoke {}`",
-                        kms_jwt::arn::local_key_arn(&key.kms_key_arn, Some(region)),
-                        key.kid
-                    )),
-                ));
-            }
-        }
-        if let Some(access) = &c.key_access {
-            let expected = access.policy(key.alg);
-            for region in &regions {
-                match d.aws.key_policy(&key.kms_key_arn, region).await {
-                    Ok(actual) => findings.push(check_policy(&key.kid, region, &actual, &expected)),
-                    Err(e) => findings.push(finding("key policy", Level::Fail, e.to_string(), None)),
-                }
-            }
+}
+
+/// A key enabled in KMS in every region, or how to fix it.
+async fn check_key_states(d: &Deployment, key: &KeyRecord) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for region in &d.regions() {
+        let state = d.aws.key_state(&key.kms_key_arn, region).await;
+        if state.enabled() {
+            findings.push(finding("kms", Level::Ok, format!("{} ({region}): Enabled", key.kid), None));
+        } else {
+            findings.push(finding(
+                "kms",
+                Level::Fail,
+                format!(
+                    "{} ({} key) is {} in {region}{}",
+                    key.kid,
+                    format!("{:?}", key.state).to_lowercase(),
+                    state.state,
+                    state.detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                Some(format!(
+                    "if it was disabled by mistake: `aws kms enable-key --key-id {} --region {region}`; if it is compromised: `kms-jwt revoke {}`",
+                    kms_jwt::arn::local_key_arn(&key.kms_key_arn, Some(region)),
+                    key.kid
+                )),
+            ));
         }
     }
-    let keyring_dim = ("Keyring", c.keyring_secret_id.as_str());
+    findings
+}
+
+/// A key's policy in every region against what rotate writes, when rotate's key access is known.
+async fn check_key_policies(d: &Deployment, key: &KeyRecord) -> Vec<Finding> {
+    let Some(access) = &d.config.key_access else {
+        return Vec::new();
+    };
+    let expected = access.policy(key.alg);
+    let mut findings = Vec::new();
+    for region in &d.regions() {
+        match d.aws.key_policy(&key.kms_key_arn, region).await {
+            Ok(actual) => findings.push(check_policy(&key.kid, region, &actual, &expected)),
+            Err(e) => findings.push(finding("key policy", Level::Fail, e.to_string(), None)),
+        }
+    }
+    findings
+}
+
+/// An alarm on each metric the template alarms on: stalled rotation, backlog, rotate's errors.
+async fn check_alarms(d: &Deployment) -> Vec<Finding> {
+    let keyring_dim = ("Keyring", d.config.keyring_secret_id.as_str());
     let mut alarms = vec![
         ("kms-jwt", "CurrentKeyAgeSeconds", keyring_dim, "stalled rotation"),
         ("kms-jwt", "RetiringKeys", keyring_dim, "retirement backlog"),
@@ -345,6 +419,7 @@ pub async fn run(
     if let Some(f) = d.function.as_deref() {
         alarms.push(("AWS/Lambda", "Errors", ("FunctionName", f), "rotate errors"));
     }
+    let mut findings = Vec::new();
     for (namespace, metric, dim, what) in alarms {
         match d.aws.alarms_for(namespace, metric, dim).await {
             Ok(names) if !names.is_empty() => findings.push(finding("alarms", Level::Ok, format!("{what}: {}", names.join(", ")), None)),
@@ -352,8 +427,7 @@ pub async fn run(
             Err(e) => findings.push(finding("alarms", Level::Warn, e.to_string(), None)),
         }
     }
-    emit(json, &findings, |style| render(&findings, style), style)?;
-    Ok(if findings.iter().any(|f| f.level == Level::Fail) { Outcome::NeedsAttention } else { Outcome::Fine })
+    findings
 }
 
 #[cfg(test)]
