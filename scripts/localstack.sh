@@ -17,7 +17,7 @@ healthy() {
   curl -fsS --max-time 2 "$HEALTH" 2>/dev/null | "$VENV/bin/python" -c '
 import json, sys
 services = json.load(sys.stdin).get("services", {})
-sys.exit(0 if all(services.get(s) in ("available", "running") for s in ("kms", "secretsmanager")) else 1)
+sys.exit(0 if all(services.get(s) in ("available", "running") for s in ("kms", "secretsmanager", "ssm", "events", "sqs", "cloudwatch")) else 1)
 ' 2>/dev/null
 }
 
@@ -29,7 +29,7 @@ start() {
   log "starting LocalStack on 127.0.0.1:$PORT (log: $LOG_FILE)"
   # setsid: LocalStack gets its own process group, so stop can end it and every child.
   GATEWAY_LISTEN="127.0.0.1:$PORT" \
-  SERVICES="kms,secretsmanager" \
+  SERVICES="kms,secretsmanager,ssm,events,sqs,cloudwatch" \
   EAGER_SERVICE_LOADING=1 \
   LOCALSTACK_VOLUME_DIR="$STATE_DIR/localstack-volume" \
   FILESYSTEM_ROOT="$STATE_DIR/localstack-fs" \
