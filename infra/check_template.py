@@ -318,8 +318,8 @@ check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get
 sign = role_actions("SignRole")
 check("sign's IAM grants no kms:Sign (each key's policy does)", "kms:Sign" not in sign)
 check("sign's IAM holds no KMS action but Decrypt", {a for a in sign if a.startswith("kms:")} == {"kms:Decrypt"})
-check("sign grants nothing but secret read, decrypt and logs",
-      sign <= {"secretsmanager:GetSecretValue", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents"})
+check("sign grants nothing but secret read, decrypt, the minting policy's read and logs",
+      sign <= {"secretsmanager:GetSecretValue", "kms:Decrypt", "ssm:GetParameter", "logs:CreateLogStream", "logs:PutLogEvents"})
 jwks = role_actions("JwksRole")
 check("jwks only reads the secret (and writes its logs)",
       jwks <= {"secretsmanager:GetSecretValue", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents"})
@@ -669,11 +669,11 @@ check("DeniedSignRule matches denied Sign calls (read-only events: needs ALL_CLO
       and denied_sign.get("State") == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
 topic_policy = resources.get("SecurityAlertsTopicPolicy", {}).get("Properties", {})
 topic_statements = topic_policy.get("PolicyDocument", {}).get("Statement", [])
-check("only this stack's two rules may publish to the topic (aws:SourceArn)",
+check("only this stack's three rules may publish to the topic (aws:SourceArn)",
       topic_policy.get("Topics") == [{"Ref": "SecurityAlertsTopic"}]
       and [s.get("Principal") for s in topic_statements] == [{"Service": "events.amazonaws.com"}]
       and all(s["Effect"] == "Allow" and actions(s) == ["sns:Publish"] and s["Resource"] == {"Ref": "SecurityAlertsTopic"}
-              and s.get("Condition") == {"ArnEquals": {"aws:SourceArn": [getatt("KeyPolicyChangeRule"), getatt("DeniedSignRule")]}}
+              and s.get("Condition") == {"ArnEquals": {"aws:SourceArn": [getatt("KeyPolicyChangeRule"), getatt("DeniedSignRule"), getatt("MintingPolicyChangeRule")]}}
               for s in topic_statements))
 alerts_key = resources.get("SecurityAlertsKey", {}).get("Properties", {})
 alerts_key_statements = alerts_key.get("KeyPolicy", {}).get("Statement", [])
@@ -706,8 +706,31 @@ check("POST /token requires IAM authorization",
 check("no Lambda permission in the stack lets anyone but API Gateway invoke a sign function",
       all(r["Properties"].get("Principal") == "apigateway.amazonaws.com"
           for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"))
-check("both sign functions read the one MINTING_POLICY parameter",
-      sign_env.get("MINTING_POLICY") == http_env.get("MINTING_POLICY") == {"Ref": "MintingPolicy"})
+# ---- the minting policy: one SSM parameter, read by sign, written by nobody in the stack ---
+check("both sign functions read the one minting policy parameter (MINTING_POLICY_PARAMETER), none from the environment",
+      sign_env.get("MINTING_POLICY_PARAMETER") == http_env.get("MINTING_POLICY_PARAMETER") == {"Ref": "MintingPolicyParameter"}
+      and "MINTING_POLICY" not in sign_env and "MINTING_POLICY" not in http_env)
+policy_parameter = resources.get("MintingPolicyParameter", {})
+check("the minting policy parameter is a String in every stack, first version from MintingPolicy",
+      policy_parameter.get("Type") == "AWS::SSM::Parameter" and policy_parameter.get("Condition") is None
+      and policy_parameter.get("Properties", {}).get("Type") == "String"
+      and policy_parameter.get("Properties", {}).get("Value") == {"Ref": "MintingPolicy"}
+      and policy_parameter.get("Properties", {}).get("Name") == {"Fn::Sub": "/${AWS::StackName}/minting-policy"})
+policy_read = only("SignRole", "ssm:GetParameter")
+check("SignRole reads exactly that parameter, and nothing else of SSM",
+      actions(policy_read) == ["ssm:GetParameter"]
+      and policy_read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${MintingPolicyParameter}"}
+      and {a for a in role_actions("SignRole") if a.startswith("ssm:")} == {"ssm:GetParameter"})
+for role in ("RotateRole", "SignRole", "JwksRole", "SchedulerRole"):
+    check(f"{role} may not write the minting policy (the power to mint anything)",
+          not {a for a in role_actions(role) if a.startswith("ssm:") and a != "ssm:GetParameter"}
+          and not any(a in ("ssm:*", "*") for a in role_actions(role)))
+policy_change = resources.get("MintingPolicyChangeRule", {}).get("Properties", {})
+check("every change of the minting policy reaches the security alerts topic (Parameter Store Change events)",
+      policy_change.get("EventPattern") == {"source": ["aws.ssm"], "detail-type": ["Parameter Store Change"],
+                                            "detail": {"name": [{"Ref": "MintingPolicyParameter"}]}}
+      and policy_change.get("State") == "ENABLED"
+      and [t.get("Arn") for t in policy_change.get("Targets", [])] == [{"Ref": "SecurityAlertsTopic"}])
 for role in ("RotateRole", "SignRole", "JwksRole"):
     check(f"{role} may not invoke Lambda functions",
           not {a for a in role_actions(role) if a.startswith("lambda:")})

@@ -136,6 +136,9 @@ class Stack:
             return key_id(logical_id, self.region)
         if kind == "AWS::Logs::LogGroup":
             return self.log_group_name(logical_id)
+        if kind == "AWS::SSM::Parameter":
+            # Ref gives the parameter's name, which the template sets.
+            return self.resolve(resource["Properties"]["Name"])
         raise RenderError(f"Ref to {logical_id} ({kind}): no fake physical id for that type")
 
     def getatt(self, logical_id, attribute):

@@ -2,7 +2,9 @@
 # The main job, end to end on this machine: LocalStack up, the three functions running under
 # `cargo lambda watch`, keys bootstrapped, a token signed through KMS, the JWKS fetched over
 # HTTP from the jwks function URL, the token verified; then a rotation, and both the old and
-# the new token verified. Stops everything it started.
+# the new token verified; then the minting policy (in SSM Parameter Store): a workload exchanges
+# its IAM identity for a token (POST /token) that verifies, and a mint outside the policy is
+# refused. Stops everything it started.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$REPO_ROOT/scripts/watch.sh"
 cd "$REPO_ROOT"
@@ -10,7 +12,12 @@ cd "$REPO_ROOT"
 step() { printf '\n\033[1;32m[%s]\033[0m %s\n' "$1" "$2"; }
 
 "$REPO_ROOT/scripts/python-env.sh"
+# The sign function as the template deploys it behind API Gateway (SIGN_TRANSPORT=api-gateway),
+# under a second `cargo lambda watch`.
+API_PORT=$((WATCH_PORT + 1))
+api_watch() { WATCH_PORT=$API_PORT WATCH_PID_FILE="$STATE_DIR/watch-$API_PORT.pid" WATCH_LOG="$STATE_DIR/watch-$API_PORT.log" "$@"; }
 cleanup() {
+  api_watch watch_stop
   watch_stop
   stop_localstack_if_started
 }
@@ -20,7 +27,12 @@ ensure_localstack
 # A fresh keyring name per run, so the demo also works against a LocalStack left running.
 run_id="$(date +%s)"
 env_file="$STATE_DIR/demo.env"
-sed "s|^KEYRING_SECRET_ID=.*|KEYRING_SECRET_ID=kms-jwt/demo-$run_id/keyring|" .env.localstack >"$env_file"
+policy_parameter="/kms-jwt/demo-$run_id/minting-policy"
+# The policy from Parameter Store, as deployed (not from the environment, as in other local runs).
+sed -e "s|^KEYRING_SECRET_ID=.*|KEYRING_SECRET_ID=kms-jwt/demo-$run_id/keyring|" \
+    -e "s|^MINTING_POLICY=.*|MINTING_POLICY_PARAMETER=$policy_parameter|" .env.localstack >"$env_file"
+api_env_file="$STATE_DIR/demo-api.env"
+{ cat "$env_file"; echo "SIGN_TRANSPORT=api-gateway"; } >"$api_env_file"
 ISSUER="$(grep '^ISSUER=' "$env_file" | cut -d= -f2-)"
 JWKS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/jwks/.well-known/jwks.json"
 cargo build --quiet -p kms-jwt-tests --bin verify-token -p kms-jwt-cli
@@ -32,9 +44,23 @@ kms_jwt() {
    AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$WATCH_PORT" \
      exec "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/kms-jwt" --config-from-env --function-name rotate "$@")
 }
-watch_start "$env_file"
-
 json_field() { "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# Who may mint what: the demo's policy (scripts/demo-minting-policy.json) as the parameter's
+# first version. PutParameter through the SDK LocalStack ships with (no AWS CLI needed).
+put_policy() {  # $1: policy file
+  "$VENV/bin/python" - "$policy_parameter" "$1" <<'PY'
+import sys, boto3
+name, path = sys.argv[1], sys.argv[2]
+ssm = boto3.client("ssm")
+out = ssm.put_parameter(Name=name, Value=open(path).read(), Type="String", Overwrite=True)
+print(f"{name}: version {out['Version']}")
+PY
+}
+put_policy scripts/demo-minting-policy.json
+
+watch_start "$env_file"
+api_watch watch_start "$api_env_file"
 
 step 1 "rotate (EventBridge scheduled event): bootstrap the keyring with a current and a next key in KMS"
 invoke rotate "$(cat events/rotate-scheduled.json)" | tee "$STATE_DIR/rotate-1.json" | "$VENV/bin/python" -m json.tool
@@ -73,4 +99,19 @@ step 7 "fetch the JWKS again and verify both tokens: the old key stays published
 curl -sS "$JWKS_URL" | "$VENV/bin/python" -c 'import json,sys; [print("  published", k["kid"], k["alg"]) for k in json.load(sys.stdin)["keys"]]'
 "$VERIFY" --jwks-url "$JWKS_URL" --issuer "$ISSUER" "$TOKEN_A" "$TOKEN_B"
 
-printf '\n\033[1;32mdemo complete:\033[0m keys rotated, tokens signed in KMS, JWKS served over HTTP, both tokens verified.\n'
+step 8 "who may mint what: the policy in SSM ($policy_parameter) lets this backend mint for users of https://api.example.com only"
+"$VENV/bin/python" -c 'import json,sys; [print("  rule", r["id"], "->", r["audiences"]) for r in json.load(open(sys.argv[1]))["rules"]]' scripts/demo-minting-policy.json
+echo "sign {\"claims\": {\"sub\": \"admin\", \"aud\": \"https://payments.example.com\"}}"
+if invoke sign '{"claims": {"sub": "admin", "aud": "https://payments.example.com"}}' >"$STATE_DIR/refused.json" 2>"$STATE_DIR/refused.err"; then
+  die "a mint outside the policy was signed"
+fi
+grep -o 'NotAllowed.*' "$STATE_DIR/refused.err" | head -n 1 | sed 's/^/  refused: /'
+grep -q NotAllowed "$STATE_DIR/refused.err" || { cat "$STATE_DIR/refused.err" >&2; die "expected NotAllowed"; }
+
+step 9 "identity exchange (POST /token, IAM-authorized): the workload role issuer-service gets a token about itself"
+api_watch invoke sign "$(cat events/token-http-api.json)" >"$STATE_DIR/token.json"
+echo "HTTP $(json_field "['statusCode']" <"$STATE_DIR/token.json")"
+TOKEN_C="$(json_field "['body']" <"$STATE_DIR/token.json" | json_field "['WebIdentityToken']")"
+"$VERIFY" --jwks-url "$JWKS_URL" --issuer "$ISSUER" "$TOKEN_C"
+
+printf '\n\033[1;32mdemo complete:\033[0m keys rotated, tokens signed in KMS, JWKS served over HTTP, tokens verified, a workload token exchanged, a mint outside the policy refused.\n'

@@ -1,4 +1,5 @@
-//! A per-container keyring cache shared by the sign and jwks functions.
+//! A per-container cache of a versioned document: the keyring (sign and jwks functions) and
+//! the minting policy (sign).
 //!
 //! - At most one Secrets Manager read per TTL, even under concurrent requests (single-flight):
 //!   requests that queue behind a refresh share its outcome, errors included.
@@ -14,8 +15,11 @@
 //!   monotonic clock does not advance while it is frozen, so a container thawed hours later
 //!   would otherwise sign with a keyring far older than its TTL.
 //!
-//! The cached value is a projection of the keyring (`V`), built once per keyring version, so
-//! warm requests do no JSON work at all.
+//! The cached value is a projection of the document (`V`), built once per version, so warm
+//! requests do no JSON work at all. A document that does not parse is an error like an outage
+//! (stale-if-error), except in a cache told to [keep the last valid
+//! one](DocumentCache::keeping_last_valid): the minting policy's, where a broken new version
+//! must neither widen nor stop signing.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
@@ -25,9 +29,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::keyring::{Keyring, KeyringError};
-use crate::ports::{KeyringStore, StoreError, StoredDocument};
+use crate::ports::{DocumentSource, StoreError, StoredDocument};
 
-/// How long a refresh waits for the store unless [`KeyringCache::with_refresh_timeout`] says
+/// How long a refresh waits for the store unless [`DocumentCache::with_refresh_timeout`] says
 /// otherwise. Longer than a healthy Secrets Manager read, far shorter than a Lambda timeout.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,6 +48,14 @@ pub enum CacheError {
     /// The stored document is not a valid keyring.
     #[error("stored keyring is invalid: {0}")]
     Keyring(#[from] KeyringError),
+    /// The stored document is not valid (the minting policy): every problem found.
+    #[error("stored document {version} is invalid: {}", problems.join("; "))]
+    Invalid {
+        /// The version refused.
+        version: String,
+        /// What is wrong with it.
+        problems: Vec<String>,
+    },
     /// The store did not answer within the cache's refresh timeout.
     #[error("the keyring store did not answer within {timeout:?}")]
     RefreshTimedOut {
@@ -52,7 +64,7 @@ pub enum CacheError {
     },
 }
 
-/// Timing of a [`KeyringCache`].
+/// Timing of a [`DocumentCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     /// How long a loaded keyring is used without asking the store again.
@@ -62,7 +74,7 @@ pub struct CachePolicy {
     pub max_staleness: Duration,
 }
 
-/// The wall clock a [`KeyringCache`] checks ages against, besides tokio's monotonic clock.
+/// The wall clock a [`DocumentCache`] checks ages against, besides tokio's monotonic clock.
 ///
 /// Injectable so tests and simulations can model a frozen Lambda sandbox: keep tokio's clock
 /// still and move this one.
@@ -167,33 +179,62 @@ enum Lookup<V> {
     Missing,
 }
 
-/// Caches `project(keyring)` per container.
-pub struct KeyringCache<S, V> {
+/// How a stored document (`None`: there is none) becomes the cached value.
+type Parse<V> = Box<dyn Fn(Option<&StoredDocument>) -> Result<V, CacheError> + Send + Sync>;
+
+/// Caches `parse(document)` per container.
+pub struct DocumentCache<S, V> {
     store: S,
     policy: CachePolicy,
     refresh_timeout: Duration,
     clock: Arc<dyn Clock>,
-    project: Box<dyn Fn(&Keyring) -> V + Send + Sync>,
+    parse: Parse<V>,
+    keep_last_valid: bool,
     state: RwLock<State<V>>,
     refresh_lock: Mutex<()>,
 }
 
-impl<S: KeyringStore, V> KeyringCache<S, V> {
-    /// A cold cache over `store`, on the system wall clock, with [`DEFAULT_REFRESH_TIMEOUT`].
+/// The keyring's cache: `project(keyring)`, built once per keyring version.
+pub type KeyringCache<S, V> = DocumentCache<S, V>;
+
+impl<S: DocumentSource, V> DocumentCache<S, V> {
+    /// A cold cache of `project(keyring)` over the keyring `store` (no keyring yet: the empty
+    /// one), on the system wall clock, with [`DEFAULT_REFRESH_TIMEOUT`].
     pub fn new(
         store: S,
         policy: CachePolicy,
         project: impl Fn(&Keyring) -> V + Send + Sync + 'static,
     ) -> Self {
-        KeyringCache {
+        Self::parsing(store, policy, move |doc| {
+            let ring = doc.map(|d| Keyring::from_json(&d.text)).transpose()?;
+            Ok(project(&ring.unwrap_or_default()))
+        })
+    }
+
+    /// A cold cache of any document: `parse` turns each new version into the cached value.
+    pub fn parsing(
+        store: S,
+        policy: CachePolicy,
+        parse: impl Fn(Option<&StoredDocument>) -> Result<V, CacheError> + Send + Sync + 'static,
+    ) -> Self {
+        DocumentCache {
             store,
             policy,
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             clock: Arc::new(SystemClock),
-            project: Box::new(project),
+            parse: Box::new(parse),
+            keep_last_valid: false,
             state: RwLock::new(State { entry: None, finished_refreshes: 0, last_outcome: None }),
             refresh_lock: Mutex::new(()),
         }
+    }
+
+    /// A new version that does not parse leaves the last valid value in use for as long as
+    /// the store keeps answering with it (logged at each refresh), instead of counting as an
+    /// outage: for documents where a mistake must change nothing (the minting policy).
+    pub fn keeping_last_valid(mut self) -> Self {
+        self.keep_last_valid = true;
+        self
     }
 
     /// Measure wall-clock ages with `clock` instead of the system clock.
@@ -314,7 +355,7 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
             // The keyring vanished after we had one: an operator error or an outage, not a
             // reason to stop publishing keys. Serve what we have (stale-if-error).
             Ok(None) if slot.as_ref().is_some_and(|e| e.version_id.is_some()) => {
-                CacheError::Store(StoreError::unavailable("the keyring secret has no current version"))
+                CacheError::Store(StoreError::unavailable("the stored document has no current version"))
             }
             Ok(doc) => {
                 let version_id = doc.as_ref().map(|d| d.version_id.clone());
@@ -324,9 +365,9 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
                     entry.failed = None;
                     return Ok(Arc::clone(&entry.value));
                 }
-                match doc.map(|d| Keyring::from_json(&d.text)).transpose() {
-                    Ok(ring) => {
-                        let value = Arc::new((self.project)(&ring.unwrap_or_default()));
+                match (self.parse)(doc.as_ref()) {
+                    Ok(value) => {
+                        let value = Arc::new(value);
                         *slot = Some(Entry {
                             value: Arc::clone(&value),
                             version_id,
@@ -335,7 +376,17 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
                         });
                         return Ok(value);
                     }
-                    Err(e) => CacheError::from(e),
+                    Err(e) => match slot.as_mut().filter(|_| self.keep_last_valid) {
+                        // The store answered: the lease is renewed on the last valid version,
+                        // and the refused one is read (and refused) again next TTL.
+                        Some(entry) => {
+                            tracing::error!(error = %e, "stored document refused; keeping the last valid version");
+                            entry.fetched = started;
+                            entry.failed = None;
+                            return Ok(Arc::clone(&entry.value));
+                        }
+                        None => e,
+                    },
                 }
             }
             Err(e) => e,
@@ -345,7 +396,7 @@ impl<S: KeyringStore, V> KeyringCache<S, V> {
         match slot.as_mut() {
             Some(entry) if entry.fetched.within(&now, self.stale_window()) => {
                 let stale_for_secs = entry.fetched.age(&now).map(|age| age.as_secs());
-                warn!(error = %error, stale_for_secs, "keyring refresh failed; serving the last good keyring");
+                warn!(error = %error, stale_for_secs, "refresh failed; serving the last good version");
                 entry.failed = Some(now);
                 Ok(Arc::clone(&entry.value))
             }
@@ -359,6 +410,7 @@ mod tests {
     use super::*;
     use crate::keyring::tests::new_key;
     use crate::memory::MemoryStore;
+    use crate::ports::KeyringStore;
     use async_trait::async_trait;
     use tokio::sync::Notify;
 
@@ -387,7 +439,7 @@ mod tests {
 
     /// Write a new keyring version (with no keys, so the projection tells it apart).
     async fn publish_empty_version(store: &impl KeyringStore) {
-        let current = store.load().await.unwrap().map(|d| d.version_id);
+        let current = KeyringStore::load(store).await.unwrap().map(|d| d.version_id);
         store.compare_and_swap(current.as_deref(), &Keyring::empty().to_json()).await.unwrap();
     }
 
@@ -422,12 +474,55 @@ mod tests {
             self.read_started.notify_one();
             let delay = *self.delay.lock().unwrap();
             tokio::time::sleep(delay).await;
-            self.inner.load().await
+            KeyringStore::load(&self.inner).await
         }
 
         async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
             self.inner.compare_and_swap(expected, text).await
         }
+    }
+
+    /// A document of a number: anything else is refused with the text as the problem.
+    fn number(doc: Option<&StoredDocument>) -> Result<u32, CacheError> {
+        let doc = doc.ok_or_else(|| CacheError::Store(StoreError::unavailable("none")))?;
+        doc.text.parse().map_err(|_| CacheError::Invalid {
+            version: doc.version_id.clone(),
+            problems: vec![format!("not a number: {}", doc.text)],
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_new_version_keeps_the_last_valid_one_only_where_asked() {
+        let store = Arc::new(MemoryStore::new());
+        store.compare_and_swap(None, "7").await.unwrap();
+        let keeping = DocumentCache::parsing(Arc::clone(&store), sign_policy(), number).keeping_last_valid();
+        let plain = DocumentCache::parsing(Arc::clone(&store), sign_policy(), number);
+        assert_eq!(*keeping.get().await.unwrap(), 7);
+        assert_eq!(*plain.get().await.unwrap(), 7);
+
+        let current = KeyringStore::load(&*store).await.unwrap().map(|d| d.version_id);
+        store.compare_and_swap(current.as_deref(), "seven").await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        // Long after any stale window, the last valid version is still the one in use.
+        for _ in 0..3 {
+            assert_eq!(*keeping.get().await.unwrap(), 7);
+            tokio::time::advance(Duration::from_secs(3_600)).await;
+        }
+        let refused = plain.get().await.unwrap_err();
+        assert!(
+            matches!(&refused, CacheError::Invalid { problems, .. } if problems[0].contains("seven")),
+            "{refused}"
+        );
+
+        // A valid version is taken up at the next refresh; a cold cache never serves a refused one.
+        let current = KeyringStore::load(&*store).await.unwrap().map(|d| d.version_id);
+        store.compare_and_swap(current.as_deref(), "8").await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(*keeping.get().await.unwrap(), 8);
+        let current = KeyringStore::load(&*store).await.unwrap().map(|d| d.version_id);
+        store.compare_and_swap(current.as_deref(), "x").await.unwrap();
+        let cold = DocumentCache::parsing(Arc::clone(&store), sign_policy(), number).keeping_last_valid();
+        assert!(matches!(cold.get().await, Err(CacheError::Invalid { .. })));
     }
 
     #[tokio::test(start_paused = true)]

@@ -228,12 +228,13 @@ impl StoreError {
     }
 }
 
-/// A stored keyring document and the version it was read at.
+/// A stored document (the keyring, the minting policy) and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDocument {
-    /// The secret version read, to compare-and-swap against.
+    /// The version read: a secret's version id (to compare-and-swap against), a parameter's
+    /// version number.
     pub version_id: String,
-    /// The keyring JSON.
+    /// The JSON document.
     pub text: String,
 }
 
@@ -248,6 +249,31 @@ pub trait KeyringStore: Send + Sync {
     /// (`None`: there is no current version yet). Returns the new version id. Retrying the
     /// same call after a crash or timeout is safe: it is idempotent.
     async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError>;
+}
+
+/// A versioned document read whole: the keyring secret, or the minting policy's parameter.
+/// What [`crate::cache::DocumentCache`] reads.
+#[async_trait]
+pub trait DocumentSource: Send + Sync {
+    /// The current version, or `None` when the document does not exist.
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError>;
+}
+
+/// Every keyring store is a document source (its reads are the cache's reads).
+#[async_trait]
+impl<T: KeyringStore + ?Sized> DocumentSource for T {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        KeyringStore::load(self).await
+    }
+}
+
+/// A source chosen at run time (the policy's store is the SSM adapter in Lambda, a twin in
+/// tests).
+#[async_trait]
+impl DocumentSource for Box<dyn DocumentSource> {
+    async fn load(&self) -> Result<Option<StoredDocument>, StoreError> {
+        (**self).load().await
+    }
 }
 
 // Shared handles: one twin (or adapter) can serve several services, like two Lambda

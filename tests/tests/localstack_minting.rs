@@ -1,12 +1,12 @@
 //! The minting policy against LocalStack: the sign function's signer as its configuration
-//! builds it (`MINTING_POLICY`), real KMS and Secrets Manager calls. Refusals cost no KMS call;
+//! builds it (`MINTING_POLICY`, or `MINTING_POLICY_PARAMETER` in SSM), real KMS, Secrets Manager and SSM calls. Refusals cost no KMS call;
 //! admitted tokens verify against the JWKS and carry what the rule says (`act`, the caller's
 //! own `sub`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
-use kms_jwt::aws::{KmsAdapter, SecretsManagerStore};
+use kms_jwt::aws::{KmsAdapter, SecretsManagerStore, SsmParameter};
 use kms_jwt::config::SignConfig;
 use kms_jwt::memory::{Fault, Faulty};
 use kms_jwt::minting::{Caller, PrincipalArn};
@@ -100,4 +100,81 @@ async fn the_policy_decides_before_kms_and_admitted_tokens_verify_with_what_the_
     let token = token_of(signer.invoke_json_as(&Caller::DirectInvoke, direct, now).await.unwrap());
     assert_eq!(verify(&token, &jwks_of().await, ISSUER).unwrap()["sub"], "batch");
     assert_eq!(kms.calls_of("Sign"), 3, "one KMS call per admitted token");
+}
+
+/// Put `text` as the parameter's new version (LocalStack serves SSM like AWS: each
+/// `PutParameter` with `Overwrite` makes a version).
+async fn put_policy(ssm: &aws_sdk_ssm::Client, name: &str, text: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(text)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tier(aws_sdk_ssm::types::ParameterTier::Advanced)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `MINTING_POLICY_PARAMETER`: the policy in SSM Parameter Store, read through the SDK
+/// adapter and cached. A new version is in force within the cache TTL; a version that does not
+/// validate changes nothing; a deleted parameter ends in refusals, never in a wider policy.
+#[tokio::test]
+async fn a_policy_in_ssm_applies_within_its_ttl_and_a_broken_version_changes_nothing() {
+    let sdk = kms_jwt_tests::localstack::sdk(None).await;
+    let secret_id = format!("kms-jwt-test/minting-ssm/{}", uuid::Uuid::new_v4());
+    let parameter = format!("/kms-jwt-test/{}/minting-policy", uuid::Uuid::new_v4());
+    let rotation = RotationPolicy { rotation_period: 86_400, ..RotationPolicy::for_tests(SigningAlg::ES256) };
+    kms_jwt_tests::localstack::rotator(&sdk, &secret_id, rotation)
+        .reconcile(kms_jwt::unix_now())
+        .await
+        .unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    put_policy(&ssm, &parameter, POLICY).await;
+    let config = SignConfig::from_lookup(|name| match name {
+        "KEYRING_SECRET_ID" => Some(secret_id.clone()),
+        "ISSUER" => Some(ISSUER.to_owned()),
+        "MINTING_POLICY_PARAMETER" => Some(parameter.clone()),
+        "KEYRING_CACHE_TTL" => Some("1".to_owned()),
+        "MINTING_POLICY_MAX_STALENESS" => Some("0".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let kms = Arc::new(Faulty::new(KmsAdapter::new(&sdk), |_| Fault::Pass));
+    let store = Arc::new(SecretsManagerStore::new(&sdk, &secret_id, None));
+    let signer =
+        config.token_signer_with_policy(Arc::clone(&kms), store, SsmParameter::new(&sdk, &parameter));
+    let batch = r#"{"claims": {}, "audience": "https://batch.example.com", "ttl_seconds": 60}"#;
+    let reports = r#"{"claims": {}, "audience": "https://reports.example.com", "ttl_seconds": 60}"#;
+    let sign =
+        |request: &'static str| signer.invoke_json_as(&Caller::DirectInvoke, request, kms_jwt::unix_now());
+    let after_ttl = || tokio::time::sleep(std::time::Duration::from_millis(1_100));
+
+    let token = token_of(sign(batch).await.unwrap());
+    assert_eq!(
+        verify(&token, &kms_jwt_tests::localstack::jwks(&sdk, &secret_id, ISSUER).await, ISSUER).unwrap()
+            ["sub"],
+        "batch"
+    );
+    assert_eq!(sign(reports).await.unwrap_err().code(), "NotAllowed");
+
+    // The operator moves the batch rule to another audience: in force after the TTL.
+    put_policy(&ssm, &parameter, &POLICY.replace("https://batch.example.com", "https://reports.example.com"))
+        .await;
+    after_ttl().await;
+    assert_eq!(sign(batch).await.unwrap_err().code(), "NotAllowed");
+    token_of(sign(reports).await.unwrap());
+
+    // A version that does not validate (here: it would let everyone mint anything for
+    // anyone, with an unknown member) is refused; the last valid policy stays in force.
+    put_policy(&ssm, &parameter, r#"{"version": 1, "rules": [{"id": "all", "callers": ["*"], "direct_invoke": true, "subject": "any", "max_ttl_seconds": 60, "any_other_claims": true, "require_audience": false, "grant": "all"}]}"#).await;
+    after_ttl().await;
+    assert_eq!(sign(batch).await.unwrap_err().code(), "NotAllowed", "the broken version widened nothing");
+    token_of(sign(reports).await.unwrap());
+
+    // The parameter deleted: refused (no stale window configured), never signed.
+    ssm.delete_parameter().name(&parameter).send().await.unwrap();
+    after_ttl().await;
+    assert_eq!(sign(reports).await.unwrap_err().code(), "MintingPolicyUnavailable");
+    assert_eq!(kms.calls_of("Sign"), 3, "one KMS call per admitted token, none for a refusal");
 }

@@ -1,5 +1,6 @@
 //! AWS adapters of the ports, one per service, through the official SDK: [`KmsAdapter`]
-//! (KMS, in `kms`) and [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`);
+//! (KMS, in `kms`), [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`) and
+//! [`SsmParameter`] (SSM Parameter Store, in `ssm`: the minting policy);
 //! [`wiring`] builds each function's services from its configuration with them.
 //!
 //! The SDK is configured the standard way (`aws_config::defaults`), so credentials come from
@@ -16,10 +17,12 @@ use crate::ports::ErrorSource;
 
 mod kms;
 mod secrets_manager;
+mod ssm;
 pub mod wiring;
 
 pub use kms::{KeyDiscovery, KmsAdapter};
 pub use secrets_manager::{SecretsManagerStore, STAGE_PREFIX};
+pub use ssm::SsmParameter;
 
 /// Load the SDK configuration once per cold start.
 pub async fn load_sdk_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{
     load_sdk_config, regional_sdk_config, regional_secret_id, KeyDiscovery, KmsAdapter, SecretsManagerStore,
+    SsmParameter,
 };
 use crate::config::{ConfigError, JwksConfig, KeyDiscoveryMode, RotateConfig, SignConfig};
 use crate::jwks::JwksService;
@@ -16,11 +17,17 @@ use crate::regions::{Regions, ReplicaRegion};
 use crate::rotate::Rotator;
 use crate::signer::TokenSigner;
 
-/// The sign function's signer: KMS `Sign`, the keyring from Secrets Manager.
+/// The sign function's signer: KMS `Sign`, the keyring from Secrets Manager, the minting
+/// policy from the environment or from SSM Parameter Store.
 pub async fn token_signer(config: &SignConfig) -> TokenSigner<KmsAdapter, SecretsManagerStore> {
     let sdk = load_sdk_config(config.aws_timeouts).await;
     let store = SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), None);
-    config.token_signer(KmsAdapter::new(&sdk), store)
+    match &config.minting_policy_parameter {
+        Some(name) => {
+            config.token_signer_with_policy(KmsAdapter::new(&sdk), store, SsmParameter::new(&sdk, name))
+        }
+        None => config.token_signer(KmsAdapter::new(&sdk), store),
+    }
 }
 
 /// The jwks function's service: the keyring from Secrets Manager.

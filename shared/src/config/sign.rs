@@ -3,6 +3,11 @@
 use std::time::Duration;
 
 use super::{CallTimeouts, ConfigError, EnvReader, DEFAULT_CACHE_TTL};
+
+/// How long past its TTL a stored minting policy stays in force while SSM fails, unless
+/// `MINTING_POLICY_MAX_STALENESS` says otherwise: long enough to ride out a throttling burst
+/// or a short outage, short enough that a narrowed policy is not held off for long.
+pub const DEFAULT_POLICY_MAX_STALENESS: Duration = Duration::from_secs(300);
 use crate::minting::{parse_policy, MintingPolicy};
 
 /// How requests reach a sign function, fixed per deployment (`SIGN_TRANSPORT`): it decides
@@ -38,9 +43,16 @@ pub struct SignConfig {
     /// The function's region (`AWS_REGION`, set by Lambda): a multi-Region key signs through
     /// its replica here.
     pub region: Option<String>,
-    /// Who may mint what (`MINTING_POLICY`, a policy document; docs/minting.md). Unset: no
-    /// rule, every request is refused. A document that does not validate stops the cold start.
+    /// Who may mint what, fixed at cold start (`MINTING_POLICY`, a policy document;
+    /// docs/minting.md). A document that does not validate stops the cold start.
     pub minting_policy: Option<MintingPolicy>,
+    /// Or the SSM parameter holding the policy (`MINTING_POLICY_PARAMETER`: a name, an ARN, or
+    /// either with `:version` to pin one), re-read once per `KEYRING_CACHE_TTL`. At most one
+    /// of the two is set; neither: no rule, every request is refused.
+    pub minting_policy_parameter: Option<String>,
+    /// How long past its TTL a stored policy may stay in force while SSM fails
+    /// (`MINTING_POLICY_MAX_STALENESS`, default 5 minutes; `0`: refuse at once).
+    pub minting_policy_max_staleness: Duration,
     /// How requests arrive (`SIGN_TRANSPORT`: `direct` or `api-gateway`).
     pub transport: SignTransport,
 }
@@ -62,6 +74,12 @@ impl SignConfig {
                 None
             }
         });
+        let minting_policy_parameter = env.optional("MINTING_POLICY_PARAMETER");
+        if minting_policy.is_some() && minting_policy_parameter.is_some() {
+            env.problem(
+                "MINTING_POLICY and MINTING_POLICY_PARAMETER are both set: choose one home for the policy",
+            );
+        }
         let transport = match env.optional("SIGN_TRANSPORT").as_deref() {
             None | Some("direct") => SignTransport::Direct,
             Some("api-gateway") => SignTransport::ApiGateway,
@@ -79,6 +97,9 @@ impl SignConfig {
             aws_timeouts: env.call_timeouts(),
             region: env.optional("AWS_REGION"),
             minting_policy,
+            minting_policy_parameter,
+            minting_policy_max_staleness: env
+                .duration_or_zero("MINTING_POLICY_MAX_STALENESS", DEFAULT_POLICY_MAX_STALENESS),
             transport,
         };
         if config.default_token_ttl > config.max_token_ttl {
@@ -87,11 +108,56 @@ impl SignConfig {
         env.finish(config)
     }
 
-    /// The signer the sign function runs: only what `MINTING_POLICY` allows (nothing when it
-    /// is unset), tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless a request asks for up
-    /// to `MAX_TOKEN_TTL`; the keyring cached for `KEYRING_CACHE_TTL` and
-    /// never served stale, because signing with a retired key would mint unverifiable tokens.
+    /// The signer the sign function runs with the policy of `MINTING_POLICY` (nothing is
+    /// allowed when it is unset): see [`Self::token_signer_with_policy`].
     pub fn token_signer<K, S>(&self, kms: K, store: S) -> crate::signer::TokenSigner<K, S>
+    where
+        K: crate::ports::KeySigner,
+        S: crate::ports::KeyringStore,
+    {
+        let policy = self.minting_policy.clone().unwrap_or_else(|| {
+            if self.minting_policy_parameter.is_some() {
+                tracing::error!("MINTING_POLICY_PARAMETER is set but no parameter store was wired: every sign request is refused");
+            } else {
+                tracing::warn!("MINTING_POLICY is not set: every sign request is refused (NotAllowed)");
+            }
+            crate::minting::MintingPolicy::refuse_all()
+        });
+        self.signer_with(kms, store, crate::minting::PolicySource::fixed(policy))
+    }
+
+    /// The signer of a deployment whose policy is stored (`MINTING_POLICY_PARAMETER`):
+    /// `policy_store` read once per `KEYRING_CACHE_TTL`, the last valid version kept when a
+    /// new one does not validate, and kept through a store outage for
+    /// `MINTING_POLICY_MAX_STALENESS` at most.
+    pub fn token_signer_with_policy<K, S, P>(
+        &self,
+        kms: K,
+        store: S,
+        policy_store: P,
+    ) -> crate::signer::TokenSigner<K, S>
+    where
+        K: crate::ports::KeySigner,
+        S: crate::ports::KeyringStore,
+        P: crate::ports::DocumentSource + 'static,
+    {
+        let timing = crate::cache::CachePolicy {
+            ttl: self.keyring_cache_ttl,
+            max_staleness: self.minting_policy_max_staleness,
+        };
+        self.signer_with(kms, store, crate::minting::PolicySource::stored(policy_store, timing))
+    }
+
+    /// Tokens from `ISSUER`, `DEFAULT_TOKEN_TTL` long unless a request asks for up to
+    /// `MAX_TOKEN_TTL`, only what `policy` allows; the keyring cached for `KEYRING_CACHE_TTL`
+    /// and never served stale, because signing with a retired key would mint unverifiable
+    /// tokens.
+    fn signer_with<K, S>(
+        &self,
+        kms: K,
+        store: S,
+        policy: crate::minting::PolicySource,
+    ) -> crate::signer::TokenSigner<K, S>
     where
         K: crate::ports::KeySigner,
         S: crate::ports::KeyringStore,
@@ -103,12 +169,8 @@ impl SignConfig {
             CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: Duration::ZERO },
             signing_key_in(self.region.clone()),
         );
-        let policy = self.minting_policy.clone().unwrap_or_else(|| {
-            tracing::warn!("MINTING_POLICY is not set: every sign request is refused (NotAllowed)");
-            crate::minting::MintingPolicy::refuse_all()
-        });
         TokenSigner::new(kms, keyring, self.issuer.clone(), self.default_token_ttl, self.max_token_ttl)
-            .with_minting_policy(policy)
+            .with_policy_source(policy)
     }
 }
 

@@ -10,12 +10,14 @@
 //!
 //! Parts: `glob` (the `*`/`?` patterns), `principal` (the caller and how a role session
 //! matches its role), `document` (the JSON form and validation reporting every problem at
-//! once), `evaluate` (a request against the rules).
+//! once), `evaluate` (a request against the rules), `source` (a policy fixed at cold start or
+//! read from SSM Parameter Store through a cache).
 
 mod document;
 mod evaluate;
 mod glob;
 mod principal;
+mod source;
 
 pub use document::{
     parse_policy, validate, ClaimValues, MintingPolicy, PolicyDocument, PolicyError, Rule, SubjectRule,
@@ -24,3 +26,4 @@ pub use document::{
 pub use evaluate::{Admission, Asked, Check, Denial};
 pub use glob::glob_match;
 pub use principal::{Caller, PrincipalArn};
+pub use source::PolicySource;

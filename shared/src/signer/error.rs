@@ -74,6 +74,10 @@ pub enum SignError {
     /// The keyring could not be read, or the stored one is invalid.
     #[error("keyring unavailable: {0}")]
     Keyring(#[from] CacheError),
+    /// The stored minting policy could not be read (an outage past its stale window), or this
+    /// container never had a valid one. Nothing is signed: the policy is never guessed.
+    #[error("minting policy unavailable: {0}")]
+    MintingPolicy(CacheError),
     /// The KMS `Sign` call failed.
     #[error(transparent)]
     Kms(#[from] KmsError),
@@ -109,6 +113,7 @@ impl SignError {
             SignError::NotAllowed(_) => "NotAllowed",
             SignError::NoCurrentKey => "NoCurrentKey",
             SignError::Keyring(_) => "KeyringUnavailable",
+            SignError::MintingPolicy(_) => "MintingPolicyUnavailable",
             SignError::Kms(KmsError::Throttled) => "KmsThrottled",
             SignError::Kms(KmsError::Timeout { .. }) => "KmsTimeout",
             SignError::Kms(KmsError::Transport { .. }) => "KmsUnavailable",
@@ -149,6 +154,7 @@ impl SignError {
             self,
             SignError::Kms(KmsError::Throttled | KmsError::Timeout { .. } | KmsError::Transport { .. })
                 | SignError::Keyring(_)
+                | SignError::MintingPolicy(_)
                 | SignError::NoCurrentKey
         )
     }
@@ -167,6 +173,7 @@ impl SignError {
             SignError::Kms(KmsError::AccessDenied { .. }) => "the sign function may not use the signing key",
             SignError::Kms(KmsError::Other { .. }) => "KMS could not sign the token",
             SignError::Keyring(_) => "the keyring could not be read; retry",
+            SignError::MintingPolicy(_) => "the minting policy could not be read; retry",
             SignError::Signature(_) => "KMS returned an unusable signature",
             SignError::Encoding(_) => "the token could not be encoded",
             _ => return self.to_string(),

@@ -1,6 +1,7 @@
 //! The signing service: [`TokenSigner`] joins a prepared request's claims with the registered
 //! ones, signs the JWS inside KMS with the keyring's current key and logs the audit line.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -15,7 +16,7 @@ use crate::jose::alg::SigningAlg;
 use crate::jose::jws::{self, Header};
 use crate::jose::signing_input::InputPlan;
 use crate::keyring::{Keyring, UnixTime};
-use crate::minting::{Caller, MintingPolicy};
+use crate::minting::{Caller, MintingPolicy, PolicySource};
 use crate::ports::{KeySigner, KeyringStore, KmsError};
 
 /// KMS calls in flight per batch.
@@ -114,7 +115,7 @@ pub struct TokenSigner<K, S> {
     bounds: TtlBounds,
     /// `None`: every request that passes the claim checks is signed (a library default; the
     /// sign function always has a policy, see [`crate::config::SignConfig`]).
-    minting: Option<MintingPolicy>,
+    minting: Option<PolicySource>,
 }
 
 impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
@@ -137,13 +138,27 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     }
 
     /// Sign only what `policy` allows each caller.
-    pub fn with_minting_policy(mut self, policy: MintingPolicy) -> Self {
-        self.minting = Some(policy);
+    pub fn with_minting_policy(self, policy: MintingPolicy) -> Self {
+        self.with_policy_source(PolicySource::fixed(policy))
+    }
+
+    /// Sign only what the policy `source` holds at the time of each request allows.
+    pub fn with_policy_source(mut self, source: PolicySource) -> Self {
+        self.minting = Some(source);
         self
     }
 
-    fn checks<'a>(&'a self, caller: &'a Caller) -> Checks<'a> {
-        Checks { bounds: self.bounds, minting: self.minting.as_ref(), caller }
+    /// The policy in force for this invocation, read before anything else is (a stored one
+    /// at most once per cache TTL).
+    async fn policy(&self) -> Result<Option<Arc<MintingPolicy>>, SignError> {
+        match &self.minting {
+            None => Ok(None),
+            Some(source) => source.current().await.map(Some).map_err(SignError::MintingPolicy),
+        }
+    }
+
+    fn checks<'a>(&self, caller: &'a Caller, policy: &'a Option<Arc<MintingPolicy>>) -> Checks<'a> {
+        Checks { bounds: self.bounds, minting: policy.as_deref(), caller }
     }
 
     /// Sign one request given as JSON text (`{"claims": {...}, "ttl_seconds": 900}`); a batch
@@ -151,7 +166,7 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     /// unread.
     /// The caller is a direct invoker (see [`Self::invoke_json_as`]).
     pub async fn sign_json(&self, text: &str, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_prepared(parse_single(text, self.checks(&Caller::DirectInvoke))?, now).await
+        self.sign_json_as(&Caller::DirectInvoke, text, now).await
     }
 
     /// [`Self::sign_json`] for `caller`, whose minting rules decide.
@@ -161,7 +176,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         text: &str,
         now: UnixTime,
     ) -> Result<SignedToken, SignError> {
-        self.sign_prepared(parse_single(text, self.checks(caller))?, now).await
+        let policy = self.policy().await?;
+        self.sign_prepared(parse_single(text, self.checks(caller, &policy))?, now).await
     }
 
     /// [`Self::sign_json`] for a request already in memory (Rust callers and tests): it is
@@ -186,7 +202,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
         text: &str,
         now: UnixTime,
     ) -> Result<SignAnswer, SignError> {
-        match parse_invocation(text, self.checks(caller))? {
+        let policy = self.policy().await?;
+        match parse_invocation(text, self.checks(caller, &policy))? {
             Parsed::Single(request) => Ok(SignAnswer::Single(self.sign_prepared(request, now).await?)),
             Parsed::Batch(requests) => {
                 let results = stream::iter(requests)
@@ -228,7 +245,8 @@ impl<K: KeySigner, S: KeyringStore> TokenSigner<K, S> {
     /// No `nbf`: it would equal `iat`, and a verifier that checks `nbf` with no leeway on a
     /// clock running behind ours would refuse a fresh token. RFC 7519 makes it optional.
     pub async fn sign(&self, request: SignRequest, now: UnixTime) -> Result<SignedToken, SignError> {
-        self.sign_prepared(prepare(request, self.checks(&Caller::DirectInvoke))?, now).await
+        let policy = self.policy().await?;
+        self.sign_prepared(prepare(request, self.checks(&Caller::DirectInvoke, &policy))?, now).await
     }
 
     async fn sign_prepared(&self, request: Prepared, now: UnixTime) -> Result<SignedToken, SignError> {

@@ -265,3 +265,36 @@ async fn revocation_by_the_home_is_allowed_and_a_peer_cannot_re_enable_signing()
 fn tags(deployment: &Deployment) -> KeyTags {
     KeyTags { keyring: deployment.keyring_name(), request_id: "adversary".into() }
 }
+
+/// The minting policy's parameter (both sign functions read the same one: an IAM assertion of
+/// infra/check_template.py): the sign role may read it and nothing else of SSM, and no function role may write it (writing it is the
+/// power to mint anything, like `PutKeyPolicy` on a key).
+#[test]
+fn only_sign_reads_the_minting_policy_and_no_function_role_writes_it() {
+    for deployment in [Deployment::single_region(), Deployment::multi_region()] {
+        for stack in deployment.stacks.values() {
+            let name = &stack.functions["SignFunction"].environment["MINTING_POLICY_PARAMETER"];
+            let arn = format!("arn:aws:ssm:{}:{}:parameter{name}", stack.region, test_stacks::account());
+            let other = format!(
+                "arn:aws:ssm:{}:{}:parameter/other/minting-policy",
+                stack.region,
+                test_stacks::account()
+            );
+            let may = |role: &str, action: &str, resource: &str| {
+                let request = Request::new(role, action, resource);
+                authorize_identity(&request, &deployment.identity_policies(role)).unwrap().is_allowed()
+            };
+            assert!(may(stack.sign_role(), "ssm:GetParameter", &arn), "{}", stack.region);
+            assert!(!may(stack.sign_role(), "ssm:GetParameter", &other));
+            for role in [stack.sign_role(), stack.rotate_role(), stack.jwks_role(), stack.scheduler_role()] {
+                for write in ["ssm:PutParameter", "ssm:DeleteParameter", "ssm:LabelParameterVersion"] {
+                    assert!(!may(role, write, &arn), "{role} may {write}");
+                }
+            }
+            assert!(
+                !may(stack.rotate_role(), "ssm:GetParameter", &arn)
+                    && !may(stack.jwks_role(), "ssm:GetParameter", &arn)
+            );
+        }
+    }
+}
