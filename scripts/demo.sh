@@ -28,9 +28,10 @@ ensure_localstack
 run_id="$(date +%s)"
 env_file="$STATE_DIR/demo.env"
 policy_parameter="/kms-jwt/demo-$run_id/minting-policy"
-# The policy from Parameter Store, as deployed (not from the environment, as in other local runs).
+# The policy from Parameter Store, as deployed (not from the environment, as in other local runs;
+# MINTING_POLICY blank, so that .cargo/config.toml's allow-all policy does not apply either).
 sed -e "s|^KEYRING_SECRET_ID=.*|KEYRING_SECRET_ID=kms-jwt/demo-$run_id/keyring|" \
-    -e "s|^MINTING_POLICY=.*|MINTING_POLICY_PARAMETER=$policy_parameter|" .env.localstack >"$env_file"
+    -e "s|^MINTING_POLICY=.*|MINTING_POLICY=\nMINTING_POLICY_PARAMETER=$policy_parameter|" .env.localstack >"$env_file"
 api_env_file="$STATE_DIR/demo-api.env"
 { cat "$env_file"; echo "SIGN_TRANSPORT=api-gateway"; } >"$api_env_file"
 ISSUER="$(grep '^ISSUER=' "$env_file" | cut -d= -f2-)"
@@ -48,11 +49,12 @@ json_field() { "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin
 
 # Who may mint what: the demo's policy (scripts/demo-minting-policy.json) as the parameter's
 # first version. PutParameter through the SDK LocalStack ships with (no AWS CLI needed).
-put_policy() {  # $1: policy file
-  "$VENV/bin/python" - "$policy_parameter" "$1" <<'PY'
-import sys, boto3
+put_policy() {  # $1: policy file; LocalStack's endpoint and region from the env file
+  (set -a; source "$env_file"; set +a
+   exec "$VENV/bin/python" - "$policy_parameter" "$1") <<'PY'
+import os, sys, boto3
 name, path = sys.argv[1], sys.argv[2]
-ssm = boto3.client("ssm")
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
 out = ssm.put_parameter(Name=name, Value=open(path).read(), Type="String", Overwrite=True)
 print(f"{name}: version {out['Version']}")
 PY
@@ -105,7 +107,8 @@ echo "sign {\"claims\": {\"sub\": \"admin\", \"aud\": \"https://payments.example
 if invoke sign '{"claims": {"sub": "admin", "aud": "https://payments.example.com"}}' >"$STATE_DIR/refused.json" 2>"$STATE_DIR/refused.err"; then
   die "a mint outside the policy was signed"
 fi
-grep -o 'NotAllowed.*' "$STATE_DIR/refused.err" | head -n 1 | sed 's/^/  refused: /'
+# cargo lambda prints the error type, then the message folded over lines behind "×" and "│".
+echo "  refused: $(grep -o 'NotAllowed' "$STATE_DIR/refused.err" | head -n 1): $(sed -n 's/^ *[×│] *//p' "$STATE_DIR/refused.err" | tr '\n' ' ')"
 grep -q NotAllowed "$STATE_DIR/refused.err" || { cat "$STATE_DIR/refused.err" >&2; die "expected NotAllowed"; }
 
 step 9 "identity exchange (POST /token, IAM-authorized): the workload role issuer-service gets a token about itself"

@@ -35,6 +35,7 @@ watch_stop() {
   rm -f "$WATCH_PID_FILE"
 }
 
-invoke() {  # $1: function, $2: JSON payload
-  "$VENV/bin/cargo-lambda" lambda invoke --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" "$1" --data-ascii "$2"
+invoke() {  # $1: function, $2: JSON payload. Bounded: a function that fails its cold start
+  # leaves `cargo lambda invoke` waiting for ever.
+  timeout "${INVOKE_TIMEOUT:-300}" "$VENV/bin/cargo-lambda" lambda invoke --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" "$1" --data-ascii "$2"
 }
