@@ -802,10 +802,9 @@ check("origin access control for a Lambda origin, signing every request with Sig
 for name, action in [("JwksFunctionUrlCloudFrontPermission", "lambda:InvokeFunctionUrl"),
                      ("JwksFunctionInvokeCloudFrontPermission", "lambda:InvokeFunction")]:
     perm = resources.get(name, {}).get("Properties", {})
-    check(f"{name}: {action} for CloudFront on behalf of this distribution only (SourceArn, SourceAccount)",
+    check(f"{name}: {action} for CloudFront on behalf of this distribution only (SourceArn)",
           perm.get("Action") == action and perm.get("Principal") == "cloudfront.amazonaws.com"
-          and is_getatt(perm.get("FunctionName"), "JwksFunction")
-          and perm.get("SourceArn") == DISTRIBUTION_ARN and perm.get("SourceAccount") == {"Ref": "AWS::AccountId"})
+          and is_getatt(perm.get("FunctionName"), "JwksFunction") and perm.get("SourceArn") == DISTRIBUTION_ARN)
 check("the URL permission is for AWS_IAM function URLs",
       resources.get("JwksFunctionUrlCloudFrontPermission", {}).get("Properties", {}).get("FunctionUrlAuthType") == "AWS_IAM")
 check("CloudFront's lambda:InvokeFunction holds only through the function URL",
