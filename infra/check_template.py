@@ -23,6 +23,14 @@ a replica Region, and across a failover.
 Also asserted: the schedule's execution role trusts this stack's own schedule group only
 (aws:SourceArn), and the detective control (EventBridge rules on PutKeyPolicy/CreateGrant and on
 denied kms:Sign, published to an encrypted SNS topic only those rules may publish to).
+
+And serving JWKS at scale (docs/edge.md): CloudFront only when asked for (JwksEdge, or a custom
+domain under auto), HTTPS only, TLSv1.2_2021 with the custom domain, compression, a cache policy
+that leaves the TTL to the origin's Cache-Control and keys on nothing the viewer can vary, an
+origin reachable only through origin access control bound to the distribution (SourceArn), 404
+at the edge for every other path; rotate's invalidation and PutEvents grants on exactly the
+distribution and the bus; the issuer following the custom domain, with the rules that keep it in
+one place; throttles on every public route; the web ACL parameter wired to the distribution.
 """
 import itertools
 import json
