@@ -23,6 +23,14 @@ a replica Region, and across a failover.
 Also asserted: the schedule's execution role trusts this stack's own schedule group only
 (aws:SourceArn), and the detective control (EventBridge rules on PutKeyPolicy/CreateGrant and on
 denied kms:Sign, published to an encrypted SNS topic only those rules may publish to).
+
+And serving JWKS at scale (docs/edge.md): CloudFront only when asked for (JwksEdge, or a custom
+domain under auto), HTTPS only, TLSv1.2_2021 with the custom domain, compression, a cache policy
+that leaves the TTL to the origin's Cache-Control and keys on nothing the viewer can vary, an
+origin reachable only through origin access control bound to the distribution (SourceArn), 404
+at the edge for every other path; rotate's invalidation and PutEvents grants on exactly the
+distribution and the bus; the issuer following the custom domain, with the rules that keep it in
+one place; throttles on every public route; the web ACL parameter wired to the distribution.
 """
 import itertools
 import json
@@ -208,6 +216,9 @@ check(
         # multi-Region only (RotateMultiRegionPolicy): the KMS service-linked role, and Encrypt on
         # the replica Regions' keyring keys through Secrets Manager
         "iam:CreateServiceLinkedRole", "kms:Encrypt",
+        # with CloudFront: invalidate this stack's distribution; with a lifecycle bus: publish
+        # to it (both checked below, "Serving JWKS at scale")
+        "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation", "events:PutEvents",
     },
 )
 # How the template names the keyring: its ARN in a single-Region stack, its name (shared by
@@ -499,9 +510,11 @@ def condition_value(expression, values, region):
 
 
 def scenario(region, **overrides):
-    values = {"HomeRegion": "", "ReplicaRegions": [""], "KeyringSecret": "create", "PeerSignRoleArns": [""],
-              "PeerRotateRoleArns": [""], "KeyPolicyAdminArns": [""],
-              "SignConcurrency": "0", "JwksConcurrency": "0"}
+    # Every parameter at its default (as CloudFormation passes it: a list splits, numbers are
+    # strings), Issuer (no usable default) given.
+    values = {name: (str(spec["Default"]).split(",") if spec["Type"] == "CommaDelimitedList" else str(spec["Default"]))
+              for name, spec in parameters.items() if "Default" in spec}
+    values["Issuer"] = "https://auth.example.com"
     values.update(overrides)
     return {name: condition_value(c, values, region) for name, c in conditions.items()}
 
@@ -534,8 +547,9 @@ for where, statement in iam:
 for name, r in resources.items():
     if r["Type"].startswith("AWS::IAM::") and r.get("Condition"):
         iam_conditions.add(r["Condition"])
+# UseCloudFront and HasLifecycleBus depend on edge and event parameters only, never on Regions.
 check(f"IAM depends only on conditions a failover does not change ({sorted(iam_conditions)})",
-      iam_conditions <= {"MultiRegionDeployment", "KeyringByArn"})
+      iam_conditions <= {"MultiRegionDeployment", "KeyringByArn", "UseCloudFront", "HasLifecycleBus"})
 for region, values in [("us-east-1", {}), ("eu-west-1", {"ReplicaRegions": ["us-east-1"]}),
                        ("eu-west-1", {"KeyringSecret": "existing", "ReplicaRegions": [""]})]:
     before = scenario(region, HomeRegion="eu-west-1", ReplicaRegions=["us-east-1", "ap-southeast-2"])
@@ -703,9 +717,14 @@ check("the HTTP sign function is invoked by API Gateway only (POST /sign and POS
       and http_env.get("SIGN_TRANSPORT") == "api-gateway")
 check("POST /token requires IAM authorization",
       all(e["Properties"].get("Auth", {}).get("Authorizer") == "AWS_IAM" for e in http_events.values()))
+SIGN_FUNCTIONS = ("SignFunction", "SignHttpFunction")
+lambda_permissions = of_type("AWS::Lambda::Permission")
 check("no Lambda permission in the stack lets anyone but API Gateway invoke a sign function",
       all(r["Properties"].get("Principal") == "apigateway.amazonaws.com"
-          for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"))
+          for r in lambda_permissions.values()
+          if any(f in json.dumps(r["Properties"].get("FunctionName")) for f in SIGN_FUNCTIONS)))
+check("every Lambda permission in the template is CloudFront's on jwks (SAM adds API Gateway's at transform)",
+      sorted(lambda_permissions) == ["JwksFunctionInvokeCloudFrontPermission", "JwksFunctionUrlCloudFrontPermission"])
 # ---- the minting policy: one SSM parameter, read by sign, written by nobody in the stack ---
 check("both sign functions read the one minting policy parameter (MINTING_POLICY_PARAMETER), none from the environment",
       sign_env.get("MINTING_POLICY_PARAMETER") == http_env.get("MINTING_POLICY_PARAMETER") == {"Ref": "MintingPolicyParameter"}
@@ -734,5 +753,179 @@ check("every change of the minting policy reaches the security alerts topic (Par
 for role in ("RotateRole", "SignRole", "JwksRole"):
     check(f"{role} may not invoke Lambda functions",
           not {a for a in role_actions(role) if a.startswith("lambda:")})
+
+# ---- serving JWKS at scale (docs/edge.md): CloudFront, throttling, WAF ---------------------
+DISTRIBUTION_ARN = {"Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${JwksDistribution}"}
+BUS_ARN = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${LifecycleEventBusName}"}
+EDGE = ["JwksFunctionUrl", "JwksFunctionUrlCloudFrontPermission", "JwksFunctionInvokeCloudFrontPermission",
+        "JwksOriginAccessControl", "JwksCachePolicy", "JwksOriginRequestPolicy", "JwksNotFoundFunction",
+        "JwksDistribution", "RotateInvalidationPolicy"]
+for name in EDGE:
+    check(f"{name} exists only with CloudFront", resources.get(name, {}).get("Condition") == "UseCloudFront")
+for name, default in [("JwksEdge", "auto"), ("IssuerDomainName", ""), ("IssuerCertificateArn", ""), ("JwksWebAclArn", ""),
+                      ("LifecycleEventBusName", "default")]:
+    check(f"parameter {name} defaults to {default!r}", parameters.get(name, {}).get("Default") == default)
+check("JwksEdge is auto, cloudfront or direct", parameters["JwksEdge"].get("AllowedValues") == ["auto", "cloudfront", "direct"])
+check("IssuerCertificateArn takes ACM certificates in us-east-1 only (CloudFront's Region for certificates)",
+      parameters["IssuerCertificateArn"].get("AllowedPattern", "").startswith("^(arn:[a-z-]+:acm:us-east-1:"))
+check("JwksWebAclArn takes WAFv2 web ACLs of scope CLOUDFRONT (us-east-1, global/) only",
+      parameters["JwksWebAclArn"].get("AllowedPattern", "").startswith("^(arn:[a-z-]+:wafv2:us-east-1:[0-9]{12}:global/webacl/"))
+cf = lambda **o: scenario("eu-west-1", **o)
+check("default parameters: no CloudFront (an update changes nothing), lifecycle events on the default bus",
+      not cf()["UseCloudFront"] and not cf()["CloudFrontCustomDomain"] and cf()["HasLifecycleBus"])
+check("auto with a custom domain: CloudFront with that domain",
+      cf(IssuerDomainName="auth.example.com", Issuer="")["CloudFrontCustomDomain"])
+check("cloudfront without a custom domain: CloudFront on *.cloudfront.net",
+      cf(JwksEdge="cloudfront")["UseCloudFront"] and not cf(JwksEdge="cloudfront")["CloudFrontCustomDomain"])
+check("direct: never CloudFront", not cf(JwksEdge="direct")["UseCloudFront"])
+check("the web ACL is attached only with CloudFront",
+      cf(JwksEdge="cloudfront", JwksWebAclArn="arn:aws:wafv2:us-east-1:1:global/webacl/a/b")["HasJwksWebAcl"]
+      and not cf(JwksEdge="direct", JwksWebAclArn="arn:aws:wafv2:us-east-1:1:global/webacl/a/b")["HasJwksWebAcl"])
+check("an empty LifecycleEventBusName turns lifecycle events off", not cf(LifecycleEventBusName="")["HasLifecycleBus"])
+
+
+EDGE_RULES = ("IssuerComesFromOnePlace", "IssuerIsGiven", "WebAclNeedsCloudFront")
+for name in EDGE_RULES:
+    check(f"rule {name} exists", name in template["Rules"])
+
+
+def rules_hold(**values):
+    """The issuer and edge rules for these parameter values (defaults otherwise)."""
+    v = {name: (str(spec["Default"]).split(",") if spec["Type"] == "CommaDelimitedList" else str(spec["Default"]))
+         for name, spec in parameters.items() if "Default" in spec}
+    v.update(values)
+    for rule_ in (template["Rules"].get(name, {"Assertions": []}) for name in EDGE_RULES):
+        if "RuleCondition" in rule_ and not condition_value(rule_["RuleCondition"], v, "eu-west-1"):
+            continue
+        if not all(condition_value(a["Assert"], v, "eu-west-1") for a in rule_["Assertions"]):
+            return False
+    return True
+
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0000"
+check("the rules accept an Issuer alone, and a custom domain with its certificate",
+      rules_hold(Issuer="https://auth.example.com")
+      and rules_hold(Issuer="", IssuerDomainName="auth.example.com", IssuerCertificateArn=CERT))
+check("the rules refuse no issuer at all, a domain without a certificate, a certificate without a domain",
+      not rules_hold(Issuer="") and not rules_hold(Issuer="", IssuerDomainName="auth.example.com")
+      and not rules_hold(Issuer="https://auth.example.com", IssuerCertificateArn=CERT))
+check("the rules refuse two sources of the issuer (Issuer and IssuerDomainName)",
+      not rules_hold(Issuer="https://auth.example.com", IssuerDomainName="auth.example.com", IssuerCertificateArn=CERT))
+check("the rules refuse a custom domain with JwksEdge direct, and a web ACL without CloudFront",
+      not rules_hold(Issuer="", IssuerDomainName="a.example.com", IssuerCertificateArn=CERT, JwksEdge="direct")
+      and not rules_hold(Issuer="https://a.example.com", JwksWebAclArn="arn:aws:wafv2:us-east-1:1:global/webacl/a/b"))
+ISSUER_VALUE = {"Fn::If": ["IssuerFromDomain", {"Fn::Sub": "https://${IssuerDomainName}"}, {"Ref": "Issuer"}]}
+for function in ("SignFunction", "SignHttpFunction", "JwksFunction"):
+    check(f"{function}'s ISSUER follows the custom domain",
+          resources[function]["Properties"]["Environment"]["Variables"].get("ISSUER") == ISSUER_VALUE)
+check("jwks's JWKS_URI defaults to empty (ISSUER + /.well-known/jwks.json: it follows the issuer)",
+      resources["JwksFunction"]["Properties"]["Environment"]["Variables"].get("JWKS_URI") == {"Ref": "JwksUri"}
+      and parameters["JwksUri"].get("Default") == "")
+check("the Issuer output is the issuer the functions get", template["Outputs"]["Issuer"]["Value"] == ISSUER_VALUE)
+
+url = resources.get("JwksFunctionUrl", {}).get("Properties", {})
+check("the origin is the jwks function's URL with AuthType AWS_IAM (never public)",
+      is_getatt(url.get("TargetFunctionArn"), "JwksFunction") and url.get("AuthType") == "AWS_IAM" and "Cors" not in url)
+oac = resources.get("JwksOriginAccessControl", {}).get("Properties", {}).get("OriginAccessControlConfig", {})
+check("origin access control for a Lambda origin, signing every request with SigV4",
+      (oac.get("OriginAccessControlOriginType"), oac.get("SigningBehavior"), oac.get("SigningProtocol"))
+      == ("lambda", "always", "sigv4"))
+for name, action in [("JwksFunctionUrlCloudFrontPermission", "lambda:InvokeFunctionUrl"),
+                     ("JwksFunctionInvokeCloudFrontPermission", "lambda:InvokeFunction")]:
+    perm = resources.get(name, {}).get("Properties", {})
+    check(f"{name}: {action} for CloudFront on behalf of this distribution only (SourceArn)",
+          perm.get("Action") == action and perm.get("Principal") == "cloudfront.amazonaws.com"
+          and is_getatt(perm.get("FunctionName"), "JwksFunction") and perm.get("SourceArn") == DISTRIBUTION_ARN)
+check("the URL permission is for AWS_IAM function URLs",
+      resources.get("JwksFunctionUrlCloudFrontPermission", {}).get("Properties", {}).get("FunctionUrlAuthType") == "AWS_IAM")
+check("CloudFront's lambda:InvokeFunction holds only through the function URL",
+      resources.get("JwksFunctionInvokeCloudFrontPermission", {}).get("Properties", {}).get("InvokedViaFunctionUrl") is True)
+
+policy = resources.get("JwksCachePolicy", {}).get("Properties", {}).get("CachePolicyConfig", {})
+key = policy.get("ParametersInCacheKeyAndForwardedToOrigin", {})
+check("the cache honours the origin's Cache-Control: MinTTL 0 (no-store stays uncached, max-age never lengthened)",
+      policy.get("MinTTL") == 0)
+check("the cache's DefaultTTL (no Cache-Control at all) is small, and MaxTTL bounded by a day",
+      0 <= policy.get("DefaultTTL", -1) <= 300 and 0 < policy.get("MaxTTL", 0) <= 86400
+      and policy.get("MaxTTL", 0) >= parameters["JwksMaxAgeSeconds"]["MaxValue"])
+check("nothing of the request is in the cache key but path and normalized Accept-Encoding (gzip and Brotli)",
+      key.get("EnableAcceptEncodingGzip") is True and key.get("EnableAcceptEncodingBrotli") is True
+      and key.get("HeadersConfig") == {"HeaderBehavior": "none"} and key.get("CookiesConfig") == {"CookieBehavior": "none"}
+      and key.get("QueryStringsConfig") == {"QueryStringBehavior": "none"})
+orp = resources.get("JwksOriginRequestPolicy", {}).get("Properties", {}).get("OriginRequestPolicyConfig", {})
+check("the origin request policy forwards nothing more (no Host, no query string, no cookie)",
+      orp.get("HeadersConfig") == {"HeaderBehavior": "none"} and orp.get("CookiesConfig") == {"CookieBehavior": "none"}
+      and orp.get("QueryStringsConfig") == {"QueryStringBehavior": "none"})
+dist = resources.get("JwksDistribution", {}).get("Properties", {}).get("DistributionConfig", {})
+behaviors = [dist.get("DefaultCacheBehavior", {}), *dist.get("CacheBehaviors", [])]
+check("the distribution has the default behavior and exactly the two documents' paths",
+      sorted(b.get("PathPattern", "") for b in behaviors) == ["", "/.well-known/jwks.json", "/.well-known/openid-configuration"])
+for b in behaviors:
+    where = b.get("PathPattern", "default behavior")
+    check(f"{where}: HTTPS only", b.get("ViewerProtocolPolicy") == "https-only")
+    check(f"{where}: GET and HEAD only, both cached",
+          b.get("AllowedMethods") == ["GET", "HEAD"] and b.get("CachedMethods") == ["GET", "HEAD"])
+    check(f"{where}: compressed (gzip and Brotli, with the cache policy)", b.get("Compress") is True)
+    check(f"{where}: the cache policy and origin request policy above",
+          b.get("CachePolicyId") == {"Ref": "JwksCachePolicy"} and b.get("OriginRequestPolicyId") == {"Ref": "JwksOriginRequestPolicy"})
+    check(f"{where}: to the jwks function URL", b.get("TargetOriginId") == "jwks-function-url")
+check("every other path is answered 404 at the edge (made-up paths never reach the origin)",
+      dist.get("DefaultCacheBehavior", {}).get("FunctionAssociations")
+      == [{"EventType": "viewer-request", "FunctionARN": getatt("JwksNotFoundFunction", "FunctionARN")}]
+      and "statusCode: 404" in resources.get("JwksNotFoundFunction", {}).get("Properties", {}).get("FunctionCode", ""))
+origins = dist.get("Origins", [])
+check("one origin: the function URL's host, through origin access control, HTTPS and TLS 1.2 only",
+      len(origins) == 1 and origins[0].get("Id") == "jwks-function-url"
+      and origins[0].get("DomainName") == {"Fn::Select": [2, {"Fn::Split": ["/", getatt("JwksFunctionUrl", "FunctionUrl")]}]}
+      and origins[0].get("OriginAccessControlId") == getatt("JwksOriginAccessControl", "Id")
+      and origins[0].get("CustomOriginConfig", {}).get("OriginProtocolPolicy") == "https-only"
+      and origins[0].get("CustomOriginConfig", {}).get("OriginSSLProtocols") == ["TLSv1.2"])
+cert = dist.get("ViewerCertificate", {}).get("Fn::If", [None, {}, {}])
+check("with a custom domain: its ACM certificate, SNI, TLS 1.2 at least (TLSv1.2_2021)",
+      cert[0] == "CloudFrontCustomDomain"
+      and cert[1] == {"AcmCertificateArn": {"Ref": "IssuerCertificateArn"}, "SslSupportMethod": "sni-only",
+                      "MinimumProtocolVersion": "TLSv1.2_2021"}
+      and cert[2] == {"CloudFrontDefaultCertificate": True})
+check("the alternate domain name is IssuerDomainName, only with a custom domain",
+      dist.get("Aliases") == {"Fn::If": ["CloudFrontCustomDomain", [{"Ref": "IssuerDomainName"}], {"Ref": "AWS::NoValue"}]})
+check("the WAF parameter is the distribution's web ACL when given",
+      dist.get("WebACLId") == {"Fn::If": ["HasJwksWebAcl", {"Ref": "JwksWebAclArn"}, {"Ref": "AWS::NoValue"}]})
+
+invalidate = [s for s in role_statements("RotateRole") if any(a.startswith("cloudfront:") for a in actions(s))]
+check("rotate may invalidate exactly this stack's distribution, nothing else of CloudFront",
+      len(invalidate) == 1 and invalidate[0]["Effect"] == "Allow"
+      and sorted(actions(invalidate[0])) == ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
+      and invalidate[0]["Resource"] == DISTRIBUTION_ARN and "Condition" not in invalidate[0])
+check("that grant sits in RotateInvalidationPolicy, absent without CloudFront",
+      any(s is invalidate[0] for s in resources.get("RotateInvalidationPolicy", {}).get("Properties", {})
+          .get("PolicyDocument", {}).get("Statement", [])) if invalidate else False)
+publish = [s for s in role_statements("RotateRole") if any(a.startswith("events:") for a in actions(s))]
+check("rotate may PutEvents on exactly the configured bus, nothing else of EventBridge",
+      len(publish) == 1 and publish[0]["Effect"] == "Allow" and actions(publish[0]) == ["events:PutEvents"]
+      and publish[0]["Resource"] == BUS_ARN and "Condition" not in publish[0])
+check("that grant exists only with a bus (RotateLifecycleEventsPolicy, HasLifecycleBus)",
+      resources.get("RotateLifecycleEventsPolicy", {}).get("Condition") == "HasLifecycleBus"
+      and any(s is publish[0] for s in resources.get("RotateLifecycleEventsPolicy", {}).get("Properties", {})
+              .get("PolicyDocument", {}).get("Statement", [])) if publish else False)
+for role in ("SignRole", "JwksRole", "SchedulerRole"):
+    check(f"{role} may neither invalidate nor publish events",
+          not {a for a in role_actions(role) if a.startswith(("cloudfront:", "events:"))})
+check("rotate's JWKS_DISTRIBUTION_ID is the distribution with CloudFront, unset without",
+      env.get("JWKS_DISTRIBUTION_ID") == {"Fn::If": ["UseCloudFront", {"Ref": "JwksDistribution"}, {"Ref": "AWS::NoValue"}]})
+check("rotate's LIFECYCLE_EVENT_BUS is LifecycleEventBusName, unset when empty",
+      env.get("LIFECYCLE_EVENT_BUS") == {"Fn::If": ["HasLifecycleBus", {"Ref": "LifecycleEventBusName"}, {"Ref": "AWS::NoValue"}]})
+for name in ("JwksDistributionId", "JwksDistributionDomainName", "JwksEdgeUrl"):
+    check(f"output {name} exists with CloudFront", template["Outputs"].get(name, {}).get("Condition") == "UseCloudFront")
+
+route_settings = resources["HttpApi"]["Properties"].get("RouteSettings", {})
+public_routes = sorted(f"{e['Properties']['Method']} {e['Properties']['Path']}"
+                       for e in resources["JwksFunction"]["Properties"]["Events"].values())
+check(f"every public (jwks) route is throttled, by the parameters ({public_routes})",
+      len(public_routes) == 4 and sorted(route_settings) == public_routes
+      and all(v == {"ThrottlingRateLimit": {"Ref": "JwksThrottlingRateLimit"},
+                    "ThrottlingBurstLimit": {"Ref": "JwksThrottlingBurstLimit"}} for v in route_settings.values()))
+check("the throttle parameters have bounded, nonzero defaults",
+      1 <= parameters["JwksThrottlingRateLimit"]["Default"] <= parameters["JwksThrottlingRateLimit"]["MaxValue"]
+      and 1 <= parameters["JwksThrottlingBurstLimit"]["Default"] <= parameters["JwksThrottlingBurstLimit"]["MaxValue"])
 
 finish()

@@ -9,6 +9,10 @@ attached to them, under the template's Conditions) and the functions' environmen
   parameters everywhere (docs/multi-region.md, Configuration) except PeerSignRoleArns and
   PeerRotateRoleArns, which name the other stacks' roles: HomeRegion=us-east-1 and
   ReplicaRegions=eu-west-1,ap-southeast-2 (the Regions other than the home) in every stack.
+- single_region_cloudfront: single_region with CloudFront in front of jwks (docs/edge.md):
+  IssuerDomainName=auth.example.com and its certificate, Issuer empty (the issuer is then
+  https://auth.example.com, as in the other stacks); rotate gets JWKS_DISTRIBUTION_ID and may
+  invalidate that distribution.
 
 Intrinsics resolved: Ref (parameters, pseudo parameters, resources), Fn::Sub (both forms),
 Fn::GetAtt (X.Arn), Fn::If, Fn::Equals/Not/And/Or, Condition, Fn::Join, Fn::Select, Fn::Split,
@@ -139,6 +143,10 @@ class Stack:
         if kind == "AWS::SSM::Parameter":
             # Ref gives the parameter's name, which the template sets.
             return self.resolve(resource["Properties"]["Name"])
+        if kind == "AWS::CloudFront::Distribution":
+            # A distribution ID: E and 13 upper-case letters and digits (global, no Region in
+            # its ARN; deterministic per account, Region of the stack and logical id).
+            return "E" + uuid.uuid5(uuid.NAMESPACE_URL, f"{ACCOUNT}/{self.region}/{STACK}/{logical_id}").hex[:13].upper()
         raise RenderError(f"Ref to {logical_id} ({kind}): no fake physical id for that type")
 
     def getatt(self, logical_id, attribute):
@@ -364,9 +372,15 @@ def render(template):
             "PeerSignRoleArns": [role_arn("SignRole", r) for r in others],
             "PeerRotateRoleArns": [role_arn("RotateRole", r) for r in others],
         }).render()
+    edge = {"us-east-1": Stack(template, "us-east-1", {
+        "Issuer": "",
+        "IssuerDomainName": ISSUER.removeprefix("https://"),
+        "IssuerCertificateArn": f"arn:{PARTITION}:acm:us-east-1:{ACCOUNT}:certificate/{key_id('IssuerCertificate', 'us-east-1')}",
+    }).render()}
     return {"account": ACCOUNT, "partition": PARTITION,
             "deployments": {"single_region": {"home": "us-east-1", "stacks": single},
-                            "multi_region": {"home": home, "stacks": multi}}}
+                            "multi_region": {"home": home, "stacks": multi},
+                            "single_region_cloudfront": {"home": "us-east-1", "stacks": edge}}}
 
 
 def main():
