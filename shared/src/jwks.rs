@@ -278,7 +278,7 @@ impl<S: KeyringStore> JwksService<S> {
             }
         };
         // Before the epoch only on a broken clock: 0 serves the smallest max-age.
-        let now = self.clock.wall_now().duration_since(UNIX_EPOCH).map_or(0, |d| crate::config::secs(d));
+        let now = self.clock.wall_now().duration_since(UNIX_EPOCH).map_or(0, crate::config::secs);
         respond(&self.site, method, path, if_none_match, keys.as_deref(), now)
     }
 }
