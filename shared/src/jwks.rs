@@ -1,18 +1,23 @@
 //! The jwks service: the JWK Set and OIDC discovery document, rendered once per keyring
 //! version, and the HTTP semantics around them (caching headers, ETag/304, 404/405).
 //!
+//! `max-age` follows the rotation: it is computed per response, at response time, from the
+//! time the keyring says rotate publishes its next key, so no verifier's cache lasts past a
+//! scheduled publication (docs/lifecycle.md, "Caching that follows the rotation").
+//!
 //! Transport-neutral: the jwks function adapts API Gateway / function URL events to
 //! [`respond`], so every HTTP rule here is unit-tested without Lambda.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CachePolicy, KeyringCache};
-use crate::keyring::Keyring;
+use crate::cache::{CachePolicy, Clock, KeyringCache, SystemClock};
+use crate::keyring::{Keyring, UnixTime};
 use crate::ports::KeyringStore;
 
 /// Where the JWK Set is served, below the issuer; also the default `jwks_uri`.
@@ -23,8 +28,18 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// `stale-while-revalidate` we advertise. It lengthens how old a client's JWKS may be, so
 /// the rotate function's pre-publication time includes it.
 pub const STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(60);
-/// `stale-if-error`: if this endpoint is down, clients may keep verifying with what they had.
-pub const STALE_IF_ERROR: Duration = Duration::from_secs(86_400);
+/// Default `stale-if-error` (`JWKS_STALE_IF_ERROR`): while this endpoint fails, verifiers may
+/// keep verifying with what they had this long past its `max-age`. Pre-publication covers it,
+/// so a verifier riding on it still holds every key that signs; in exchange a revoked key
+/// stays accepted that much longer while the endpoint fails (docs/lifecycle.md).
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(900);
+/// The most `JWKS_STALE_IF_ERROR` may be: the one day served before it was bounded.
+pub const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(86_400);
+/// The lowest `max-age` served (unless `JWKS_MAX_AGE` is lower), reached once a scheduled
+/// publication is due. Without it, every request between the due time and rotate's run
+/// would go to the origin; a jwks container sees a new keyring only once per
+/// KEYRING_CACHE_TTL (default 60 s) anyway, so a shorter one would bring the key no sooner.
+pub const MAX_AGE_FLOOR: Duration = Duration::from_secs(60);
 
 /// A rendered document and its strong validator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +63,9 @@ pub struct PublishedKeys {
     /// False until rotate has bootstrapped the keyring: we answer 503 rather than let clients
     /// cache an empty key set.
     pub bootstrapped: bool,
+    /// When rotate publishes its next key at the earliest, by this keyring and the site's
+    /// rotation period: no `max-age` reaches past it. `None`: unknown, `max-age` is the cap.
+    pub next_publication_due_at: Option<UnixTime>,
     /// The JWK Set, served at [`JWKS_PATH`].
     pub jwks: Rendered,
     /// The discovery document, served at [`DISCOVERY_PATH`].
@@ -61,8 +79,11 @@ impl PublishedKeys {
         let mut algs: Vec<String> = ring.keys.iter().map(|k| k.alg.to_string()).collect();
         algs.sort();
         algs.dedup();
+        let next_publication_due_at =
+            site.rotation_period.and_then(|period| ring.next_publication_due_at(crate::config::secs(period)));
         PublishedKeys {
             bootstrapped: !ring.is_empty(),
+            next_publication_due_at,
             jwks: Rendered::new(body),
             discovery: site.discovery(&algs),
         }
@@ -76,16 +97,56 @@ pub struct Site {
     pub issuer: String,
     /// The JWK Set URL the discovery document gives.
     pub jwks_uri: String,
-    /// The `max-age` of the served documents: how old a JWKS a verifier may use.
+    /// The largest `max-age` of the served documents (`JWKS_MAX_AGE`): how old a JWKS a
+    /// verifier may use, before stale-while-revalidate or stale-if-error.
     pub max_age: Duration,
+    /// The `stale-if-error` served (`JWKS_STALE_IF_ERROR`).
+    pub stale_if_error: Duration,
+    /// Rotate's `ROTATION_PERIOD`, from which the next scheduled publication is known;
+    /// `None`: `max-age` is always [`Self::max_age`].
+    pub rotation_period: Option<Duration>,
 }
 
 impl Site {
     /// Settings for `issuer`; `jwks_uri` defaults to the issuer followed by [`JWKS_PATH`].
+    /// `max-age` is `max_age` until [`Self::with_rotation_period`] says when keys come.
     pub fn new(issuer: &str, jwks_uri: Option<&str>, max_age: Duration) -> Self {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let jwks_uri = jwks_uri.map_or_else(|| format!("{issuer}{JWKS_PATH}"), str::to_owned);
-        Site { issuer, jwks_uri, max_age }
+        Site { issuer, jwks_uri, max_age, stale_if_error: DEFAULT_STALE_IF_ERROR, rotation_period: None }
+    }
+
+    /// `max-age` never reaches past the next publication rotate schedules with `period`.
+    pub fn with_rotation_period(mut self, period: Duration) -> Self {
+        self.rotation_period = Some(period);
+        self
+    }
+
+    /// Serve `stale-if-error` = `stale_if_error`.
+    pub fn with_stale_if_error(mut self, stale_if_error: Duration) -> Self {
+        self.stale_if_error = stale_if_error;
+        self
+    }
+
+    /// The `max-age` to serve at `now` for a keyring whose next publication is due at
+    /// `due_at`: the time left until then, at least [`MAX_AGE_FLOOR`] and at most `max_age`
+    /// (the floor never exceeds `max_age`, so pre-publication's `JWKS_MAX_AGE` term holds).
+    pub fn max_age_at(&self, due_at: Option<UnixTime>, now: UnixTime) -> Duration {
+        let Some(due_at) = due_at else {
+            return self.max_age;
+        };
+        let until_due = Duration::from_secs(u64::try_from(due_at.saturating_sub(now)).unwrap_or(0));
+        until_due.max(MAX_AGE_FLOOR).min(self.max_age)
+    }
+
+    /// The `Cache-Control` of `keys`' documents at `now`.
+    pub fn cache_control(&self, keys: &PublishedKeys, now: UnixTime) -> String {
+        format!(
+            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
+            self.max_age_at(keys.next_publication_due_at, now).as_secs(),
+            STALE_WHILE_REVALIDATE.as_secs(),
+            self.stale_if_error.as_secs()
+        )
     }
 
     /// OIDC Discovery 1.0 §3 metadata (required members), for the algorithms in use.
@@ -99,15 +160,6 @@ impl Site {
                 "subject_types_supported": ["public"],
             })
             .to_string(),
-        )
-    }
-
-    fn cache_control(&self) -> String {
-        format!(
-            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
-            self.max_age.as_secs(),
-            STALE_WHILE_REVALIDATE.as_secs(),
-            STALE_IF_ERROR.as_secs()
         )
     }
 }
@@ -149,13 +201,14 @@ fn matches_etag(if_none_match: &str, etag: &str) -> bool {
     if_none_match.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// Answer one request. `keys` is `None` when no keyring could be loaded at all.
+/// Answer one request at `now`. `keys` is `None` when no keyring could be loaded at all.
 pub fn respond(
     site: &Site,
     method: &str,
     path: &str,
     if_none_match: Option<&str>,
     keys: Option<&PublishedKeys>,
+    now: UnixTime,
 ) -> Answer {
     let Some(route) = route(path) else {
         return Answer::plain(404, "not found");
@@ -177,7 +230,7 @@ pub fn respond(
     let doc = if route == JWKS_PATH { &keys.jwks } else { &keys.discovery };
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
-        ("cache-control", site.cache_control()),
+        ("cache-control", site.cache_control(keys, now)),
         ("etag", doc.etag.clone()),
         ("access-control-allow-origin", "*".to_owned()),
     ];
@@ -195,6 +248,7 @@ pub fn respond(
 pub struct JwksService<S> {
     site: Site,
     keys: KeyringCache<S, PublishedKeys>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: KeyringStore> JwksService<S> {
@@ -203,7 +257,14 @@ impl<S: KeyringStore> JwksService<S> {
         let render_site = site.clone();
         // Rendered once per keyring version: warm requests serialize nothing.
         let keys = KeyringCache::new(store, policy, move |ring| PublishedKeys::render(&render_site, ring));
-        JwksService { site, keys }
+        JwksService { site, keys, clock: Arc::new(SystemClock) }
+    }
+
+    /// Read the time, for cache ages and `max-age`, from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.keys = self.keys.with_clock(Arc::clone(&clock));
+        self.clock = clock;
+        self
     }
 
     /// Answer one HTTP request. A keyring that cannot be read (and no good copy cached) is a
@@ -216,7 +277,9 @@ impl<S: KeyringStore> JwksService<S> {
                 None
             }
         };
-        respond(&self.site, method, path, if_none_match, keys.as_deref())
+        // Before the epoch only on a broken clock: 0 serves the smallest max-age.
+        let now = self.clock.wall_now().duration_since(UNIX_EPOCH).map_or(0, crate::config::secs);
+        respond(&self.site, method, path, if_none_match, keys.as_deref(), now)
     }
 }
 
@@ -237,11 +300,11 @@ mod tests {
     #[test]
     fn jwks_is_served_with_caching_headers_and_304() {
         let keys = keys();
-        let a = respond(&site(), "GET", JWKS_PATH, None, Some(&keys));
+        let a = respond(&site(), "GET", JWKS_PATH, None, Some(&keys), 0);
         assert_eq!(a.status, 200);
         assert_eq!(
             a.header("cache-control"),
-            Some("public, max-age=300, stale-while-revalidate=60, stale-if-error=86400")
+            Some("public, max-age=300, stale-while-revalidate=60, stale-if-error=900")
         );
         assert_eq!(a.header("access-control-allow-origin"), Some("*"));
         let etag = a.header("etag").unwrap().to_owned();
@@ -249,12 +312,13 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(body["keys"].as_array().unwrap().len(), 2);
 
-        let b = respond(&site(), "GET", JWKS_PATH, Some(&format!("\"x\", W/{etag}")), Some(&keys));
+        let b = respond(&site(), "GET", JWKS_PATH, Some(&format!("\"x\", W/{etag}")), Some(&keys), 0);
         assert_eq!(b.status, 304);
         assert!(b.body.is_empty());
-        assert_eq!(respond(&site(), "GET", JWKS_PATH, Some("\"other\""), Some(&keys)).status, 200);
+        assert_eq!(b.header("cache-control"), a.header("cache-control"), "a 304 refreshes the same way");
+        assert_eq!(respond(&site(), "GET", JWKS_PATH, Some("\"other\""), Some(&keys), 0).status, 200);
 
-        let head = respond(&site(), "HEAD", "/prod/.well-known/jwks.json", None, Some(&keys));
+        let head = respond(&site(), "HEAD", "/prod/.well-known/jwks.json", None, Some(&keys), 0);
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
         assert_eq!(head.header("content-length"), Some(a.body.len().to_string().as_str()));
@@ -262,12 +326,154 @@ mod tests {
 
     #[test]
     fn discovery_document_points_at_the_jwks() {
-        let a = respond(&site(), "GET", DISCOVERY_PATH, None, Some(&keys()));
+        let a = respond(&site(), "GET", DISCOVERY_PATH, None, Some(&keys()), 0);
         let doc: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(doc["issuer"], "https://auth.example.com");
         assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES256"]));
         assert_eq!(doc["subject_types_supported"], json!(["public"]));
+    }
+
+    const DAY: i64 = 86_400;
+    const PERIOD: i64 = 30 * DAY;
+    /// When the keyrings below were bootstrapped (their current key's activation).
+    const T0: UnixTime = 1_800_000_000;
+
+    /// The default site: `JWKS_MAX_AGE` 300 s, rotation every 30 days.
+    fn scheduled_site() -> Site {
+        site().with_rotation_period(Duration::from_secs(PERIOD as u64))
+    }
+
+    fn max_age_served(site: &Site, ring: &Keyring, now: UnixTime) -> Option<u64> {
+        let keys = PublishedKeys::render(site, ring);
+        let answer = respond(site, "GET", JWKS_PATH, None, Some(&keys), now);
+        let cache_control = answer.header("cache-control")?;
+        cache_control.split(", ").find_map(|d| d.strip_prefix("max-age="))?.parse().ok()
+    }
+
+    /// `max-age` across a keyring's timeline: capped far from a publication, the time left just
+    /// before one, the floor once it is due (rotate not having run yet) and after a revocation
+    /// left no next key, the cap again once the rotation is written.
+    #[test]
+    fn max_age_follows_the_keyring_timeline() {
+        let bootstrapped = Keyring::empty().bootstrap(new_key(1, T0), new_key(2, T0), T0);
+        let due = T0 + PERIOD;
+        let rotated = bootstrapped.rotate(new_key(3, due + 1_800), due + 1_800);
+        let current = rotated.current().unwrap().kid.clone();
+        let revoked = rotated.revoke(&current, due + 2 * DAY).unwrap();
+        let replaced = revoked.with_next(new_key(4, due + 2 * DAY + 3_600), due + 2 * DAY + 3_600);
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &Keyring, UnixTime, u64)> = vec![
+            ("just bootstrapped: capped", &bootstrapped, T0, 300),
+            ("far from the publication: capped", &bootstrapped, due - DAY, 300),
+            ("exactly the cap before it", &bootstrapped, due - 300, 300),
+            ("just inside the cap: the time left", &bootstrapped, due - 299, 299),
+            ("two minutes before", &bootstrapped, due - 120, 120),
+            ("at the floor", &bootstrapped, due - 60, 60),
+            ("closer: the floor", &bootstrapped, due - 10, 60),
+            ("due, rotate not run yet: the floor", &bootstrapped, due, 60),
+            ("long overdue (rotate failing): the floor", &bootstrapped, due + DAY, 60),
+            ("the rotation written: capped again", &rotated, due + 1_800, 300),
+            ("before the following one", &rotated, due + 1_800 + PERIOD - 200, 200),
+            ("a revocation left no next key: the floor", &revoked, due + 2 * DAY, 60),
+            ("its replacement published: capped", &replaced, due + 2 * DAY + 3_600, 300),
+            ("the following publication counts from the revocation", &replaced, due + 2 * DAY + PERIOD - 100, 100),
+        ];
+        for (name, ring, now, expected) in cases {
+            assert_eq!(max_age_served(&scheduled_site(), ring, now), Some(expected), "{name}");
+        }
+        // Without a rotation period the cap is all there is; a cap under the floor wins.
+        assert_eq!(max_age_served(&site(), &bootstrapped, due), Some(300));
+        let short = Site::new("https://auth.example.com", None, Duration::from_secs(30))
+            .with_rotation_period(Duration::from_secs(PERIOD as u64));
+        assert_eq!(max_age_served(&short, &bootstrapped, due), Some(30));
+        assert_eq!(max_age_served(&short, &bootstrapped, due - DAY), Some(30));
+    }
+
+    /// The headers are computed per response: a rendering cached for a while serves a shorter
+    /// `max-age` as the publication nears, on 200 and 304 alike, with the configured
+    /// `stale-if-error`.
+    #[test]
+    fn headers_are_computed_at_response_time() {
+        let site = scheduled_site().with_stale_if_error(Duration::from_secs(600));
+        let ring = Keyring::empty().bootstrap(new_key(1, T0), new_key(2, T0), T0);
+        let keys = PublishedKeys::render(&site, &ring);
+        let due = T0 + PERIOD;
+        let early = respond(&site, "GET", JWKS_PATH, None, Some(&keys), due - 1_000);
+        let late = respond(&site, "GET", JWKS_PATH, None, Some(&keys), due - 100);
+        let expected = |max_age: u64| {
+            format!("public, max-age={max_age}, stale-while-revalidate=60, stale-if-error=600")
+        };
+        assert_eq!(early.header("cache-control"), Some(expected(300).as_str()));
+        assert_eq!(late.header("cache-control"), Some(expected(100).as_str()));
+        let etag = late.header("etag").unwrap().to_owned();
+        let not_modified = respond(&site, "GET", JWKS_PATH, Some(&etag), Some(&keys), due - 100);
+        assert_eq!(not_modified.status, 304);
+        assert_eq!(not_modified.header("cache-control"), Some(expected(100).as_str()));
+        let discovery = respond(&site, "HEAD", DISCOVERY_PATH, None, Some(&keys), due - 100);
+        assert_eq!(discovery.header("cache-control"), Some(expected(100).as_str()));
+    }
+
+    /// Before bootstrap, or with no keyring at all, nothing may be cached.
+    #[test]
+    fn no_keys_is_a_503_that_no_cache_keeps() {
+        let site = scheduled_site();
+        let empty = PublishedKeys::render(&site, &Keyring::empty());
+        assert_eq!(empty.next_publication_due_at, None);
+        for keys in [Some(&empty), None] {
+            let answer = respond(&site, "GET", JWKS_PATH, None, keys, T0);
+            assert_eq!((answer.status, answer.header("cache-control")), (503, Some("no-store")));
+        }
+    }
+
+    /// The service reads `now` from its clock: the same cached rendering, two answers.
+    #[tokio::test]
+    async fn the_service_computes_max_age_on_its_clock() {
+        use crate::cache::ManualClock;
+        use crate::memory::MemoryStore;
+        let ring = Keyring::empty().bootstrap(new_key(1, T0), new_key(2, T0), T0);
+        let clock = Arc::new(ManualClock::at_unix_secs((T0 + PERIOD - 1_000) as u64));
+        let policy = CachePolicy { ttl: Duration::from_secs(3_600), max_staleness: Duration::ZERO };
+        let service = JwksService::new(MemoryStore::with_document(&ring.to_json()), scheduled_site(), policy)
+            .with_clock(clock.clone());
+        let max_age = |answer: Answer| answer.header("cache-control").map(str::to_owned);
+        let first = max_age(service.answer("GET", JWKS_PATH, None).await);
+        clock.advance(Duration::from_secs(850));
+        let second = max_age(service.answer("GET", JWKS_PATH, None).await);
+        assert!(first.unwrap().contains("max-age=300,"));
+        assert!(second.unwrap().contains("max-age=150,"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the keyring and the time: `max-age` never exceeds the cap, never reaches
+        /// past a publication that is not yet due, and is never below the floor (or the cap).
+        #[test]
+        fn max_age_never_reaches_past_the_next_publication(
+            activated_offset in 0i64..(60 * DAY),
+            period in 3_600i64..(90 * DAY),
+            now_offset in 0i64..(180 * DAY),
+            cap in 1u64..7_200,
+            with_next: bool,
+        ) {
+            let activated = T0 + activated_offset;
+            let mut ring = Keyring::empty().bootstrap(new_key(1, activated), new_key(2, activated), activated);
+            if !with_next {
+                let next = ring.next().unwrap().kid.clone();
+                ring = ring.revoke(&next, activated).unwrap();
+            }
+            let site = Site::new("https://auth.example.com", None, Duration::from_secs(cap))
+                .with_rotation_period(Duration::from_secs(period as u64));
+            let now = T0 + now_offset;
+            let max_age = max_age_served(&site, &ring, now).unwrap();
+            let due = if with_next { activated + period } else { activated };
+            proptest::prop_assert!(max_age <= cap);
+            proptest::prop_assert!(max_age >= cap.min(MAX_AGE_FLOOR.as_secs()));
+            if due - now >= MAX_AGE_FLOOR.as_secs() as i64 {
+                proptest::prop_assert!(now + max_age as i64 <= due, "reaches past {due}");
+            } else {
+                proptest::prop_assert_eq!(max_age, cap.min(MAX_AGE_FLOOR.as_secs()));
+            }
+        }
     }
 
     /// What API Gateway's JWT authorizers and ALB read: a discovery document whose `issuer` is
@@ -336,7 +542,7 @@ mod tests {
             for method in methods {
                 for inm in conditions {
                     for ks in [Some(&keys), None] {
-                        let a = respond(&site(), method, path, inm, ks);
+                        let a = respond(&site(), method, path, inm, ks, 0);
                         assert!(
                             matches!(a.status, 200 | 304 | 404 | 405 | 503),
                             "{method} {path:.40} -> {}",
@@ -352,13 +558,13 @@ mod tests {
     #[test]
     fn errors_are_clean() {
         let keys = keys();
-        assert_eq!(respond(&site(), "GET", "/", None, Some(&keys)).status, 404);
-        assert_eq!(respond(&site(), "GET", "/.well-known/jwks.json/x", None, Some(&keys)).status, 404);
-        let post = respond(&site(), "POST", JWKS_PATH, None, Some(&keys));
+        assert_eq!(respond(&site(), "GET", "/", None, Some(&keys), 0).status, 404);
+        assert_eq!(respond(&site(), "GET", "/.well-known/jwks.json/x", None, Some(&keys), 0).status, 404);
+        let post = respond(&site(), "POST", JWKS_PATH, None, Some(&keys), 0);
         assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD")));
-        let cold = respond(&site(), "GET", JWKS_PATH, None, None);
+        let cold = respond(&site(), "GET", JWKS_PATH, None, None, 0);
         assert_eq!((cold.status, cold.header("retry-after")), (503, Some("30")));
         let empty = PublishedKeys::render(&site(), &Keyring::empty());
-        assert_eq!(respond(&site(), "GET", JWKS_PATH, None, Some(&empty)).status, 503);
+        assert_eq!(respond(&site(), "GET", JWKS_PATH, None, Some(&empty), 0).status, 503);
     }
 }

@@ -82,10 +82,10 @@ fn bench(c: &mut Criterion) {
     let keys = PublishedKeys::render(&site, &ring);
     let etag = keys.jwks.etag.clone();
     c.bench_function("jwks_warm_request_200", |b| {
-        b.iter(|| black_box(respond(&site, "GET", JWKS_PATH, None, Some(&keys))))
+        b.iter(|| black_box(respond(&site, "GET", JWKS_PATH, None, Some(&keys), 0)))
     });
     c.bench_function("jwks_warm_request_304", |b| {
-        b.iter(|| black_box(respond(&site, "GET", JWKS_PATH, Some(&etag), Some(&keys))))
+        b.iter(|| black_box(respond(&site, "GET", JWKS_PATH, Some(&etag), Some(&keys), 0)))
     });
 
     // The same, as the Lambda runtime runs it: the API Gateway HTTP API event JSON in, through

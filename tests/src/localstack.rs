@@ -83,7 +83,7 @@ pub async fn jwks(sdk: &aws_config::SdkConfig, secret_id: &str, issuer: &str) ->
         move |ring: &Keyring| PublishedKeys::render(&render_site, ring),
     );
     let keys = cache.get().await.expect("keyring readable");
-    let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
+    let answer = respond(&site, "GET", JWKS_PATH, None, Some(&keys), kms_jwt::unix_now());
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body
 }

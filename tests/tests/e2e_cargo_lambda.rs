@@ -188,7 +188,7 @@ async fn functions_under_cargo_lambda_watch_sign_and_serve_verifiable_tokens() {
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(
         headers["cache-control"],
-        "public, max-age=120, stale-while-revalidate=60, stale-if-error=86400"
+        "public, max-age=120, stale-while-revalidate=60, stale-if-error=900"
     );
     assert_eq!(headers["access-control-allow-origin"], "*");
     let etag = headers["etag"].to_str().unwrap().to_owned();

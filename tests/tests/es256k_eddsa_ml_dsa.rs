@@ -54,8 +54,8 @@ fn served(store: &MemoryStore) -> (String, Value) {
     let ring = stored(store);
     let site = Site::new(ISSUER, None, Duration::from_secs(300));
     let keys = PublishedKeys::render(&site, &ring);
-    let jwks = respond(&site, "GET", JWKS_PATH, None, Some(&keys));
-    let discovery = respond(&site, "GET", DISCOVERY_PATH, None, Some(&keys));
+    let jwks = respond(&site, "GET", JWKS_PATH, None, Some(&keys), 0);
+    let discovery = respond(&site, "GET", DISCOVERY_PATH, None, Some(&keys), 0);
     assert_eq!((jwks.status, discovery.status), (200, 200));
     (jwks.body, serde_json::from_str(&discovery.body).unwrap())
 }

@@ -40,7 +40,7 @@ mod tests {
     use serde_json::{json, Value};
 
     const ISSUER: &str = "https://auth.example.com";
-    const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400";
+    const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, stale-if-error=900";
 
     fn http_api_event() -> Value {
         serde_json::from_str(include_str!("../../../events/jwks-http-api.json")).unwrap()

@@ -14,8 +14,16 @@ pub struct JwksConfig {
     pub issuer: String,
     /// Overrides the `jwks_uri` of the discovery document (default: ISSUER + well-known path).
     pub jwks_uri: Option<String>,
-    /// The `max-age` of the served documents (`JWKS_MAX_AGE`, default 5 minutes).
+    /// The largest `max-age` of the served documents (`JWKS_MAX_AGE`, default 5 minutes).
     pub jwks_max_age: Duration,
+    /// The `stale-if-error` of the served documents (`JWKS_STALE_IF_ERROR`, default 15
+    /// minutes, at most a day): rotate's pre-publication covers it, so it must be rotate's.
+    pub stale_if_error: Duration,
+    /// Rotate's `ROTATION_PERIOD` (default 30 days): `max-age` never reaches past the next
+    /// scheduled publication. Must be rotate's: a longer one only lets `max-age` reach the
+    /// cap near rotations, a shorter one only shrinks it sooner (pre-publication still covers
+    /// the cap).
+    pub rotation_period: Duration,
     /// How long the rendered documents are served from memory before the keyring is read again
     /// (`KEYRING_CACHE_TTL`, default 60 s).
     pub keyring_cache_ttl: Duration,
@@ -39,6 +47,8 @@ impl JwksConfig {
             issuer: env.required_verifier_url("ISSUER"),
             jwks_uri: env.verifier_url("JWKS_URI"),
             jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
+            stale_if_error: env.jwks_stale_if_error(),
+            rotation_period: env.duration("ROTATION_PERIOD", super::DEFAULT_ROTATION_PERIOD),
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             max_staleness: env.duration_or_zero("KEYRING_MAX_STALENESS", DEFAULT_MAX_STALENESS),
             aws_timeouts: env.call_timeouts(),
@@ -46,9 +56,16 @@ impl JwksConfig {
         env.finish(config)
     }
 
+    /// What the served documents say and their caching headers.
+    pub fn site(&self) -> crate::jwks::Site {
+        crate::jwks::Site::new(&self.issuer, self.jwks_uri.as_deref(), self.jwks_max_age)
+            .with_stale_if_error(self.stale_if_error)
+            .with_rotation_period(self.rotation_period)
+    }
+
     /// The jwks function's service over `store`: this configuration's site and cache policy.
     pub fn jwks_service<S: crate::ports::KeyringStore>(&self, store: S) -> crate::jwks::JwksService<S> {
-        let site = crate::jwks::Site::new(&self.issuer, self.jwks_uri.as_deref(), self.jwks_max_age);
+        let site = self.site();
         let policy =
             crate::cache::CachePolicy { ttl: self.keyring_cache_ttl, max_staleness: self.max_staleness };
         crate::jwks::JwksService::new(store, site, policy)

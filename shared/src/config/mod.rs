@@ -34,6 +34,9 @@ impl Default for CallTimeouts {
 /// How long the sign and jwks functions may serve a keyring from memory.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Default `ROTATION_PERIOD`, read by rotate (the schedule) and jwks (`max-age`).
+pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+
 /// How long the jwks function may serve its last good keyring while Secrets Manager fails.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3_600);
 
@@ -138,6 +141,22 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
             Some("0" | "0s") => Duration::ZERO,
             _ => self.duration(name, default),
         }
+    }
+
+    /// `JWKS_STALE_IF_ERROR`, which the jwks function serves and rotate's pre-publication
+    /// covers: zero allowed, at most [`crate::jwks::MAX_STALE_IF_ERROR`] (a revoked key must
+    /// not stay accepted for days while the jwks endpoint fails).
+    pub fn jwks_stale_if_error(&mut self) -> Duration {
+        let name = "JWKS_STALE_IF_ERROR";
+        let value = self.duration_or_zero(name, crate::jwks::DEFAULT_STALE_IF_ERROR);
+        if value > crate::jwks::MAX_STALE_IF_ERROR {
+            self.problem(format!(
+                "{name} ({}) is longer than {}: verifiers would keep a revoked key that long while the jwks endpoint fails",
+                show(value),
+                show(crate::jwks::MAX_STALE_IF_ERROR)
+            ));
+        }
+        value
     }
 
     /// A whole number within `range`; `default` when unset.

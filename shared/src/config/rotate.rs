@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{secs, show, CallTimeouts, ConfigError, EnvReader, DEFAULT_CACHE_TTL, DEFAULT_MAX_STALENESS};
+use super::{
+    secs, show, CallTimeouts, ConfigError, EnvReader, DEFAULT_CACHE_TTL, DEFAULT_MAX_STALENESS,
+    DEFAULT_ROTATION_PERIOD,
+};
 use crate::jose::alg::SigningAlg;
 use crate::key_policy::KeyAccess;
 use crate::ports::{KeyringStore, RotateKms};
@@ -29,9 +32,12 @@ pub struct RotateConfig {
     /// Longest lifetime of a token (`MAX_TOKEN_TTL`, default 1 hour): previous keys stay
     /// published at least this long.
     pub max_token_ttl: Duration,
-    /// The `max-age` the jwks function sends (`JWKS_MAX_AGE`, default 5 minutes), part of the
-    /// pre-publication time.
+    /// The largest `max-age` the jwks function sends (`JWKS_MAX_AGE`, default 5 minutes), part
+    /// of the pre-publication time.
     pub jwks_max_age: Duration,
+    /// The `stale-if-error` the jwks function sends (`JWKS_STALE_IF_ERROR`, default 15
+    /// minutes), part of the pre-publication time when longer than stale-while-revalidate.
+    pub jwks_stale_if_error: Duration,
     /// Allowance for verifiers' clocks (`CLOCK_SKEW`, default 60 s), added to pre-publication and
     /// to retirement grace.
     pub clock_skew: Duration,
@@ -122,9 +128,10 @@ impl RotateConfig {
         let mut config = RotateConfig {
             keyring_secret_id: env.required("KEYRING_SECRET_ID"),
             signing_alg: env.alg("SIGNING_ALG", SigningAlg::RS256),
-            rotation_period: env.duration("ROTATION_PERIOD", Duration::from_secs(30 * 86_400)),
+            rotation_period: env.duration("ROTATION_PERIOD", DEFAULT_ROTATION_PERIOD),
             max_token_ttl: env.duration("MAX_TOKEN_TTL", Duration::from_secs(3_600)),
             jwks_max_age: env.duration("JWKS_MAX_AGE", Duration::from_secs(300)),
+            jwks_stale_if_error: env.jwks_stale_if_error(),
             clock_skew: env.duration("CLOCK_SKEW", Duration::from_secs(60)),
             keyring_cache_ttl: env.duration("KEYRING_CACHE_TTL", DEFAULT_CACHE_TTL),
             deletion_window_days: env.integer("KEY_DELETION_WINDOW_DAYS", 30, 7..=30) as i32,
@@ -187,15 +194,26 @@ impl RotateConfig {
     }
 
     /// How long a next key is published before it may sign: long enough for every verifier's
-    /// JWKS cache (max-age, stale-while-revalidate) to have been refilled from a jwks container
-    /// that has itself picked the key up, even one serving its last good keyring through a
-    /// Secrets Manager outage (KEYRING_MAX_STALENESS past its cache TTL).
+    /// JWKS cache to have been refilled from a jwks container that has itself picked the key
+    /// up, even one serving its last good keyring through a Secrets Manager outage
+    /// (KEYRING_MAX_STALENESS past its cache TTL). A cache may use a set up to its max-age
+    /// (at most JWKS_MAX_AGE: a key rotate publishes at a time the keyring did not foresee,
+    /// by an operator's rotation or a revocation, reaches a verifier that fetched just before
+    /// only after a full one) plus the longer of stale-while-revalidate and stale-if-error:
+    /// so a verifier riding on stale-if-error through an endpoint outage still holds every
+    /// key that signs.
     pub fn prepublication(&self) -> Duration {
         self.jwks_max_age
-            + crate::jwks::STALE_WHILE_REVALIDATE
+            + self.jwks_stale_window()
             + self.keyring_cache_ttl
             + self.jwks_max_staleness
             + self.clock_skew
+    }
+
+    /// How long past its max-age a verifier may use a JWKS: the longer of the
+    /// stale-while-revalidate and stale-if-error the jwks function serves.
+    pub fn jwks_stale_window(&self) -> Duration {
+        crate::jwks::STALE_WHILE_REVALIDATE.max(self.jwks_stale_if_error)
     }
 
     /// How long a previous key stays published after it stopped being current: its last
@@ -261,9 +279,10 @@ fn check_timing<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, config: &
     }
     if config.rotation_period < config.prepublication() {
         env.problem(format!(
-            "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + 60s stale-while-revalidate + KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
+            "ROTATION_PERIOD ({}) is shorter than the pre-publication time ({} = JWKS_MAX_AGE + {} (the longer of 60s stale-while-revalidate and JWKS_STALE_IF_ERROR) + KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS + CLOCK_SKEW): a new key could sign before verifiers have fetched it",
             show(config.rotation_period),
-            show(config.prepublication())
+            show(config.prepublication()),
+            show(config.jwks_stale_window())
         ));
     }
     if config.max_published_keys < config.keys_published_by_schedule() {

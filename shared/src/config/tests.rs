@@ -31,8 +31,8 @@ fn defaults_apply_and_durations_parse() {
     assert_eq!(c.deletion_window_days, 30);
     assert_eq!(
         c.prepublication(),
-        Duration::from_secs(300 + 60 + 60 + 3_600 + 60),
-        "max-age + stale-while-revalidate + cache TTL + jwks max staleness + clock skew"
+        Duration::from_secs(300 + 900 + 60 + 3_600 + 60),
+        "max-age + the longer of stale-while-revalidate and stale-if-error + cache TTL + jwks max staleness + clock skew"
     );
     assert_eq!(c.key_discovery, KeyDiscoveryMode::TaggingApi);
     assert_eq!(c.aws_timeouts, CallTimeouts::default());
@@ -48,7 +48,7 @@ fn defaults_apply_and_durations_parse() {
     ]))
     .unwrap();
     assert_eq!(c.max_token_ttl, Duration::from_secs(900));
-    assert_eq!(c.prepublication(), Duration::from_secs(300 + 60 + 60 + 60));
+    assert_eq!(c.prepublication(), Duration::from_secs(300 + 900 + 60 + 60));
     assert_eq!(c.key_discovery, KeyDiscoveryMode::ListKeys);
     assert_eq!(
         c.aws_timeouts,
@@ -229,6 +229,49 @@ fn settings_that_break_verifiers_are_refused() {
     ]))
     .unwrap_err();
     assert!(err.to_string().contains("KEYRING_MAX_STALENESS"), "{err}");
+    // So does stale-if-error: a verifier riding on it keeps an older set.
+    let err = RotateConfig::from_lookup(rotate_env(&[
+        ("KEYRING_SECRET_ID", "kr"),
+        ("ROTATION_PERIOD", "2h"),
+        ("MAX_TOKEN_TTL", "5m"),
+        ("KEYRING_MAX_STALENESS", "0"),
+        ("JWKS_STALE_IF_ERROR", "2h"),
+    ]))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "(2h 7m = JWKS_MAX_AGE + 2h (the longer of 60s stale-while-revalidate and JWKS_STALE_IF_ERROR)"
+        ),
+        "{err}"
+    );
+}
+
+/// JWKS_STALE_IF_ERROR: 15 minutes unless set, zero allowed (stale-while-revalidate then
+/// bounds the stale window), never more than a day; rotate and jwks read it alike.
+#[test]
+fn stale_if_error_is_bounded_and_counts_in_pre_publication() {
+    let jwks = |pairs: &[(&'static str, &'static str)]| {
+        let mut all = vec![("KEYRING_SECRET_ID", "kr"), ("ISSUER", "https://auth.example.com")];
+        all.extend_from_slice(pairs);
+        JwksConfig::from_lookup(lookup(&all))
+    };
+    let c = jwks(&[]).unwrap();
+    assert_eq!(
+        (c.stale_if_error, c.rotation_period),
+        (Duration::from_secs(900), Duration::from_secs(30 * 86_400))
+    );
+    let c = jwks(&[("JWKS_STALE_IF_ERROR", "0"), ("ROTATION_PERIOD", "7d")]).unwrap();
+    assert_eq!((c.stale_if_error, c.rotation_period), (Duration::ZERO, Duration::from_secs(7 * 86_400)));
+    let err = jwks(&[("JWKS_STALE_IF_ERROR", "2d")]).unwrap_err();
+    assert!(err.to_string().contains("JWKS_STALE_IF_ERROR (2days) is longer than 1day"), "{err}");
+    assert!(jwks(&[("JWKS_STALE_IF_ERROR", "1d")]).is_ok());
+
+    let rotate = |sie: &'static str| {
+        RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr"), ("JWKS_STALE_IF_ERROR", sie)]))
+    };
+    assert_eq!(rotate("0").unwrap().prepublication(), Duration::from_secs(300 + 60 + 60 + 3_600 + 60));
+    assert_eq!(rotate("1h").unwrap().prepublication(), Duration::from_secs(300 + 3_600 + 60 + 3_600 + 60));
+    assert!(rotate("25h").unwrap_err().to_string().contains("JWKS_STALE_IF_ERROR"));
 }
 
 #[test]

@@ -61,6 +61,21 @@ impl Keyring {
         self.keys.iter().any(|k| held(&k.kms_key_arn)) || self.retiring.iter().any(|k| held(&k.kms_key_arn))
     }
 
+    /// The earliest time rotate publishes a new key: the scheduled rotation, `rotation_period`
+    /// after the current key's activation (never earlier: the rotation also waits for the next
+    /// key's pre-publication, and for a run of rotate, which can only delay it); or, with no
+    /// next key (revoked, or promoted by a revocation), the moment the current key began
+    /// signing, already past, as rotate adds one at its next run. `None` before bootstrap.
+    /// Only an operator's rotation or revocation publishes a key earlier.
+    pub fn next_publication_due_at(&self, rotation_period_secs: i64) -> Option<UnixTime> {
+        let current = self.current()?;
+        let since = current.activated_at.unwrap_or(current.published_at);
+        if self.next().is_none() {
+            return Some(since);
+        }
+        Some(since.saturating_add(rotation_period_secs))
+    }
+
     /// Every key verifiers must accept: next, current and previous.
     pub fn jwks(&self) -> JwkSet {
         JwkSet { keys: self.keys.iter().map(KeyRecord::published).collect() }
@@ -71,6 +86,23 @@ impl Keyring {
 mod tests {
     use super::*;
     use crate::keyring::tests::new_key;
+
+    #[test]
+    fn the_next_publication_is_due_a_period_after_activation_or_at_once_without_a_next_key() {
+        let period = 7 * 86_400;
+        assert_eq!(Keyring::empty().next_publication_due_at(period), None, "nothing before bootstrap");
+        let ring = Keyring::empty().bootstrap(new_key(1, 100), new_key(2, 100), 100);
+        assert_eq!(ring.next_publication_due_at(period), Some(100 + period));
+        let rotated = ring.rotate(new_key(3, 5_000), 5_000);
+        assert_eq!(rotated.next_publication_due_at(period), Some(5_000 + period));
+        // Revoking the current key promotes the next: the replacement next key is due at once.
+        let current = rotated.current().unwrap().kid.clone();
+        let revoked = rotated.revoke(&current, 6_000).unwrap();
+        assert_eq!(revoked.next_publication_due_at(period), Some(6_000));
+        // Revoking the next key leaves the current one signing: its replacement is due too.
+        let next = rotated.next().unwrap().kid.clone();
+        assert_eq!(rotated.revoke(&next, 7_000).unwrap().next_publication_due_at(period), Some(5_000));
+    }
 
     /// After a fail-over the new home sweeps by tag in its own region and finds its local
     /// replica of a key the old home created and recorded under the primary's ARN.

@@ -5,13 +5,23 @@
 //! the rotator in a Lambda sandbox that is frozen between ticks: its monotonic clock stands
 //! still while the wall clock moves on. After every tick the invariants that keep verifiers
 //! working, and KMS tidy, are checked.
+//!
+//! Verifiers cache the JWKS as the jwks function's `Cache-Control` says, computed at each
+//! moment for the keyring a jwks container may serve then (one up to KEYRING_CACHE_TTL +
+//! KEYRING_MAX_STALENESS old): for its `max-age`, then stale-while-revalidate, or
+//! stale-if-error while the endpoint fails. Every token must verify with every set a verifier
+//! may hold during its life, no set may be held past the publication its keyring foresaw
+//! (give or take the floor), and a revoked key must be gone within the documented bound.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
 use kms_jwt::cache::{CachePolicy, KeyringCache, ManualClock};
+use kms_jwt::config::{JwksConfig, RotateConfig};
+use kms_jwt::jwks::{PublishedKeys, Site, MAX_AGE_FLOOR};
 use kms_jwt::keyring::{Keyring, UnixTime};
 use kms_jwt::memory::{FakeKeyState, Fault, Faulty, MemoryKms, MemoryStore};
 use kms_jwt::ports::KeyTags;
@@ -25,9 +35,16 @@ const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 const T0: UnixTime = 1_800_000_000;
 
-// The deployed defaults, shortened to a weekly rotation so a year has many of them.
+// The deployed defaults, shortened to a daily rotation so a year has many of them, and
+// operators' rotations rare enough that most rotations are the scheduled ones.
+const ROTATION_PERIOD: i64 = DAY;
 const JWKS_MAX_AGE: i64 = 300;
 const STALE_WHILE_REVALIDATE: i64 = 60;
+/// The default JWKS_STALE_IF_ERROR.
+const STALE_IF_ERROR: i64 = 15 * MINUTE;
+/// How long past its max-age a verifier may use a set: revalidating, or while the endpoint fails.
+const STALE_WINDOW: i64 =
+    if STALE_IF_ERROR > STALE_WHILE_REVALIDATE { STALE_IF_ERROR } else { STALE_WHILE_REVALIDATE };
 const CACHE_TTL: i64 = 60;
 const CLOCK_SKEW: i64 = 60;
 const MAX_TOKEN_TTL: i64 = HOUR;
@@ -36,18 +53,96 @@ const JWKS_MAX_STALENESS: i64 = HOUR;
 /// How old the keyring behind a jwks answer may be: its cache lifetime, then stale-if-error.
 const JWKS_KEYRING_AGE: i64 = CACHE_TTL + JWKS_MAX_STALENESS;
 /// How old the key set a client verifies with may be, counted from the keyring it came from.
-const CLIENT_JWKS_AGE: i64 = JWKS_KEYRING_AGE + JWKS_MAX_AGE + STALE_WHILE_REVALIDATE;
+const CLIENT_JWKS_AGE: i64 = JWKS_KEYRING_AGE + JWKS_MAX_AGE + STALE_WINDOW;
+/// How long after a revocation a verifier may still accept the key, riding on stale-if-error
+/// (docs/lifecycle.md): a jwks container may serve the old keyring that long, and a verifier
+/// keep what it got for its max-age and stale-if-error.
+const REVOCATION_EXPOSURE: i64 = JWKS_KEYRING_AGE + JWKS_MAX_AGE + STALE_WINDOW;
 
-fn policy(alg: SigningAlg) -> RotationPolicy {
-    RotationPolicy {
-        alg,
-        rotation_period: 7 * DAY,
-        prepublication: JWKS_MAX_AGE + STALE_WHILE_REVALIDATE + CACHE_TTL + JWKS_MAX_STALENESS + CLOCK_SKEW,
-        retirement_grace: MAX_TOKEN_TTL + CLOCK_SKEW + CACHE_TTL,
-        deletion_window_days: 7,
+/// The rotate and jwks functions' environment: the defaults but for those named above.
+fn env(name: &str) -> Option<String> {
+    let value = match name {
+        "KEYRING_SECRET_ID" => "keyring",
+        "ISSUER" => "https://issuer.sim",
+        "KEY_ADMIN_ROLE_ARN" => "arn:aws:iam::000000000000:role/rotate",
+        "KEY_USER_ROLE_ARNS" => "arn:aws:iam::000000000000:role/sign",
+        "ROTATION_PERIOD" => "1d",
+        "KEY_DELETION_WINDOW_DAYS" => "7",
         // Low, so forced rotations in a row meet it: the cap must hold and break nothing.
-        max_published_keys: 4,
+        "MAX_PUBLISHED_KEYS" => "4",
+        _ => return None,
+    };
+    Some(value.to_owned())
+}
+
+/// Rotate's policy, as the rotate function computes it from its environment (pre-publication
+/// included: the formula under test).
+fn policy(alg: SigningAlg) -> RotationPolicy {
+    let config = RotateConfig::from_lookup(env).unwrap();
+    assert_eq!(config.rotation_period, Duration::from_secs(ROTATION_PERIOD as u64));
+    assert_eq!(config.jwks_max_age, Duration::from_secs(JWKS_MAX_AGE as u64));
+    assert_eq!(config.jwks_stale_if_error, Duration::from_secs(STALE_IF_ERROR as u64));
+    assert_eq!(config.jwks_max_staleness, Duration::from_secs(JWKS_MAX_STALENESS as u64));
+    RotationPolicy { alg, ..config.rotation_policy() }
+}
+
+/// The jwks function's site, from the same environment.
+fn site() -> Site {
+    JwksConfig::from_lookup(env).unwrap().site()
+}
+
+/// `(max-age, stale-while-revalidate, stale-if-error)` of a `Cache-Control` value.
+fn cache_directives(cache_control: &str) -> (i64, i64, i64) {
+    let directive = |name: &str| {
+        cache_control
+            .split(", ")
+            .find_map(|d| d.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {cache_control:?}"))
+    };
+    (directive("max-age"), directive("stale-while-revalidate"), directive("stale-if-error"))
+}
+
+/// The keyring rotate wrote at one tick, as the jwks function renders it.
+struct Snapshot {
+    kids: HashSet<String>,
+    keys: PublishedKeys,
+}
+
+/// Until when verifiers may hold a snapshot's set.
+struct Held {
+    /// The last moment a jwks container may serve it.
+    last_served: UnixTime,
+    /// While the endpoint answers: max-age, then stale-while-revalidate.
+    until: UnixTime,
+    /// While it fails: max-age, then stale-if-error.
+    until_on_error: UnixTime,
+}
+
+/// Until when a verifier may hold `snapshot`, which rotate's store held from `from` until
+/// `to` (exclusive). A jwks container serves it while its cached copy is younger than
+/// KEYRING_CACHE_TTL + KEYRING_MAX_STALENESS; a verifier fetching it at `f` keeps it for the
+/// `Cache-Control` computed at `f`. `max-age` never exceeds JWKS_MAX_AGE (asserted on every
+/// answer, and by the jwks unit tests), so the fetches that keep it longest are in the last
+/// JWKS_MAX_AGE of its service: those are the ones evaluated, second by second.
+fn held(site: &Site, snapshot: &Snapshot, from: UnixTime, to: UnixTime) -> Held {
+    let last_served = to + JWKS_KEYRING_AGE - 1;
+    let mut held = Held { last_served, until: UnixTime::MIN, until_on_error: UnixTime::MIN };
+    if !snapshot.keys.bootstrapped {
+        // Answered 503 with no-store: nobody holds an empty set.
+        return held;
     }
+    for fetched in (last_served - JWKS_MAX_AGE).max(from)..=last_served {
+        let (max_age, swr, sie) = cache_directives(&site.cache_control(&snapshot.keys, fetched));
+        assert!(
+            (0..=JWKS_MAX_AGE).contains(&max_age),
+            "t={fetched}: max-age={max_age} exceeds the configured {JWKS_MAX_AGE}"
+        );
+        assert!(swr.max(sie) <= STALE_WINDOW, "t={fetched}: stale for {swr}/{sie}s, over {STALE_WINDOW}");
+        held.until = held.until.max(fetched + max_age + swr);
+        held.until_on_error = held.until_on_error.max(fetched + max_age + swr.max(sie));
+    }
+    held
 }
 
 /// SplitMix64: small, deterministic, good enough to drive a simulation.
@@ -84,6 +179,9 @@ enum Tick {
     FollowUp,
     /// One of a burst of forced rotations.
     Burst,
+    /// An operator's rotation exactly one pre-publication after a key was published at a time
+    /// its keyring did not foresee: the key signs as early as rotate allows.
+    Boundary,
 }
 
 #[derive(Default)]
@@ -95,6 +193,8 @@ struct Tally {
     forced: u64,
     /// Rotations refused or deferred by the published-key cap.
     held: u64,
+    /// Rotations by an operator exactly one pre-publication after an unforeseen publication.
+    at_boundary: u64,
 }
 
 fn published(ring: &Keyring) -> HashSet<String> {
@@ -177,6 +277,7 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
         kms_jwt::test_stacks::single_region_keyring(),
     );
     let policy = policy(alg);
+    let site = site();
 
     // The sign function, in a sandbox frozen between ticks: its tokio clock barely moves while
     // the wall clock follows the simulation.
@@ -196,8 +297,9 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
     );
     let mut signed_by_signer = 0;
 
-    // Published kid sets over time: (from, set), each valid until the next entry.
-    let mut snapshots: BTreeMap<UnixTime, HashSet<String>> = BTreeMap::new();
+    // Published keyrings over time: (from, snapshot), each valid until the next entry.
+    let mut snapshots: BTreeMap<UnixTime, Snapshot> = BTreeMap::new();
+    let mut revoked_at: HashMap<String, UnixTime> = HashMap::new();
     let mut first_published: HashMap<String, UnixTime> = HashMap::new();
     let mut tokens: Vec<Token> = Vec::new();
     let mut revoked: HashSet<String> = HashSet::new();
@@ -226,18 +328,23 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
             }
         }
     }
-    ticks.sort_unstable();
+    // Runs are taken in time order; a run may schedule a later one (at a boundary).
+    let mut queue: BinaryHeap<Reverse<(UnixTime, Tick)>> = ticks.into_iter().map(Reverse).collect();
+    let mut end = T0;
 
-    for &(now, tick) in &ticks {
+    while let Some(Reverse((now, tick))) = queue.pop() {
+        end = now;
         let before = stored(&store);
         let command = {
             let mut rng = rng.lock().unwrap();
-            if bootstrapped && (tick == Tick::Burst || rng.chance(0.002)) {
+            if bootstrapped && tick == Tick::Boundary {
+                Command::Rotate { force: false }
+            } else if bootstrapped && (tick == Tick::Burst || rng.chance(0.002)) {
                 Command::Rotate { force: true }
             } else if bootstrapped && rng.chance(0.002) {
                 let keys: Vec<_> = before.keys.iter().map(|k| k.kid.clone()).collect();
                 Command::Revoke { kid: keys[rng.below(keys.len() as u64) as usize].clone() }
-            } else if rng.chance(if tick == Tick::FollowUp { 0.5 } else { 0.03 }) {
+            } else if rng.chance(if tick == Tick::FollowUp { 0.1 } else { 0.005 }) {
                 Command::Rotate { force: false }
             } else {
                 Command::Reconcile
@@ -297,6 +404,26 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
         if !revoked_now.is_empty() {
             tally.revocations += 1;
         }
+        for kid in &revoked_now {
+            revoked_at.insert(kid.clone(), now);
+        }
+
+        // A new key: rotate's own schedule never publishes one before its keyring foresaw
+        // (`max-age` counts on it); one published earlier by an operator's rotation or a
+        // revocation is sometimes rotated to exactly one pre-publication later.
+        let new_kids = published(&after).difference(&published(&before)).count();
+        if new_kids > 0 && before.current().is_some() {
+            let due = before.next_publication_due_at(ROTATION_PERIOD);
+            let foreseen = due.is_some_and(|due| due <= now);
+            if command == Command::Reconcile {
+                assert!(
+                    foreseen,
+                    "t={now}: a scheduled run published a key before {due:?}, when its keyring said"
+                );
+            } else if !foreseen && rng.lock().unwrap().chance(0.25) {
+                queue.push(Reverse((now + policy.prepublication, Tick::Boundary)));
+            }
+        }
         revoked.extend(revoked_now.iter().cloned());
         if new_current != old_current {
             if let Some(kid) = &new_current {
@@ -307,7 +434,11 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
                         tally.forced += 1;
                     }
                 } else {
-                    tally.rotations += 1;
+                    if tick == Tick::Boundary {
+                        tally.at_boundary += 1;
+                    } else {
+                        tally.rotations += 1;
+                    }
                     let published_at = first_published[kid];
                     // What verifiers need, independent of the policy under test.
                     assert!(
@@ -330,7 +461,8 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
         for kid in published(&after) {
             first_published.entry(kid).or_insert(now);
         }
-        snapshots.insert(now, published(&after));
+        snapshots
+            .insert(now, Snapshot { kids: published(&after), keys: PublishedKeys::render(&site, &after) });
 
         // No key stays published longer than needed, after a run that succeeded.
         if result.is_ok() {
@@ -361,22 +493,69 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
         }
     }
 
-    // Every token verifies against every JWKS a client could hold while the token is valid.
-    let end = ticks.last().unwrap().0;
+    // How long verifiers may hold each published set, by the headers served for it.
+    let starts: Vec<UnixTime> = snapshots.keys().copied().collect();
+    let timeline: Vec<(UnixTime, &Snapshot, Held)> = snapshots
+        .iter()
+        .zip(starts.iter().skip(1).copied().chain([end + 1]))
+        .map(|((&from, snapshot), to)| (from, snapshot, held(&site, snapshot, from, to)))
+        .collect();
+
+    // `max-age` never reaches past the publication a keyring foresaw: a verifier drops the set
+    // by then, or a floor after the last jwks container stopped serving it (once it is due,
+    // verifiers come back every floor until the new keyring reaches them).
+    let mut served_near_a_publication = 0;
+    for (from, snapshot, held) in &timeline {
+        let Some(due) = snapshot.keys.next_publication_due_at else { continue };
+        let floor = MAX_AGE_FLOOR.as_secs() as i64;
+        assert!(
+            held.until <= (held.last_served + floor).max(due) + STALE_WHILE_REVALIDATE,
+            "the keyring of t={from} is held until {} past its foreseen publication at {due}",
+            held.until
+        );
+        if due < held.last_served + JWKS_MAX_AGE {
+            served_near_a_publication += 1;
+        }
+    }
+
+    // A revoked key is gone from every verifier within the documented bound, even from one
+    // riding on stale-if-error.
+    for (kid, at) in &revoked_at {
+        for (from, _, held) in timeline.iter().filter(|(_, snapshot, _)| snapshot.kids.contains(kid)) {
+            assert!(
+                held.until_on_error < at + REVOCATION_EXPOSURE,
+                "{kid}, revoked at {at}, is accepted until {} by a verifier holding the set of t={from}",
+                held.until_on_error
+            );
+        }
+    }
+
+    // Every token verifies with every JWKS a verifier may hold while the token is valid, even
+    // one riding on stale-if-error.
     let mut checked = 0;
     for token in tokens.iter().filter(|t| !revoked.contains(&t.kid) && t.expires_at <= end) {
-        let from =
-            if early.contains(&token.kid) { token.signed_at } else { token.signed_at - CLIENT_JWKS_AGE };
-        // The snapshot in force at `from`, and every later one up to expiry.
-        let in_force = snapshots.range(..=from).next_back().map(|(t, _)| *t).unwrap_or(from);
-        for (t, set) in snapshots.range(in_force..=token.expires_at) {
-            assert!(
-                set.contains(&token.kid),
-                "token of {} signed at {} (exp {}) would fail with the JWKS published at {t}",
-                token.kid,
-                token.signed_at,
-                token.expires_at
-            );
+        let (signed_at, expires_at) = (token.signed_at, token.expires_at);
+        let fail = |t: &UnixTime| {
+            format!("token of {} signed at {signed_at} (exp {expires_at}) would fail with the JWKS published at {t}", token.kid)
+        };
+        if early.contains(&token.kid) {
+            // The snapshot in force at signing, and every later one up to expiry.
+            let in_force = snapshots.range(..=signed_at).next_back().map_or(signed_at, |(t, _)| *t);
+            for (t, snapshot) in snapshots.range(in_force..=expires_at) {
+                assert!(snapshot.kids.contains(&token.kid), "{}", fail(t));
+            }
+        } else {
+            // No set is held longer than CLIENT_JWKS_AGE after its keyring was replaced.
+            let first =
+                timeline.partition_point(|(t, _, _)| *t < signed_at - CLIENT_JWKS_AGE).saturating_sub(1);
+            for (t, snapshot, held) in &timeline[first..] {
+                if *t > expires_at {
+                    break;
+                }
+                if held.until_on_error > signed_at {
+                    assert!(snapshot.kids.contains(&token.kid), "{}", fail(t));
+                }
+            }
         }
         checked += 1;
     }
@@ -403,15 +582,18 @@ async fn simulate(alg: SigningAlg, days: i64, seed: u64) {
 
     // The simulation exercised what it claims to.
     println!(
-        "{alg}, {days} days: runs={} failed={} rotations={} forced={} revocations={} held_by_cap={} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
+        "{alg}, {days} days: runs={} failed={} rotations={} at_boundary={} forced={} revocations={} held_by_cap={} served_near_a_publication={served_near_a_publication} tokens_checked={checked} signer_tokens={signed_by_signer} kms_keys={}",
         tally.runs,
         tally.failed_runs,
         tally.rotations,
+        tally.at_boundary,
         tally.forced,
         tally.revocations,
         tally.held,
         kms.key_arns().len()
     );
+    assert!(tally.at_boundary >= scaled(10), "keys signed as soon as rotate allows");
+    assert!(served_near_a_publication >= scaled(30), "keyrings were served as their publication neared");
     assert!(tally.rotations >= scaled(30), "scheduled rotations happened");
     assert!(tally.failed_runs >= scaled(100), "faults were injected and hit");
     assert!(tally.revocations >= scaled(5) && tally.forced >= scaled(5));

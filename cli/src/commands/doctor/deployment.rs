@@ -94,7 +94,13 @@ pub async fn check_functions(
             f,
             &env,
             &rotate_env,
-            &["KEYRING_SECRET_ID", "JWKS_MAX_AGE", "KEYRING_CACHE_TTL", "KEYRING_MAX_STALENESS"],
+            &[
+                "KEYRING_SECRET_ID",
+                "JWKS_MAX_AGE",
+                "JWKS_STALE_IF_ERROR",
+                "KEYRING_CACHE_TTL",
+                "KEYRING_MAX_STALENESS",
+            ],
         ));
     }
     if let Some(f) = sign_function {
