@@ -1,5 +1,7 @@
 //! AWS adapters of the ports, one per service, through the official SDK: [`KmsAdapter`]
-//! (KMS, in `kms`) and [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`);
+//! (KMS, in `kms`), [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`),
+//! [`CloudFrontEdgeCache`] (CloudFront, in `cloudfront`) and [`EventBridgeEvents`]
+//! (EventBridge, in `eventbridge`);
 //! [`wiring`] builds each function's services from its configuration with them.
 //!
 //! The SDK is configured the standard way (`aws_config::defaults`), so credentials come from
@@ -14,10 +16,14 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::config::CallTimeouts;
 use crate::ports::ErrorSource;
 
+mod cloudfront;
+mod eventbridge;
 mod kms;
 mod secrets_manager;
 pub mod wiring;
 
+pub use cloudfront::CloudFrontEdgeCache;
+pub use eventbridge::EventBridgeEvents;
 pub use kms::{KeyDiscovery, KmsAdapter};
 pub use secrets_manager::{SecretsManagerStore, STAGE_PREFIX};
 
