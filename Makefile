@@ -14,9 +14,9 @@ demo: ## The main job: LocalStack up, functions under cargo lambda watch, rotate
 test: ## Every test: lint, unit and simulation tests, LocalStack integration and end-to-end tests
 	@scripts/test.sh
 
-test-unit: ## Fast tests only (no LocalStack): unit tests, the twin suites (simulation, multi-region, authorization), doc links
+test-unit: ## Fast tests only (no LocalStack): unit tests, the twin suites (simulation, multi-region, authorization, notifications), the CDN invalidation through the fault proxy, doc links
 	cargo test --workspace --lib --bins
-	cargo test -p kms-jwt-tests --test twins --test docs_links
+	cargo test -p kms-jwt-tests --test twins --test cloudfront_invalidation --test docs_links
 
 bench: ## Every benchmark of BENCHMARKS.md: release artifacts, Criterion, and kms-jwt-bench against LocalStack
 	@scripts/bench.sh

@@ -15,6 +15,7 @@ pub mod authz;
 pub mod aws;
 pub mod cache;
 pub mod config;
+pub mod events;
 pub mod jose;
 pub mod jwks;
 pub mod key_policy;

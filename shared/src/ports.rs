@@ -334,3 +334,133 @@ impl<T: KeyringStore + ?Sized> KeyringStore for std::sync::Arc<T> {
         (**self).compare_and_swap(expected, text).await
     }
 }
+
+/// Failure of a notification port ([`EdgeCache`], [`LifecycleEvents`]). Never fatal to a run:
+/// the caller reports it and carries on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotifyError {
+    /// No answer within the configured time. The call may or may not have taken effect.
+    #[error("{operation} did not answer in time")]
+    Timeout {
+        /// The AWS operation, e.g. `CreateInvalidation`.
+        operation: &'static str,
+    },
+    /// Refused, or no usable answer (the text says which); the source is the SDK's error.
+    #[error("{operation} failed: {message}")]
+    Failed {
+        /// The AWS operation, e.g. `PutEvents`.
+        operation: &'static str,
+        /// What the SDK said, for logs (may name AWS resources).
+        message: String,
+        /// The SDK's error, when there was one.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+}
+
+impl PartialEq for NotifyError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (NotifyError::Timeout { operation: a }, NotifyError::Timeout { operation: b }) => a == b,
+            (
+                NotifyError::Failed { operation: a, message: m, .. },
+                NotifyError::Failed { operation: b, message: n, .. },
+            ) => a == b && m == n,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for NotifyError {}
+
+impl NotifyError {
+    /// [`NotifyError::Failed`] with no underlying error to keep.
+    pub fn failed(operation: &'static str, message: impl Into<String>) -> Self {
+        NotifyError::Failed { operation, message: message.into(), source: None }
+    }
+}
+
+/// The CDN in front of the jwks function (CloudFront): rotate invalidates the JWKS and
+/// discovery paths after a revocation, so edges stop serving the withdrawn key before their
+/// TTL runs out. Held by the rotate function only.
+#[async_trait]
+pub trait EdgeCache: Send + Sync {
+    /// Whether there is a CDN at all. `false` only for [`NoEdgeCache`]: then no invalidation
+    /// is ever owed.
+    fn enabled(&self) -> bool {
+        true
+    }
+    /// Invalidate `paths`. `reference` names this invalidation: sending the same reference and
+    /// paths again (a retry) is the same invalidation, never a second one. Returns the CDN's
+    /// id of the invalidation.
+    async fn invalidate(&self, reference: &str, paths: &[String]) -> Result<String, NotifyError>;
+}
+
+/// No CDN (`JWKS_DISTRIBUTION_ID` unset): nothing to invalidate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEdgeCache;
+
+#[async_trait]
+impl EdgeCache for NoEdgeCache {
+    fn enabled(&self) -> bool {
+        false
+    }
+    async fn invalidate(&self, _reference: &str, _paths: &[String]) -> Result<String, NotifyError> {
+        Ok(String::new())
+    }
+}
+
+/// An event entry the bus did not accept, by its index in the batch sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEvent {
+    /// Index of the entry in the batch.
+    pub index: usize,
+    /// The bus's error code (e.g. `ThrottlingException`, `InternalFailure`).
+    pub code: String,
+}
+
+/// Where rotate publishes key lifecycle events (an EventBridge bus; see
+/// [`crate::events`]). Held by the rotate function only.
+#[async_trait]
+pub trait LifecycleEvents: Send + Sync {
+    /// Publish up to [`crate::events::MAX_EVENTS_PER_CALL`] events in one call. `Ok` lists the
+    /// entries the bus rejected (a partial failure); the others were accepted.
+    async fn publish(
+        &self,
+        batch: &[crate::events::LifecycleEvent],
+    ) -> Result<Vec<RejectedEvent>, NotifyError>;
+}
+
+/// No event bus (`LIFECYCLE_EVENT_BUS` unset): every event is dropped, as accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLifecycleEvents;
+
+#[async_trait]
+impl LifecycleEvents for NoLifecycleEvents {
+    async fn publish(
+        &self,
+        _batch: &[crate::events::LifecycleEvent],
+    ) -> Result<Vec<RejectedEvent>, NotifyError> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl<T: EdgeCache + ?Sized> EdgeCache for std::sync::Arc<T> {
+    fn enabled(&self) -> bool {
+        (**self).enabled()
+    }
+    async fn invalidate(&self, reference: &str, paths: &[String]) -> Result<String, NotifyError> {
+        (**self).invalidate(reference, paths).await
+    }
+}
+
+#[async_trait]
+impl<T: LifecycleEvents + ?Sized> LifecycleEvents for std::sync::Arc<T> {
+    async fn publish(
+        &self,
+        batch: &[crate::events::LifecycleEvent],
+    ) -> Result<Vec<RejectedEvent>, NotifyError> {
+        (**self).publish(batch).await
+    }
+}

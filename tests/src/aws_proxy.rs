@@ -7,10 +7,12 @@
 //! the calls it forwards, so a test can prove whether the SDK retried.
 //!
 //! Operations are the AWS JSON protocols' `X-Amz-Target` (`TrentService.CreateKey`,
-//! `secretsmanager.GetSecretValue`, `ResourceGroupsTaggingAPI_20170126.GetResources`). A rule
-//! or a counter named by the full target matches that service's operation only; named by the
-//! short name after the dot (`CreateKey`), it matches the operation of any service. Requests
-//! without `X-Amz-Target` are forwarded untouched and uncounted.
+//! `secretsmanager.GetSecretValue`, `ResourceGroupsTaggingAPI_20170126.GetResources`), and,
+//! for REST APIs the proxy knows by method and path, a name of the same form
+//! (`cloudfront.CreateInvalidation`). A rule or a counter named by the full target matches
+//! that service's operation only; named by the short name after the dot (`CreateKey`), it
+//! matches the operation of any service. Other requests are forwarded untouched and
+//! uncounted.
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -378,6 +380,15 @@ struct Operation {
 }
 
 impl Operation {
+    /// The REST operations the proxy knows by method and path (they carry no
+    /// `X-Amz-Target`): CloudFront's `CreateInvalidation`, as `cloudfront.CreateInvalidation`.
+    fn rest(method: &hyper::Method, path: &str) -> Option<Operation> {
+        let distribution = path.strip_prefix("/2020-05-31/distribution/")?;
+        let invalidation = distribution.strip_suffix("/invalidation")?;
+        (method == hyper::Method::POST && !invalidation.is_empty() && !invalidation.contains('/'))
+            .then(|| Operation { target: "cloudfront.CreateInvalidation".to_owned() })
+    }
+
     /// `CreateKey` of `TrentService.CreateKey`.
     fn short_name(&self) -> &str {
         Self::short(&self.target)
@@ -479,7 +490,8 @@ async fn serve(
         .headers
         .get("x-amz-target")
         .and_then(|target| target.to_str().ok())
-        .map(|target| Operation { target: target.to_owned() });
+        .map(|target| Operation { target: target.to_owned() })
+        .or_else(|| Operation::rest(&parts.method, parts.uri.path()));
     let Some(operation) = operation else {
         return Ok(match forward(&shared, parts, body).await {
             Ok(answer) => answer.into_response(),

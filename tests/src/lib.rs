@@ -8,6 +8,7 @@
 
 pub mod aws_proxy;
 pub mod bench;
+pub mod cloudfront_stand_in;
 pub mod localstack;
 pub mod memory;
 pub mod node;

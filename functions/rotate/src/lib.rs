@@ -84,8 +84,8 @@ pub fn command_from_event(event: &Value) -> Result<Command, UnrecognizedEvent> {
 }
 
 /// One CloudWatch Embedded Metric Format record, so an alarm can watch for a stalled
-/// rotation (current key older than the rotation period plus a margin) or a stuck
-/// retirement queue.
+/// rotation (current key older than the rotation period plus a margin), a stuck
+/// retirement queue, lifecycle events lost, or a CDN invalidation still owed after a revocation.
 pub fn emf(report: &RotationReport, keyring: &str, timestamp_ms: i64) -> String {
     serde_json::json!({
         "_aws": {
@@ -100,6 +100,8 @@ pub fn emf(report: &RotationReport, keyring: &str, timestamp_ms: i64) -> String 
                     {"Name": "KeysCreated", "Unit": "Count"},
                     {"Name": "KeysRetired", "Unit": "Count"},
                     {"Name": "RotationHeld", "Unit": "Count"},
+                    {"Name": "EventsUnpublished", "Unit": "Count"},
+                    {"Name": "EdgeInvalidationsOwed", "Unit": "Count"},
                 ],
             }],
         },
@@ -110,6 +112,8 @@ pub fn emf(report: &RotationReport, keyring: &str, timestamp_ms: i64) -> String 
         "KeysCreated": report.created.len(),
         "KeysRetired": report.retired.len() + report.orphans_deleted.len(),
         "RotationHeld": usize::from(report.rotation_held.is_some()),
+        "EventsUnpublished": report.events_unpublished,
+        "EdgeInvalidationsOwed": report.edge_invalidations_owed.len(),
     })
     .to_string()
 }

@@ -1,6 +1,8 @@
 //! AWS adapters of the ports, one per service, through the official SDK: [`KmsAdapter`]
-//! (KMS, in `kms`), [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`) and
-//! [`SsmParameter`] (SSM Parameter Store, in `ssm`: the minting policy);
+//! (KMS, in `kms`), [`SecretsManagerStore`] (Secrets Manager, in `secrets_manager`),
+//! [`SsmParameter`] (SSM Parameter Store, in `ssm`: the minting policy),
+//! [`CloudFrontEdgeCache`] (CloudFront, in `cloudfront`) and [`EventBridgeEvents`]
+//! (EventBridge, in `eventbridge`);
 //! [`wiring`] builds each function's services from its configuration with them.
 //!
 //! The SDK is configured the standard way (`aws_config::defaults`), so credentials come from
@@ -15,11 +17,15 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::config::CallTimeouts;
 use crate::ports::ErrorSource;
 
+mod cloudfront;
+mod eventbridge;
 mod kms;
 mod secrets_manager;
 mod ssm;
 pub mod wiring;
 
+pub use cloudfront::CloudFrontEdgeCache;
+pub use eventbridge::EventBridgeEvents;
 pub use kms::{KeyDiscovery, KmsAdapter};
 pub use secrets_manager::{SecretsManagerStore, STAGE_PREFIX};
 pub use ssm::SsmParameter;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    load_sdk_config, regional_sdk_config, regional_secret_id, KeyDiscovery, KmsAdapter, SecretsManagerStore,
-    SsmParameter,
+    load_sdk_config, regional_sdk_config, regional_secret_id, CloudFrontEdgeCache, EventBridgeEvents,
+    KeyDiscovery, KmsAdapter, SecretsManagerStore, SsmParameter,
 };
 use crate::config::{ConfigError, JwksConfig, KeyDiscoveryMode, RotateConfig, SignConfig};
 use crate::jwks::JwksService;
@@ -37,7 +37,8 @@ pub async fn jwks_service(config: &JwksConfig) -> JwksService<SecretsManagerStor
 }
 
 /// The rotate function's rotator: KMS keys with this deployment's key policy, the keyring
-/// secret, and, multi-region, every other region's KMS and keyring copy.
+/// secret, multi-region every other region's KMS and keyring copy, and, when configured, the
+/// CloudFront distribution to invalidate on revocation and the lifecycle event bus.
 pub async fn rotator(config: &RotateConfig) -> Result<Rotator<KmsAdapter, SecretsManagerStore>, ConfigError> {
     let key_access = config.key_access.clone().ok_or_else(|| ConfigError {
         problems: vec!["KEY_ADMIN_ROLE_ARN and KEY_USER_ROLE_ARNS are required".to_owned()],
@@ -52,9 +53,24 @@ pub async fn rotator(config: &RotateConfig) -> Result<Rotator<KmsAdapter, Secret
     let kms = KmsAdapter::new(&sdk).with_key_access(key_access.clone()).with_discovery(discovery);
     let store =
         SecretsManagerStore::new(&sdk, config.keyring_secret_id.clone(), config.keyring_kms_key_id.clone());
-    Ok(match regions(config, &sdk, &key_access) {
+    let rotator = match regions(config, &sdk, &key_access) {
         None => config.rotator(kms, store),
         Some(regions) => config.rotator(kms.with_multi_region_keys(), store).with_regions(regions),
+    };
+    // Without a distribution or a bus, the rotator keeps its no-op edge cache and event sink.
+    let rotator = match &config.jwks_distribution_id {
+        Some(id) => rotator.with_edge_cache(
+            CloudFrontEdgeCache::new(&sdk, id.clone()),
+            config.invalidation_paths(),
+            config.keyring_cache_ttl,
+        ),
+        None => rotator,
+    };
+    Ok(match &config.lifecycle_event_bus {
+        Some(bus) => {
+            rotator.with_lifecycle_events(EventBridgeEvents::new(&sdk, bus.clone()), config.region.clone())
+        }
+        None => rotator,
     })
 }
 

@@ -67,6 +67,15 @@ pub struct RotateConfig {
     /// checked here; what stops another region's rotate from writing is the keyring's own
     /// record of its home (see `Command::TakeOver`).
     pub home_region: Option<String>,
+    /// The CloudFront distribution in front of the jwks function (`JWKS_DISTRIBUTION_ID`;
+    /// unset: no CDN, nothing to invalidate on revocation).
+    pub jwks_distribution_id: Option<String>,
+    /// Where the distribution serves the well-known paths, if not at its root
+    /// (`JWKS_PATH_PREFIX`, e.g. `/auth`; default none).
+    pub jwks_path_prefix: String,
+    /// The EventBridge bus lifecycle events go to (`LIFECYCLE_EVENT_BUS`, name or ARN; unset:
+    /// no events).
+    pub lifecycle_event_bus: Option<String>,
 }
 
 /// Whether `name` looks like an AWS Region name (`us-east-1`, `ap-southeast-2`,
@@ -156,7 +165,11 @@ impl RotateConfig {
             region: env.optional("AWS_REGION"),
             replica_regions: env.list("REPLICA_REGIONS"),
             home_region: env.optional("HOME_REGION"),
+            jwks_distribution_id: env.optional("JWKS_DISTRIBUTION_ID"),
+            jwks_path_prefix: env.optional("JWKS_PATH_PREFIX").unwrap_or_default(),
+            lifecycle_event_bus: env.optional("LIFECYCLE_EVENT_BUS"),
         };
+        check_path_prefix(&mut env, &config.jwks_path_prefix);
         check_regions(&mut env, &config);
         check_key_spec(&mut env, config.signing_alg);
         config.key_access = read_key_access(&mut env);
@@ -171,6 +184,15 @@ impl RotateConfig {
     pub fn rotator<K: RotateKms, S: KeyringStore>(&self, kms: K, store: S) -> Rotator<K, S> {
         Rotator::new(kms, store, self.rotation_policy(), self.keyring_secret_id.clone())
             .with_step_reserve(self.aws_timeouts.total)
+    }
+
+    /// The paths a revocation invalidates at the CDN: the JWKS and the discovery document,
+    /// under `JWKS_PATH_PREFIX`.
+    pub fn invalidation_paths(&self) -> Vec<String> {
+        [crate::jwks::JWKS_PATH, crate::jwks::DISCOVERY_PATH]
+            .iter()
+            .map(|path| format!("{}{path}", self.jwks_path_prefix))
+            .collect()
     }
 
     /// The lifecycle timing rotate runs with, in seconds.
@@ -220,6 +242,20 @@ impl RotateConfig {
     /// token may have been signed up to one sign-cache lifetime later, and lives MAX_TOKEN_TTL.
     pub fn retirement_grace(&self) -> Duration {
         self.max_token_ttl + self.clock_skew + self.keyring_cache_ttl
+    }
+}
+
+/// A path prefix is empty or `/segment[/segment...]`: it is put before `/.well-known/...` as it
+/// is, and CloudFront takes `*` only at the end of a path.
+fn check_path_prefix<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, prefix: &str) {
+    let valid = prefix.is_empty()
+        || (prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?' && b != b'#'));
+    if !valid {
+        env.problem(format!(
+            "JWKS_PATH_PREFIX must be empty or a path such as /auth (leading /, no trailing /, no * ? #), not {prefix:?}"
+        ));
     }
 }
 

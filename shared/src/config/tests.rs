@@ -358,3 +358,39 @@ fn the_minting_policy_and_transport_are_read_and_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn the_cdn_and_the_event_bus_are_optional_and_empty_means_off() {
+    let off = RotateConfig::from_lookup(rotate_env(&[
+        ("KEYRING_SECRET_ID", "kr"),
+        ("JWKS_DISTRIBUTION_ID", " "),
+        ("LIFECYCLE_EVENT_BUS", ""),
+    ]))
+    .unwrap();
+    assert_eq!((&off.jwks_distribution_id, &off.lifecycle_event_bus), (&None, &None));
+    assert_eq!(off.invalidation_paths(), vec!["/.well-known/jwks.json", "/.well-known/openid-configuration"]);
+
+    let on = RotateConfig::from_lookup(rotate_env(&[
+        ("KEYRING_SECRET_ID", "kr"),
+        ("JWKS_DISTRIBUTION_ID", "E2ABCDEF123456"),
+        ("JWKS_PATH_PREFIX", "/auth"),
+        ("LIFECYCLE_EVENT_BUS", "arn:aws:events:us-east-1:111122223333:event-bus/keys"),
+    ]))
+    .unwrap();
+    assert_eq!(on.jwks_distribution_id.as_deref(), Some("E2ABCDEF123456"));
+    assert_eq!(
+        on.lifecycle_event_bus.as_deref(),
+        Some("arn:aws:events:us-east-1:111122223333:event-bus/keys")
+    );
+    assert_eq!(
+        on.invalidation_paths(),
+        vec!["/auth/.well-known/jwks.json", "/auth/.well-known/openid-configuration"]
+    );
+
+    for bad in ["auth", "/auth/", "/a*", "/a?b"] {
+        let err =
+            RotateConfig::from_lookup(rotate_env(&[("KEYRING_SECRET_ID", "kr"), ("JWKS_PATH_PREFIX", bad)]))
+                .unwrap_err();
+        assert!(err.problems.iter().any(|p| p.starts_with("JWKS_PATH_PREFIX")), "{bad}: {err}");
+    }
+}

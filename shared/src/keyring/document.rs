@@ -113,6 +113,24 @@ pub struct PendingCreation {
     pub sweep_cursor: Option<String>,
 }
 
+/// An invalidation of the JWKS paths at the CDN that a revocation owes and that is not
+/// confirmed yet. Written by the withdrawal's own compare-and-swap (so a crash right after it
+/// still leaves the debt recorded), dropped once an invalidation sent after `not_before` was
+/// confirmed. Present only in deployments with a CDN (`JWKS_DISTRIBUTION_ID`), and only from a
+/// revocation until its invalidation is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeInvalidation {
+    /// The revoked key.
+    pub kid: String,
+    /// When it was withdrawn from the keyring.
+    pub revoked_at: UnixTime,
+    /// When every jwks container has dropped its cached keyring (`revoked_at` plus
+    /// `KEYRING_CACHE_TTL`): an invalidation sent before then may let an edge refill from a
+    /// container still serving the revoked key, so one more is sent after it.
+    pub not_before: UnixTime,
+}
+
 /// The keyring document. Serialized as JSON into the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +148,10 @@ pub struct Keyring {
     /// Multi-region keyrings only: the one region whose rotate writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<Home>,
+    /// CDN invalidations revocations owe (absent when none is owed: a keyring holding none
+    /// reads the same as before this field existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edge_invalidations: Vec<EdgeInvalidation>,
 }
 
 /// Why a stored keyring was refused. Each is a reason to stop and alert a human, never to
@@ -168,6 +190,7 @@ impl Keyring {
             retiring: Vec::new(),
             pending: Vec::new(),
             home: None,
+            edge_invalidations: Vec::new(),
         }
     }
 
@@ -284,6 +307,12 @@ mod tests {
             Keyring::from_json(&retiring_and_published.to_json()),
             Err(KeyringError::Inconsistent(_))
         ));
+
+        // An owed CDN invalidation round-trips; with none owed the document is as before.
+        assert!(!ring.to_json().contains("edge_invalidations"));
+        let mut owed = ring.clone();
+        owed.edge_invalidations.push(EdgeInvalidation { kid: "k".into(), revoked_at: 5, not_before: 65 });
+        assert_eq!(Keyring::from_json(&owed.to_json()).unwrap(), owed);
 
         let mut wrong_kid = ring.clone();
         wrong_kid.keys[0].kid = "forged".into();

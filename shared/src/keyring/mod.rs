@@ -13,8 +13,8 @@ mod queries;
 pub(crate) mod tests;
 
 pub use document::{
-    Home, KeyRecord, KeyState, Keyring, KeyringError, PendingCreation, RetireReason, RetiringKey,
-    SCHEMA_VERSION,
+    EdgeInvalidation, Home, KeyRecord, KeyState, Keyring, KeyringError, PendingCreation, RetireReason,
+    RetiringKey, SCHEMA_VERSION,
 };
 pub use lifecycle::NewKey;
 

@@ -84,6 +84,13 @@ pub(super) fn injected_store(_fault: Fault) -> StoreError {
     StoreError::unavailable("injected fault")
 }
 
+pub(super) fn injected_notify(operation: &'static str, fault: Fault) -> crate::ports::NotifyError {
+    match fault {
+        Fault::FailAfter => crate::ports::NotifyError::failed(operation, "injected: reply lost"),
+        _ => crate::ports::NotifyError::failed(operation, "injected fault"),
+    }
+}
+
 /// Run `call` under the fault chosen for `op`.
 macro_rules! faulty {
     ($self:ident, $op:literal, $err:expr, $call:expr) => {
@@ -191,5 +198,34 @@ impl<T: KeyringStore> KeyringStore for Faulty<T> {
     }
     async fn compare_and_swap(&self, expected: Option<&str>, text: &str) -> Result<String, StoreError> {
         faulty!(self, "CompareAndSwap", injected_store, self.inner.compare_and_swap(expected, text))
+    }
+}
+
+#[async_trait]
+impl<T: crate::ports::EdgeCache> crate::ports::EdgeCache for Faulty<T> {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+    async fn invalidate(
+        &self,
+        reference: &str,
+        paths: &[String],
+    ) -> Result<String, crate::ports::NotifyError> {
+        faulty!(
+            self,
+            "CreateInvalidation",
+            |fault| injected_notify("CreateInvalidation", fault),
+            self.inner.invalidate(reference, paths)
+        )
+    }
+}
+
+#[async_trait]
+impl<T: crate::ports::LifecycleEvents> crate::ports::LifecycleEvents for Faulty<T> {
+    async fn publish(
+        &self,
+        batch: &[crate::events::LifecycleEvent],
+    ) -> Result<Vec<crate::ports::RejectedEvent>, crate::ports::NotifyError> {
+        faulty!(self, "PutEvents", |fault| injected_notify("PutEvents", fault), self.inner.publish(batch))
     }
 }

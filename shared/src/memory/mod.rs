@@ -10,7 +10,9 @@
 //! The KMS twin is `kms` (keys and state) with its operations by port, each authorized, as the
 //! port's role or any principal: `kms_signing`, `kms_key_admin`, `kms_replicas`; `kms_views`
 //! (a region's endpoint, one principal's calls). Secrets Manager is `store` and `replica`;
-//! `faulty` injects faults around any port.
+//! CloudFront and EventBridge are `notify` (not authorized: rotate's only calls there are
+//! `CreateInvalidation` on one distribution and `PutEvents` on one bus); `faulty` injects
+//! faults around any port.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -44,6 +46,7 @@ mod kms_key_admin;
 mod kms_replicas;
 mod kms_signing;
 mod kms_views;
+mod notify;
 mod replica;
 mod store;
 
@@ -51,6 +54,7 @@ use authorization::*;
 pub use faulty::*;
 pub use kms::*;
 pub use kms_views::*;
+pub use notify::*;
 pub use replica::*;
 pub use store::*;
 

@@ -62,6 +62,17 @@ pub struct RotationReport {
     /// A scheduled rotation that was due but would have published too many keys: it waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_held: Option<RotationHeld>,
+    /// Lifecycle events of this run's transitions that the event bus did not take (they are
+    /// not re-sent; see docs/events.md).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub events_unpublished: usize,
+    /// Revoked kids whose CDN invalidation is not confirmed yet (the next run retries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edge_invalidations_owed: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A key that began signing before verifiers could all have fetched it.
@@ -105,6 +116,8 @@ impl RotationReport {
             early_activation: None,
             incomplete: Vec::new(),
             rotation_held: None,
+            events_unpublished: 0,
+            edge_invalidations_owed: Vec::new(),
         }
         .describing(ring, now)
     }
@@ -122,6 +135,7 @@ impl RotationReport {
             })
             .collect();
         self.retiring = ring.retiring.iter().map(|k| k.kid.clone()).collect();
+        self.edge_invalidations_owed = ring.edge_invalidations.iter().map(|o| o.kid.clone()).collect();
         self.current_key_age_seconds = ring.current().and_then(|k| k.activated_at).map(|at| now - at);
         self
     }

@@ -1,6 +1,7 @@
 //! The reconciler: carries out a plan against KMS and the keyring store (see the module docs
 //! of [`crate::rotate`] for the order of a run).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,14 +12,19 @@ use super::plan::{early_activation, plan, withdraw, Mode, Need, Plan};
 use super::policy::RotationPolicy;
 use super::report::{EarlyActivation, RotationHeld, RotationReport, Transition};
 use crate::arn::{arn_region, local_key_arn, regional_arn};
+use crate::events::{EventOrigin, LifecycleEvent};
 use crate::jose::jwk::PublicJwk;
 use crate::keyring::{Home, KeyRecord, KeyState, Keyring, NewKey, PendingCreation, UnixTime};
-use crate::ports::{KeyAdmin, KeyPage, KeyTags, KeyringStore, KmsError, RotateKms, StoreError};
+use crate::ports::{
+    EdgeCache, KeyAdmin, KeyPage, KeyTags, KeyringStore, KmsError, LifecycleEvents, NoEdgeCache,
+    NoLifecycleEvents, RotateKms, StoreError,
+};
 use crate::regions::{Regions, ReplicaRegion};
 
 mod converge;
 mod housekeeping;
 mod kms_everywhere;
+mod notify;
 mod regions;
 mod revoke;
 
@@ -63,6 +69,17 @@ pub struct Rotator<K, S> {
     keyring_name: String,
     step_reserve: Duration,
     regions: Option<Regions>,
+    /// The CDN in front of the jwks function ([`NoEdgeCache`] when there is none).
+    edge: Arc<dyn EdgeCache>,
+    /// The paths a revocation invalidates at the CDN.
+    edge_paths: Vec<String>,
+    /// The jwks function's keyring cache lifetime, in seconds: how long after a withdrawal a
+    /// jwks container may still serve the revoked key.
+    origin_cache_ttl: i64,
+    /// Where lifecycle events go ([`NoLifecycleEvents`] when nowhere).
+    events: Arc<dyn LifecycleEvents>,
+    /// Stamped on every event: keyring and region.
+    origin: EventOrigin,
 }
 
 /// What a run saw of the replica regions.
@@ -105,10 +122,19 @@ struct RunState {
     write_uncertain: bool,
     /// Steps left for a later run, for the report.
     incomplete: Vec<String>,
+    /// The run's clock and who it is, for the lifecycle events of its writes.
+    now: UnixTime,
+    origin: EventOrigin,
+    /// Lifecycle events of committed writes, not published yet.
+    events: Vec<LifecycleEvent>,
+    /// Events the bus did not take (failed or out of time): lost, counted.
+    events_unpublished: usize,
+    /// The owed CDN invalidation was attempted (once per run).
+    edge_attempted: bool,
 }
 
 impl RunState {
-    fn new(deadline: Instant, reserve: Duration) -> Self {
+    fn new(deadline: Instant, reserve: Duration, now: UnixTime, origin: EventOrigin) -> Self {
         RunState {
             request_id: uuid::Uuid::new_v4().to_string(),
             deadline,
@@ -124,6 +150,11 @@ impl RunState {
             creation_uncertain: false,
             write_uncertain: false,
             incomplete: Vec::new(),
+            now,
+            origin,
+            events: Vec::new(),
+            events_unpublished: 0,
+            edge_attempted: false,
         }
     }
 
@@ -133,12 +164,30 @@ impl RunState {
         Instant::now() + self.reserve * steps <= self.deadline
     }
 
+    /// The latest time one further AWS call may answer by: one call's time (the adapters'
+    /// own bound, kept here too for ports that have none), within the soft deadline.
+    fn call_deadline(&self) -> Instant {
+        (Instant::now() + self.reserve).min(self.soft_deadline())
+    }
+
     /// The time by which an open-ended step must stop, keeping one write's worth in hand.
     fn soft_deadline(&self) -> Instant {
         self.deadline.checked_sub(self.reserve).unwrap_or(self.deadline)
     }
 
+    /// A write of `ring` (based on the keyring last read or written, `latest`) landed as
+    /// `version`: the transitions it committed become lifecycle events.
     fn record_written(&mut self, ring: Keyring, version: String) {
+        if let Some((before, _)) = &self.latest {
+            let changes = self.origin.changes(before, &ring, self.now, &version);
+            self.events.extend(changes);
+        }
+        self.record_tidied(ring, version);
+    }
+
+    /// A write that only tidied queues (retirement, intents, owed invalidations), possibly
+    /// over a keyring re-read since `latest`: it commits no transition of its own.
+    fn record_tidied(&mut self, ring: Keyring, version: String) {
         self.latest = Some((ring, Some(version)));
         self.wrote = true;
     }
@@ -190,14 +239,47 @@ enum DropFailed {
 impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     /// `keyring_name` tags every key created (`kms-jwt:keyring`); use the secret id.
     pub fn new(kms: K, store: S, policy: RotationPolicy, keyring_name: impl Into<String>) -> Self {
+        let keyring_name = keyring_name.into();
         Rotator {
             kms,
             store,
             policy,
-            keyring_name: keyring_name.into(),
+            keyring_name: keyring_name.clone(),
             step_reserve: DEFAULT_STEP_RESERVE,
             regions: None,
+            edge: Arc::new(NoEdgeCache),
+            edge_paths: Vec::new(),
+            origin_cache_ttl: 0,
+            events: Arc::new(NoLifecycleEvents),
+            origin: EventOrigin { keyring: keyring_name.clone(), region: None },
         }
+    }
+
+    /// Invalidate `paths` at `edge` after every revocation, until confirmed (see
+    /// [`crate::keyring::EdgeInvalidation`]); `origin_cache_ttl` is the jwks function's
+    /// `KEYRING_CACHE_TTL`.
+    pub fn with_edge_cache(
+        mut self,
+        edge: impl EdgeCache + 'static,
+        paths: Vec<String>,
+        origin_cache_ttl: Duration,
+    ) -> Self {
+        self.edge = Arc::new(edge);
+        self.edge_paths = paths;
+        self.origin_cache_ttl = i64::try_from(origin_cache_ttl.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Publish the lifecycle events of every committed transition to `events`, stamped with
+    /// `region` (see [`crate::events`]).
+    pub fn with_lifecycle_events(
+        mut self,
+        events: impl LifecycleEvents + 'static,
+        region: Option<String>,
+    ) -> Self {
+        self.events = Arc::new(events);
+        self.origin.region = region;
+        self
     }
 
     /// Rotate a multi-region keyring from `regions.own()` (its home), replicated to the other
@@ -258,7 +340,7 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
         now: UnixTime,
         deadline: Instant,
     ) -> Result<RotationReport, RotateError> {
-        let mut run = RunState::new(deadline, self.step_reserve);
+        let mut run = RunState::new(deadline, self.step_reserve, now, self.origin.clone());
         let mode = match command {
             Command::Status => {
                 let (ring, version) = self.read().await?;
@@ -277,11 +359,13 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             Err(e) if e.refuses_writes() => Err(e),
             Err(e) => {
                 self.housekeeping(now, &mut run).await;
+                // What was committed before the failure is told all the same.
+                self.publish_events(&mut run).await;
                 Err(e)
             }
             Ok(converged) => {
                 self.housekeeping(now, &mut run).await;
-                Ok(self.report(converged, run, now))
+                Ok(self.conclude(converged, run, now).await)
             }
         }
     }
@@ -317,6 +401,8 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             early_activation: converged.early_activation,
             incomplete: run.incomplete,
             rotation_held: converged.rotation_held,
+            events_unpublished: run.events_unpublished,
+            edge_invalidations_owed: Vec::new(),
         }
         .describing(&ring, now)
     }

@@ -402,8 +402,12 @@ async fn fail_over_moves_the_home_and_fences_the_old_one() {
         }
     }
     // A rotate in eu-west-1 without a take-over refuses: the keyring names us-east-1.
-    let eu_rotate = world.rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())]);
+    let bus = Arc::new(kms_jwt::memory::MemoryEventBus::new());
+    let eu_rotate = world
+        .rotator(EU, world.eu.clone(), vec![world.region(AP, world.ap.clone())])
+        .with_lifecycle_events(bus.clone(), Some(EU.to_owned()));
     assert_eq!(eu_rotate.reconcile(t0 + 180).await.unwrap_err().code(), "NotHome");
+    assert!(bus.events().is_empty(), "a refused run tells nothing");
 
     // Fail-over: promote eu-west-1's replica secret, point ap-southeast-2's replication at it,
     // create keys in eu-west-1 from now on, and take over.
@@ -414,6 +418,11 @@ async fn fail_over_moves_the_home_and_fences_the_old_one() {
     assert_eq!(transitions(&report), [Transition::TakeOver]);
     let ring = keyring(&*world.eu).await;
     assert_eq!(ring.home.as_ref().map(|h| (h.region.as_str(), h.epoch)), Some((EU, 1)));
+    // Operators hear of it: one "Keyring Taken Over" event naming the new home and epoch.
+    let told = bus.events();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].detail_type(), "Keyring Taken Over");
+    assert_eq!((told[0].detail.region.as_deref(), told[0].detail.home_epoch), (Some(EU), Some(1)));
     world.ap.sync();
 
     // The new home rotates: new keys are eu-west-1 primaries, replicated to ap-southeast-2.

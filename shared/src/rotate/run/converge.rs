@@ -184,7 +184,7 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             Ok(Dropped::Unchanged) => run.intent_outstanding = false,
             Ok(Dropped::Written(ring, version)) => {
                 run.intent_outstanding = false;
-                run.record_written(ring, version);
+                run.record_tidied(ring, version);
             }
             Ok(Dropped::GaveUp) => {}
             Err(DropFailed::Read(e)) => {

@@ -4,8 +4,8 @@
 use super::*;
 
 impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
-    /// Finish what earlier runs (and this one) left, as far as the time budget allows: KMS
-    /// retirement of queued keys, then sweeps of stale creation intents; then record what was
+    /// Finish what earlier runs (and this one) left, as far as the time budget allows: the CDN
+    /// invalidation revocations owe, KMS retirement of queued keys, then sweeps of stale creation intents; then record what was
     /// finished in one more write. Failures are logged and reported; the next run carries on.
     pub(super) async fn housekeeping(&self, now: UnixTime, run: &mut RunState) {
         let ring = match (&run.latest, run.write_uncertain) {
@@ -21,6 +21,8 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
                 }
             },
         };
+        // First the CDN invalidation revocations owe: it is what verifiers behind the CDN wait for.
+        self.settle_edge(now, run).await;
         for key in &ring.retiring {
             if !run.has_time_for(3) {
                 run.incomplete.push(format!("KMS retirement of {}: out of time", key.kid));
@@ -119,7 +121,7 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             })
             .await;
         match dropped {
-            Ok(Dropped::Written(ring, version)) => run.record_written(ring, version),
+            Ok(Dropped::Written(ring, version)) => run.record_tidied(ring, version),
             Ok(Dropped::Unchanged | Dropped::GaveUp) => {}
             Err(DropFailed::Read(e)) => run.incomplete.push(format!("recording housekeeping: {e}")),
             Err(DropFailed::Write(e)) => {

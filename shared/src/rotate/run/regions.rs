@@ -192,7 +192,7 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             let ours = ring.home.as_ref().filter(|home| home.region == regions.own());
             if ours.is_some_and(|ours| !homes_elsewhere.iter().any(|theirs| outranks(theirs, ours))) {
                 // Already home, and no copy shows a rival claim: nothing to do.
-                return Ok(self.report(Converged::default(), run, now));
+                return Ok(self.conclude(Converged::default(), run, now).await);
             }
             let mut claimed = ring.clone();
             let epoch = highest.map_or(0, |epoch| epoch + 1);
@@ -203,7 +203,7 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
                     run.record_written(claimed, new_version);
                     let converged =
                         Converged { transitions: vec![Transition::TakeOver], ..Converged::default() };
-                    return Ok(self.report(converged, run, now));
+                    return Ok(self.conclude(converged, run, now).await);
                 }
                 Err(StoreError::Conflict) => conflicts.count()?,
                 Err(e) => return Err(RotateError::Store(e)),

@@ -15,6 +15,9 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
     ) -> Result<RotationReport, RotateError> {
         // Already withdrawn (revoking again is harmless): only the follow-up is left.
         let mut done = self.withdraw_key(kid, now, &mut run).await?.unwrap_or_default();
+        // Then tell the outside at once, before the follow-up: the CDN, and the event bus.
+        self.settle_edge(now, &mut run).await;
+        self.publish_events(&mut run).await;
         match self.converge(&Mode::Reconcile, now, &mut run).await {
             Ok(follow_up) => {
                 done.transitions.extend(follow_up.transitions);
@@ -32,13 +35,13 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
                     // write) by a region that is not, or cannot prove it is, the home.
                     self.disable_revoked(kid, &mut run).await;
                     self.finish(&mut run).await;
-                    return Ok(self.report(done, run, now));
+                    return Ok(self.conclude(done, run, now).await);
                 }
             }
         }
         self.finish(&mut run).await;
         self.housekeeping(now, &mut run).await;
-        Ok(self.report(done, run, now))
+        Ok(self.conclude(done, run, now).await)
     }
 
     /// Disable the revoked key `kid` in every region (it waits in the retirement queue, which
@@ -66,7 +69,10 @@ impl<K: RotateKms, S: KeyringStore> Rotator<K, S> {
             run.latest = Some((ring.clone(), version.clone()));
             // No remote read first: a revocation never waits for another region.
             self.check_home(&ring)?;
-            let Some(withdrawn) = withdraw(&ring, kid, now)? else { return Ok(None) };
+            let Some(mut withdrawn) = withdraw(&ring, kid, now)? else { return Ok(None) };
+            // The CDN invalidation is owed from this very write: a crash after it still
+            // leaves the debt recorded for the next run.
+            withdrawn.edge_invalidations.extend(self.owed_invalidation(kid, now));
             withdrawn.validate()?;
             match self.store.compare_and_swap(version.as_deref(), &withdrawn.to_json()).await {
                 Ok(new_version) => {
