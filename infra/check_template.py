@@ -322,6 +322,12 @@ check("HasKeyPolicyAdmins is 'KeyPolicyAdminArns is not empty'",
       template["Conditions"].get("HasKeyPolicyAdmins")
       == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", {"Ref": "KeyPolicyAdminArns"}]}, ""]}]})
 check("KEY_DISCOVERY is the tagging API", env.get("KEY_DISCOVERY") == "tagging-api")
+globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+check("rotate and jwks read the same JWKS_STALE_IF_ERROR and ROTATION_PERIOD (pre-publication and max-age agree)",
+      globals_env.get("JWKS_STALE_IF_ERROR") == {"Ref": "JwksStaleIfErrorSeconds"}
+      and globals_env.get("ROTATION_PERIOD") == {"Fn::Sub": "${RotationPeriodDays}d"}
+      and all("JWKS_STALE_IF_ERROR" not in resources[f]["Properties"].get("Environment", {}).get("Variables", {})
+              for f in ("RotateFunction", "JwksFunction")))
 check("rotate runs one at a time", rotate_fn.get("ReservedConcurrentExecutions") == 1)
 check("rotate has a dead-letter queue", rotate_fn.get("DeadLetterQueue", {}).get("TargetArn") == getatt("RotateDeadLetterQueue"))
 

@@ -60,10 +60,16 @@ fn kid_list(ring: &Keyring) -> String {
 pub fn revoke_impact(was: KeyState, config: &RotateConfig) -> Vec<String> {
     let cache = config.keyring_cache_ttl.as_secs() as i64;
     let max_age = config.jwks_max_age.as_secs() as i64;
+    let swr = kms_jwt::jwks::STALE_WHILE_REVALIDATE.as_secs() as i64;
+    let stale_if_error = config.jwks_stale_if_error.as_secs() as i64;
     let ttl = config.max_token_ttl.as_secs() as i64;
     let mut notes = vec![
         format!("the key leaves the keyring in the run's first write, before any KMS call; jwks stops serving it within {} (KEYRING_CACHE_TTL)", duration(cache)),
-        format!("verifiers that honour Cache-Control drop it within {} (JWKS_MAX_AGE + KEYRING_CACHE_TTL)", duration(max_age + cache)),
+        format!(
+            "verifiers that honour Cache-Control drop it within {} (KEYRING_CACHE_TTL + JWKS_MAX_AGE + stale-while-revalidate), {} while the jwks origin fails (stale-if-error: JWKS_STALE_IF_ERROR)",
+            duration(cache + max_age + swr),
+            duration(cache + max_age + swr.max(stale_if_error))
+        ),
     ];
     for v in Verifier::ALL {
         notes.push(format!("{} keeps accepting it {}", v.name(), v.keeps_removed_key()));
@@ -302,7 +308,12 @@ mod tests {
         assert!(text.contains("API Gateway HTTP API JWT authorizer keeps accepting it up to 2 h"), "{text}");
         assert!(text.contains("aws-jwt-verify keeps accepting it until the process restarts"), "{text}");
         assert!(text.contains("up to 1 h (MAX_TOKEN_TTL)"), "{text}");
-        assert!(text.contains("within 6 m (JWKS_MAX_AGE + KEYRING_CACHE_TTL)"), "{text}");
+        assert!(
+            text.contains(
+                "within 7 m (KEYRING_CACHE_TTL + JWKS_MAX_AGE + stale-while-revalidate), 21 m while"
+            ),
+            "{text}"
+        );
         assert!(text.contains("it is the current key"), "{text}");
         assert!(text.contains(&format!("unpublishes {current}")), "{text}");
     }
