@@ -555,3 +555,98 @@ async fn every_sample_event_answers_as_documented() {
     assert_eq!(samples, exercised, "every sample in events/ is exercised");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// The policy for [`the_minting_policy_from_ssm_governs_the_http_sign_function_under_watch`]:
+/// the sample events' caller (`issuer-service`) may mint for users with `act`, or for itself.
+const SSM_POLICY: &str = r#"{"version": 1, "rules": [
+  {"id": "issuer-service-for-users", "callers": ["arn:aws:iam::123456789012:role/issuer-service"],
+   "audiences": ["https://api.example.com"], "subject": {"pattern": "user-*"},
+   "claims": {"scope": {"space_delimited": ["orders:read"]}}, "max_ttl_seconds": 900, "act": true},
+  {"id": "issuer-service-self", "callers": ["arn:aws:iam::123456789012:role/issuer-service"],
+   "audiences": ["https://api.example.com"], "subject": "caller", "max_ttl_seconds": 900}
+]}"#;
+
+async fn put_parameter(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn sample(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(workspace_root().join("events").join(name)).unwrap())
+        .unwrap()
+}
+
+/// As deployed: the HTTP sign function (`SIGN_TRANSPORT=api-gateway`) reads its minting policy
+/// from SSM Parameter Store (`MINTING_POLICY_PARAMETER`, LocalStack), under `cargo lambda
+/// watch`. The workload's `POST /token` and the backend's delegated `POST /sign` (with `act`)
+/// verify in `aws-jwt-verify` and `jose`; a mint outside the policy is refused (403
+/// `NotAllowed`); a new policy version is in force after the cache TTL.
+#[tokio::test]
+async fn the_minting_policy_from_ssm_governs_the_http_sign_function_under_watch() {
+    let secret_id = format!("kms-jwt-e2e/ssm-policy/{}", uuid::Uuid::new_v4());
+    let parameter = format!("/kms-jwt-e2e/{}/minting-policy", uuid::Uuid::new_v4());
+    let issuer = "https://issuer.ssm-policy.test".to_owned();
+    let ssm = aws_sdk_ssm::Client::new(&kms_jwt_tests::localstack::sdk(None).await);
+    put_parameter(&ssm, &parameter, SSM_POLICY).await;
+    let watch = Watch::start(
+        &localstack_endpoint(),
+        &[
+            ("KEYRING_SECRET_ID", secret_id),
+            ("ISSUER", issuer.clone()),
+            ("SIGNING_ALG", "RS256".into()),
+            // Blank: .cargo/config.toml's allow-all MINTING_POLICY must not apply.
+            ("MINTING_POLICY", String::new()),
+            ("MINTING_POLICY_PARAMETER", parameter.clone()),
+            ("SIGN_TRANSPORT", "api-gateway".into()),
+            ("KEYRING_CACHE_TTL", "1".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    )
+    .await;
+    let boot = watch.invoke("rotate", sample("rotate-scheduled.json")).await;
+    assert_eq!(boot["transitions"], json!(["bootstrap"]), "{boot}");
+    let jwks_url = watch.url("/.well-known/jwks.json");
+
+    let exchanged = watch.invoke("sign", sample("token-http-api.json")).await;
+    assert_eq!(exchanged["statusCode"], 200, "{exchanged}");
+    let body: Value = serde_json::from_str(exchanged["body"].as_str().unwrap()).unwrap();
+    let own = body["WebIdentityToken"].as_str().unwrap().to_owned();
+    let delegated = watch.invoke("sign", sample("sign-http-api.json")).await;
+    assert_eq!(delegated["statusCode"], 200, "{delegated}");
+    let body: Value = serde_json::from_str(delegated["body"].as_str().unwrap()).unwrap();
+    let for_user = body["token"].as_str().unwrap().to_owned();
+    // The first fetch starts the jwks function (`cargo run`), longer than a verifier waits.
+    assert_eq!(reqwest::get(&jwks_url).await.unwrap().status(), 200);
+    for verifier in NodeVerifier::ALL {
+        let claims = verify_with(verifier, &own, &jwks_url, &issuer, Some("RS256")).await.unwrap();
+        assert_eq!(claims["sub"], "arn:aws:iam::123456789012:role/issuer-service", "{verifier}");
+        assert!(claims.get("act").is_none(), "{verifier}");
+        let claims = verify_with(verifier, &for_user, &jwks_url, &issuer, Some("RS256")).await.unwrap();
+        assert_eq!(claims["sub"], "user-123", "{verifier}");
+        assert_eq!(
+            claims["act"],
+            json!({"sub": "arn:aws:iam::123456789012:role/issuer-service"}),
+            "{verifier}"
+        );
+    }
+
+    let mut outside = sample("token-http-api.json");
+    outside["body"] = json!(r#"{"Audience": ["https://payments.example.com"]}"#);
+    let refused = watch.invoke("sign", outside).await;
+    assert_eq!(refused["statusCode"], 403, "{refused}");
+    assert!(refused["body"].as_str().unwrap().contains("NotAllowed"), "{refused}");
+
+    // The operator removes the workload's own rule: refused once the TTL has passed.
+    let narrowed: Value = serde_json::from_str(SSM_POLICY).unwrap();
+    let narrowed = json!({"version": 1, "rules": [narrowed["rules"][0]]});
+    put_parameter(&ssm, &parameter, &narrowed.to_string()).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = watch.invoke("sign", sample("token-http-api.json")).await;
+    assert_eq!(after["statusCode"], 403, "{after}");
+}
