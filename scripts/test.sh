@@ -36,7 +36,7 @@ log "building the function binaries (the end-to-end tests run them under cargo l
 cargo build -p kms-jwt-rotate -p kms-jwt-sign -p kms-jwt-jwks -p kms-jwt-cli
 
 log "cargo test (unit, simulation, LocalStack integration, end-to-end)"
-cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-4}"
+RUST_BACKTRACE=0 cargo test --workspace --lib --bins --tests --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
 
 log "the LocalStack bench, once with tiny counts (it measures nothing here; this keeps it working)"
 cargo run -q -p kms-jwt-tests --bin kms-jwt-bench -- --rounds 1 --tokens 4 --batches 1 \

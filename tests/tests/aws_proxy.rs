@@ -225,8 +225,18 @@ async fn a_hanging_call_is_cut_by_the_sdk_operation_timeout() {
     }
     assert_eq!(proxy.connections_open(), 0);
 
-    // The rule expired; the same client works again.
-    kms.list_keys().limit(1).send().await.unwrap();
+    // The rule expired; the same client works again. Its 1 s budget is tight for a loaded
+    // LocalStack, so a slow answer may time out too: what matters is that one gets through.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match kms.list_keys().limit(1).send().await {
+            Ok(_) => break,
+            Err(SdkError::TimeoutError(_)) if attempts < 5 => continue,
+            Err(other) => panic!("the client did not recover after {attempts} attempt(s): {other:?}"),
+        }
+    }
+    assert!(proxy.forwarded("ListKeys") >= 1);
 }
 
 #[tokio::test]

@@ -314,10 +314,23 @@ async fn the_command_line_operates_a_deployment() {
     assert_eq!(malformed.code, 2);
     assert!(malformed.stderr.contains("malformed token"), "{}", malformed.stderr);
 
-    // doctor on the healthy deployment: warnings only (plain http on loopback, no CloudWatch).
+    // Without the template's alarms, doctor fails the deployment and names them.
+    let doctor = cli.run(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains(&format!("no alarm on kms-jwt CurrentKeyAgeSeconds (Keyring={secret_id})")),
+        "{}",
+        doctor.stdout
+    );
+    assert!(doctor.stdout.contains("fix: deploy infra/template.yaml's alarms"), "{}", doctor.stdout);
+
+    // With them (as infra/template.yaml declares them), the healthy deployment has warnings
+    // only: plain http on loopback, functions' settings not compared.
+    put_template_alarms(&secret_id, "rotate").await;
     let doctor = cli.run(&["doctor"]);
     assert_eq!(doctor.code, 0, "{}", doctor.stdout);
     assert!(doctor.stdout.contains("the served JWKS is the keyring's"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("stalled rotation: kms-jwt-stalled-rotation"), "{}", doctor.stdout);
 
     // Drift: someone replaced the current key's policy; someone disabled the next key.
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
@@ -346,4 +359,33 @@ async fn the_command_line_operates_a_deployment() {
     let status = cli.run(&["status"]);
     assert_eq!(status.code, 1);
     assert!(status.stdout.contains(&format!("next key {new_next} is Disabled in KMS")), "{}", status.stdout);
+}
+
+/// The three alarms infra/template.yaml declares (StalledRotationAlarm, RetirementBacklogAlarm,
+/// RotateErrorsAlarm), on the metrics and dimensions doctor looks for.
+async fn put_template_alarms(keyring: &str, rotate_function: &str) {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+    let alarms = [
+        ("kms-jwt-stalled-rotation", "kms-jwt", "CurrentKeyAgeSeconds", ("Keyring", keyring), 2_599_200.0),
+        ("kms-jwt-retirement-backlog", "kms-jwt", "RetiringKeys", ("Keyring", keyring), 0.0),
+        ("kms-jwt-rotate-errors", "AWS/Lambda", "Errors", ("FunctionName", rotate_function), 0.0),
+    ];
+    for (name, namespace, metric, (dimension, value), threshold) in alarms {
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(format!("{name}-{}", uuid::Uuid::new_v4()))
+            .namespace(namespace)
+            .metric_name(metric)
+            .dimensions(Dimension::builder().name(dimension).value(value).build())
+            .statistic(Statistic::Maximum)
+            .period(3_600)
+            .evaluation_periods(1)
+            .threshold(threshold)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .send()
+            .await
+            .unwrap();
+    }
 }
